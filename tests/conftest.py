@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny synthetic datasets, and the real MovieLens folder when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from libcryptorec.data import Ratings, synthetic
+
+SHARED_DATA = Path(
+    os.environ.get("CRYPTOREC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Ratings:
+    """60 users x 40 items, rank-3 ratings on 1..5."""
+    return synthetic(n_users=60, n_items=40, rank=3, density=0.35, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small() -> Ratings:
+    """300 users x 120 items, enough for training to beat the biases."""
+    return synthetic(n_users=300, n_items=120, rank=4, density=0.25, seed=2)
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    """The shared MovieLens folder; tests that need it skip when it is absent."""
+    if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
+        pytest.skip(f"MovieLens data not found under {SHARED_DATA} (set CRYPTOREC_DATA)")
+    return SHARED_DATA
