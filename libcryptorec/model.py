@@ -1,0 +1,228 @@
+"""The CryptoRec model (paper Eq. 6-8) and its two prediction modes, in plaintext.
+
+    r_hat_ui = rbar_u + (rbar_i - mu) + x_u A q_i^T,   x_u = (r_u - rbar_u) * phi_u
+
+A and Q are (m, d) item matrices learned on the server's own users. A new user needs no
+retraining: fast mode evaluates the formula on the user's ratings; accurate mode first takes K
+gradient steps of Eq. 7 on that user's own ratings. These are the plaintext references that the
+encrypted protocols must reproduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from libcryptorec.sparse_ops import center_rows, row_means, sampled_product
+
+Matrix = npt.NDArray[np.float32]
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """Accurate-mode settings: `steps` gradient steps on a user's own loss with regulariser
+    `l2` and per-user step size eta_u = `eta` / (s_u k_u), where s_u = ||x_u||^2 and k_u is the
+    number of items the user rated.
+
+    With this step, p moves by eta * (mean gradient over the user's ratings), so one eta works
+    for users with 20 and with 2,000 ratings (a fixed step diverges on heavy raters). The client
+    knows s_u and k_u and folds them into what it encrypts; the server learns neither.
+    """
+
+    steps: int = 1
+    eta: float = 0.5
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError("steps must be >= 0")
+        if not (np.isfinite(self.eta) and self.eta >= 0):
+            raise ValueError("eta must be a finite number >= 0")
+
+
+@dataclass
+class CryptoRecModel:
+    """Parameters of a trained CryptoRec model.
+
+    Attributes:
+        A: (m, d) input item features (builds the user vector p_u = x_u A).
+        Q: (m, d) output item features.
+        item_means: (m,) rbar_i on the training users (mu for items nobody rated).
+        global_mean: mu, the mean training rating.
+        scale: (lowest, highest) allowed rating, for clamping.
+        finetune: accurate-mode settings chosen on held-out training users.
+        input_power: alpha in x_u = (r_u - rbar_u) * phi_u / |R_u|^alpha. The paper's Eq. 6 is
+            alpha = 0; alpha = 0.5 (as in SVD++) stops light raters' interaction terms from
+            vanishing. The client applies it before encrypting, so it costs nothing in HE.
+        meta: provenance (dataset, training settings, validation scores); JSON-serialisable.
+    """
+
+    A: Matrix
+    Q: Matrix
+    item_means: Vector
+    global_mean: float
+    scale: tuple[float, float] = (1.0, 5.0)
+    finetune: FineTuning = field(default_factory=FineTuning)
+    input_power: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.A.ndim != 2 or self.A.shape != self.Q.shape:
+            raise ValueError(f"A and Q must both be (m, d); got {self.A.shape} and {self.Q.shape}")
+        if self.item_means.shape != (self.A.shape[0],):
+            raise ValueError("item_means must have one entry per item")
+
+    @property
+    def n_items(self) -> int:
+        return int(self.A.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.A.shape[1])
+
+    @property
+    def item_bias(self) -> Vector:
+        """(m,) b_i = rbar_i - mu."""
+        return (self.item_means - np.float32(self.global_mean)).astype(np.float32)
+
+    def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, Vector]:
+        """Centre the (n, m) rating matrix of n users: returns (X, rbar) with
+        X = (R - rbar) * phi / |R_u|^input_power as CSR (n, m) and rbar of shape (n,).
+        A user with no ratings gets rbar = mu."""
+        self._check_width(R)
+        means = row_means(R, default=self.global_mean)
+        X = center_rows(R, means)
+        if self.input_power:
+            counts = np.maximum(np.diff(R.indptr), 1).astype(np.float32)
+            X.data *= np.repeat(counts ** np.float32(-self.input_power), np.diff(R.indptr))
+        return X, means
+
+    def user_vectors(self, R: sp.csr_matrix) -> tuple[Matrix, Vector]:
+        """p = x A for each of the n rows of R: returns (P of shape (n, d), rbar of shape (n,))."""
+        X, means = self.user_inputs(R)
+        return np.asarray(X @ self.A, dtype=np.float32), means
+
+    def predict(self, R: sp.csr_matrix) -> Matrix:
+        """Fast mode: (n, m) unclamped predictions for the n users whose ratings are R's rows."""
+        P, means = self.user_vectors(R)
+        return means[:, None] + self.item_bias[None, :] + P @ self.Q.T
+
+    def predict_at(self, R: sp.csr_matrix, targets: sp.csr_matrix) -> Vector:
+        """Fast mode at the stored positions of `targets` (n, m), in CSR order; shape (nnz,)."""
+        P, means = self.user_vectors(R)
+        rows = np.repeat(np.arange(targets.shape[0]), np.diff(targets.indptr))
+        interaction = sampled_product(P, self.Q, targets)
+        return np.asarray(
+            means[rows] + self.item_bias[targets.indices] + interaction, dtype=np.float32
+        )
+
+    def accurate_user_vectors(
+        self, R: sp.csr_matrix, tuning: FineTuning | None = None
+    ) -> tuple[Matrix, Vector]:
+        """Accurate mode for the n rows of R, in the rank-one form (ARCHITECTURE.md section 4).
+
+        K gradient steps on user u's loss ||(r_hat_u - r_u) * phi_u||^2 + l2 (||A||^2 + ||Q||^2)
+        change A only through p_u = x_u A, and change Q only in the rows of items u rated (the
+        others just shrink by c = 1 - eta_u*l2 per step), so neither updated matrix is built.
+        Returns (P' of shape (n, d), rbar of shape (n,)) with P' = c^K p_K: for every item u did
+        not rate, the fine-tuned prediction is rbar_u + b_i + P'_u q_i^T.
+        """
+        P, means, _ = self._finetune_all(R, tuning or self.finetune, keep_rated=False)
+        return P, means
+
+    def predict_accurate(self, R: sp.csr_matrix, tuning: FineTuning | None = None) -> Matrix:
+        """Accurate mode: (n, m) unclamped predictions after fine-tuning on each row of R,
+        including the rated items (whose rows of Q moved)."""
+        P, means, rated = self._finetune_all(R, tuning or self.finetune, keep_rated=True)
+        out = means[:, None] + self.item_bias[None, :] + P @ self.Q.T
+        for u, values in enumerate(rated):
+            lo, hi = R.indptr[u], R.indptr[u + 1]
+            out[u, R.indices[lo:hi]] = means[u] + self.item_bias[R.indices[lo:hi]] + values
+        return out.astype(np.float32)
+
+    def predict_accurate_at(
+        self, R: sp.csr_matrix, targets: sp.csr_matrix, tuning: FineTuning | None = None
+    ) -> Vector:
+        """Accurate mode at the stored positions of `targets` (items the users did not rate, as
+        in the protocol's test set), in CSR order; shape (nnz,)."""
+        P, means = self.accurate_user_vectors(R, tuning)
+        rows = np.repeat(np.arange(targets.shape[0]), np.diff(targets.indptr))
+        interaction = sampled_product(P, self.Q, targets)
+        return np.asarray(
+            means[rows] + self.item_bias[targets.indices] + interaction, dtype=np.float32
+        )
+
+    def _finetune_all(
+        self, R: sp.csr_matrix, tuning: FineTuning, *, keep_rated: bool
+    ) -> tuple[Matrix, Vector, list[Vector]]:
+        """Fine-tune every row of R; returns (P' (n, d), rbar (n,), per-user interaction terms
+        Q'_rated p_K of the rated items, in CSR order, when `keep_rated`)."""
+        X, means = self.user_inputs(R)
+        P = np.asarray(X @ self.A, dtype=np.float32)
+        bias = self.item_bias
+        rated: list[Vector] = []
+        for u in range(R.shape[0]):
+            lo, hi = R.indptr[u], R.indptr[u + 1]
+            if lo == hi:
+                rated.append(np.zeros(0, dtype=np.float32))
+                continue
+            items = R.indices[lo:hi]
+            p, Q_rated, c_k = _finetune_one(
+                p=P[u],
+                x=X.data[lo:hi],
+                r=R.data[lo:hi],
+                offset=means[u] + bias[items],
+                Q_rated=self.Q[items],
+                tuning=tuning,
+            )
+            P[u] = c_k * p
+            if keep_rated:
+                rated.append((Q_rated @ p).astype(np.float32))
+        return P, means, rated
+
+    def clamp(self, predictions: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
+        """Clip predictions to the rating scale."""
+        return np.asarray(np.clip(predictions, self.scale[0], self.scale[1]))
+
+    def _check_width(self, R: sp.csr_matrix) -> None:
+        if R.shape[1] != self.n_items:
+            raise ValueError(f"rating matrix has {R.shape[1]} items; the model has {self.n_items}")
+
+
+def _finetune_one(
+    *,
+    p: Vector,
+    x: Vector,
+    r: Vector,
+    offset: Vector,
+    Q_rated: Matrix,
+    tuning: FineTuning,
+) -> tuple[Vector, Matrix, float]:
+    """K fine-tuning steps for one user who rated k items.
+
+    p (d,) = x A; x, r, offset (k,) are the centred ratings, ratings and rbar_u + b_i of the rated
+    items; Q_rated (k, d) their rows of Q. Returns (p_K, Q_rated after K steps, c^K), where c^K
+    is how much every unrated row of Q shrank.
+    """
+    s = float(x @ x)
+    eta = tuning.eta / (max(s, 1e-12) * len(x))
+    c = 1.0 - eta * tuning.l2
+    p64 = p.astype(np.float64)
+    Qr = Q_rated.astype(np.float64)
+    for _ in range(tuning.steps):
+        e = offset + Qr @ p64 - r
+        g = e @ Qr
+        Qr = c * Qr - eta * np.outer(e, p64)
+        p64 = c * p64 - eta * s * g
+    return p64.astype(np.float32), Qr.astype(np.float32), c**tuning.steps
+
+
+def rmse(predictions: npt.ArrayLike, truth: npt.ArrayLike) -> float:
+    """Root mean squared error between two equal-length vectors."""
+    diff = np.asarray(predictions, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff * diff)))

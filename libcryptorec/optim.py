@@ -1,0 +1,58 @@
+"""First-order optimisers over lists of numpy arrays, updated in place."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
+
+
+class Optimizer(Protocol):
+    """Applies one update to the parameters it was built with, given their gradients."""
+
+    def step(self, grads: list[Array]) -> None: ...
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) with the usual betas (0.9, 0.999)."""
+
+    def __init__(self, params: list[Array], lr: float) -> None:
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, grads: list[Array]) -> None:
+        """p -= lr * m_hat / (sqrt(v_hat) + eps) for each parameter p."""
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        scale = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= (scale * m / (np.sqrt(v) + eps)).astype(p.dtype)
+
+
+class SGD:
+    """Plain gradient descent, as in the paper's Algorithm 1."""
+
+    def __init__(self, params: list[Array], lr: float) -> None:
+        self.params, self.lr = params, lr
+
+    def step(self, grads: list[Array]) -> None:
+        """p -= lr * g for each parameter p."""
+        for p, g in zip(self.params, grads, strict=True):
+            p -= (self.lr * g).astype(p.dtype)
+
+
+def make_optimizer(name: str, params: list[Array], lr: float) -> Optimizer:
+    """Build the optimiser called `name` ("adam" or "sgd")."""
+    if name == "adam":
+        return Adam(params, lr)
+    if name == "sgd":
+        return SGD(params, lr)
+    raise ValueError(f"unknown optimizer {name!r}; choose adam or sgd")
