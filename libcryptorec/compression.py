@@ -1,0 +1,166 @@
+"""Sparse-quantization-reuse compression (paper 3.2, after Han et al.'s Deep Compression).
+
+1. Prune: weights with |w| < threshold become exactly zero.
+2. Quantise: 1-D k-means over each matrix's surviving weights (512 shared values by default),
+   initialised linearly over [min, max] as Han et al. do. Linear initialisation keeps centroids
+   for the rare large weights, which matter most for accuracy, and lets the dense middle of the
+   distribution share few values; that is what makes rows reuse values.
+3. Reuse: an encrypted input multiplied by a row needs one multiplication per distinct value in
+   that row. The reuse ratio 1 - sum_i shared_i / sum_i all_i (Table 2) measures the saving.
+
+A quantised matrix is stored as a codebook (index 0 is the pruned value 0.0) and uint16 indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from libcryptorec.model import CryptoRecModel, Matrix
+
+Indices = npt.NDArray[np.uint16]
+
+
+@dataclass(frozen=True)
+class QuantizedMatrix:
+    """A matrix whose entries are codebook[indices]; codebook[0] == 0.0 marks pruned entries.
+
+    Attributes:
+        codebook: (k + 1,) float32 shared values, ascending after index 0.
+        indices: (rows, cols) uint16 index of each entry into `codebook`.
+    """
+
+    codebook: npt.NDArray[np.float32]
+    indices: Indices
+
+    def __post_init__(self) -> None:
+        if self.codebook.ndim != 1 or self.codebook[0] != 0.0:
+            raise ValueError("codebook must be 1-D with the pruned value 0.0 at index 0")
+        if self.indices.size and int(self.indices.max()) >= len(self.codebook):
+            raise ValueError("index beyond the codebook")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.indices.shape[0]), int(self.indices.shape[1]))
+
+    def dense(self) -> Matrix:
+        """The (rows, cols) float32 matrix this encodes."""
+        return self.codebook[self.indices]
+
+
+@dataclass(frozen=True)
+class CompressionStats:
+    """Table 2 quantities for one compression, plus reuse in both orientations.
+
+    `reuse_ratio` is the paper's: over the rows of the feature matrices A and Q (m rows of d).
+    `reuse_ratio_products` counts rows as the encrypted products use them: rows of A (input j
+    multiplies row j) and rows of Q^T (p_k multiplies column k of Q).
+    """
+
+    threshold: float
+    clusters: int
+    pruning_ratio: float
+    reuse_ratio: float
+    reuse_ratio_a: float
+    reuse_ratio_q: float
+    reuse_ratio_products: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CompressedModel:
+    """A model whose A and Q are quantised; `model` holds their dense values for prediction."""
+
+    model: CryptoRecModel
+    A: QuantizedMatrix
+    Q: QuantizedMatrix
+    stats: CompressionStats
+
+
+def kmeans_1d(
+    values: npt.NDArray[np.float32], k: int, iterations: int = 30
+) -> npt.NDArray[np.float32]:
+    """Lloyd's k-means on scalars with linear initialisation over [min, max].
+
+    Returns up to k ascending centroids (clusters that end up empty are dropped). Assignment uses
+    the midpoints between sorted centroids, so each iteration is one sort-free searchsorted.
+    """
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.float32)
+    v = values.astype(np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        return np.array([lo], dtype=np.float32)
+    centroids = np.linspace(lo, hi, k)
+    for _ in range(iterations):
+        label = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, v)
+        counts = np.bincount(label, minlength=len(centroids))
+        sums = np.bincount(label, weights=v, minlength=len(centroids))
+        moved = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(moved, centroids, rtol=0, atol=1e-9):
+            break
+        centroids = moved
+    label = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, v)
+    used = np.bincount(label, minlength=len(centroids)) > 0
+    return np.sort(centroids[used]).astype(np.float32)
+
+
+def quantize(W: Matrix, threshold: float, clusters: int = 512) -> QuantizedMatrix:
+    """Prune |w| < threshold to zero and k-means the rest of the (rows, cols) matrix W into at
+    most `clusters` shared values."""
+    if not 1 <= clusters <= 65534:
+        raise ValueError("clusters must be in [1, 65534] (indices are uint16, 0 is reserved)")
+    keep = np.abs(W) >= threshold
+    centroids = kmeans_1d(W[keep], clusters)
+    indices = np.zeros(W.shape, dtype=np.uint16)
+    if len(centroids):
+        mids = (centroids[1:] + centroids[:-1]) / 2
+        indices[keep] = (np.searchsorted(mids, W[keep]) + 1).astype(np.uint16)
+    return QuantizedMatrix(codebook=np.r_[np.float32(0.0), centroids], indices=indices)
+
+
+def row_reuse(indices: npt.NDArray[np.integer[Any]]) -> tuple[int, int]:
+    """(sum over rows of distinct non-zero values, sum over rows of non-zero entries) of an
+    index matrix whose 0 means pruned; the reuse ratio is 1 - first / second."""
+    s = np.sort(indices, axis=1)
+    new_value = np.ones(s.shape, dtype=bool)
+    new_value[:, 1:] = s[:, 1:] != s[:, :-1]
+    nonzero = s != 0
+    return int((new_value & nonzero).sum()), int(nonzero.sum())
+
+
+def _ratio(parts: list[tuple[int, int]]) -> float:
+    shared = sum(p[0] for p in parts)
+    total = sum(p[1] for p in parts)
+    return 1.0 - shared / total if total else 0.0
+
+
+def compress(
+    model: CryptoRecModel, threshold: float = 5e-4, clusters: int = 512
+) -> CompressedModel:
+    """Prune and quantise A and Q of `model` (paper: threshold 5e-4, 512 clusters per matrix)."""
+    qa = quantize(model.A, threshold, clusters)
+    qq = quantize(model.Q, threshold, clusters)
+    pruned = int((qa.indices == 0).sum() + (qq.indices == 0).sum())
+    a_rows, q_rows, qt_rows = row_reuse(qa.indices), row_reuse(qq.indices), row_reuse(qq.indices.T)
+    stats = CompressionStats(
+        threshold=threshold,
+        clusters=clusters,
+        pruning_ratio=pruned / (qa.indices.size + qq.indices.size),
+        reuse_ratio=_ratio([a_rows, q_rows]),
+        reuse_ratio_a=_ratio([a_rows]),
+        reuse_ratio_q=_ratio([q_rows]),
+        reuse_ratio_products=_ratio([a_rows, qt_rows]),
+    )
+    dense = replace(
+        model,
+        A=qa.dense(),
+        Q=qq.dense(),
+        meta={**model.meta, "compression": stats.to_dict()},
+    )
+    return CompressedModel(model=dense, A=qa, Q=qq, stats=stats)
