@@ -1,0 +1,271 @@
+"""CKKS (SEAL via Pyfhel) for CryptoRec's fast mode: client keys and encryption, server kernel.
+
+The client packs x in slots (blocks of n/2 when there are more items than slots). The server
+runs the two diagonal products of `layout.DiagonalPlan` with no rescaling (see
+`params.CKKS_FAST_8192`), adds the item biases and re-randomises each reply block with a fresh
+encryption of zero. Each reply block is one single-limb ciphertext carrying n/2 predictions.
+
+Circuit privacy: re-randomising hides which ciphertext the reply came from but not the noise
+of the computation. Full noise flooding needs about 40 more bits of modulus than fast mode
+uses; a deployment that must hide the model beyond its outputs should use the Paillier
+backend, whose re-randomised replies reveal only the result.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from Pyfhel import PyCtxt, Pyfhel, PyPtxt
+
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.params import CkksParams
+
+SCHEME = "ckks"
+# Serialized SEAL objects carry a 16-byte header plus 8 bytes per coefficient and limb.
+_HEADER_SLACK = 4096
+
+
+def _context(params: CkksParams) -> Pyfhel:
+    """A Pyfhel holding only the SEAL context for `params` (checked, never from a client)."""
+    params.check()
+    he = Pyfhel()
+    with warnings.catch_warnings():
+        # Pyfhel warns that these primes "do not support rescaling": fast mode never rescales.
+        warnings.simplefilter("ignore", UserWarning)
+        he.contextGen(
+            scheme=SCHEME, n=params.n, scale=2.0**params.input_bits, qi_sizes=list(params.primes)
+        )
+    return he
+
+
+def ciphertext_bytes(params: CkksParams, limbs: int) -> int:
+    """Upper bound on a serialized 2-polynomial ciphertext with `limbs` RNS limbs."""
+    return 2 * limbs * params.n * 8 + _HEADER_SLACK
+
+
+@dataclass(frozen=True)
+class PublicMaterial:
+    """What a client registers: public key and the Galois keys for the plan's rotations."""
+
+    scheme: str
+    params: str
+    public_key: bytes
+    rotation_keys: bytes
+    rotation_steps: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.public_key) + len(self.rotation_keys)
+
+
+class CkksClient:
+    """Holds the secret key; encrypts rating vectors and decrypts predictions."""
+
+    def __init__(self, params: CkksParams, plan: DiagonalPlan) -> None:
+        if plan.slots != params.slots:
+            raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
+        self.params, self.plan = params, plan
+        self._he = _context(params)
+        self._he.keyGen()
+        self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+
+    def public_material(self) -> PublicMaterial:
+        """Serialized public and Galois keys; never the secret key."""
+        return PublicMaterial(
+            scheme=SCHEME,
+            params=self.params.name,
+            public_key=self._he.to_bytes_public_key(compr_mode="none"),
+            rotation_keys=self._he.to_bytes_rotate_key(compr_mode="none"),
+            rotation_steps=self.plan.rotation_steps,
+        )
+
+    def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
+        """Encrypt the (m,) input vector as `plan.blocks` serialized ciphertexts."""
+        blocks = self.plan.pad_items(np.asarray(x, dtype=np.float64))
+        if blocks.ndim != 2:
+            raise ValueError("x must be a vector of one value per item")
+        scale = 2.0**self.params.input_bits
+        return [
+            self._he.encryptFrac(np.ascontiguousarray(b), scale=scale).to_bytes(compr_mode="none")
+            for b in blocks
+        ]
+
+    def decrypt(self, blobs: list[bytes]) -> npt.NDArray[np.float64]:
+        """Decrypt reply blocks into the (m,) prediction vector."""
+        if len(blobs) != self.plan.blocks:
+            raise InvalidCiphertextError(
+                f"expected {self.plan.blocks} reply blocks, got {len(blobs)}"
+            )
+        values = [
+            self._he.decryptFrac(load_ciphertext(self._he, self.params, blob, limbs=1))
+            for blob in blobs
+        ]
+        return np.concatenate(values)[: self.plan.items]
+
+
+def load_ciphertext(he: Pyfhel, params: CkksParams, blob: bytes, limbs: int) -> PyCtxt:
+    """Deserialize and validate one ciphertext of `limbs` data limbs (size-capped first)."""
+    if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(params, limbs):
+        raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
+    ct = PyCtxt(pyfhel=he)
+    try:
+        ct.from_bytes(bytes(blob), SCHEME)
+    except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
+        raise InvalidCiphertextError(f"not a {params.name} ciphertext ({exc})") from exc
+    if ct.size() != 2:
+        raise InvalidCiphertextError("ciphertext must have exactly two polynomials")
+    return ct
+
+
+class CkksEvaluator:
+    """Server side for one client: validated public material and the fast-mode circuit."""
+
+    def __init__(self, params: CkksParams, material: PublicMaterial) -> None:
+        if material.scheme != SCHEME or material.params != params.name:
+            raise InvalidKeyError(
+                f"keys are for {material.scheme}/{material.params}, not {SCHEME}/{params.name}"
+            )
+        # Caps from the parameter set, checked before SEAL allocates anything.
+        limbs = len(params.primes)
+        if len(material.public_key) > ciphertext_bytes(params, limbs):
+            raise InvalidKeyError("public key larger than the parameter set allows")
+        per_key = (len(params.primes) - 1) * ciphertext_bytes(params, limbs)
+        if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
+            raise InvalidKeyError("rotation keys larger than the declared steps allow")
+        self.params = params
+        self._he = _context(params)
+        try:
+            self._he.from_bytes_public_key(bytes(material.public_key))
+            self._he.from_bytes_rotate_key(bytes(material.rotation_keys))
+        except Exception as exc:
+            raise InvalidKeyError(f"keys do not load under {params.name} ({exc})") from exc
+        self.rotation_steps = material.rotation_steps
+
+    def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
+        """Validate the client's input blocks: count, size, limbs and scale."""
+        if len(blobs) != plan.blocks:
+            raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
+        cts = [load_ciphertext(self._he, self.params, b, limbs=2) for b in blobs]
+        for ct in cts:
+            if ct.mod_level != 0:
+                raise InvalidCiphertextError("input must be a fresh (top-level) ciphertext")
+            if ct.scale_bits != self.params.input_bits:
+                raise InvalidCiphertextError(
+                    f"input scale 2^{ct.scale_bits}; {self.params.name} expects "
+                    f"2^{self.params.input_bits}"
+                )
+        return cts
+
+    def fast(self, query: list[PyCtxt], model: CkksModel) -> list[bytes]:
+        """Fast mode: serialized Enc(b + (x A) Q^T) blocks for the validated `query`."""
+        missing = set(model.plan.rotation_steps) - set(self.rotation_steps)
+        if missing:
+            raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
+        he, plan = self._he, model.plan
+        rotated = [self._baby_steps(ct, plan) for ct in query]
+        p_rep = self._giant_steps(rotated, model.first, plan, rescale=True)
+        for step in plan.replication_steps:
+            he.add(p_rep, he.rotate(p_rep, step, in_new_ctxt=True))
+        rotated = self._baby_steps(p_rep, plan)
+        out = []
+        for c in range(plan.blocks):
+            z = self._giant_steps([rotated], [model.second[c]], plan, rescale=False)
+            bias = he.encodeFrac(model.bias[c], scale=z.scale)
+            he.mod_switch_to_next(bias)
+            he.add_plain(z, bias)
+            # Fresh Enc(0): replies are unlinkable to the computation's ciphertexts.
+            zero = he.encryptFrac(np.zeros(plan.slots), scale=z.scale)
+            he.mod_switch_to_next(zero)
+            he.add(z, zero)
+            out.append(z.to_bytes(compr_mode="none"))
+        return out
+
+    def _baby_steps(self, ct: PyCtxt, plan: DiagonalPlan) -> list[PyCtxt]:
+        rotated = [ct]
+        for _ in range(1, plan.baby):
+            rotated.append(self._he.rotate(rotated[-1], 1, in_new_ctxt=True))
+        return rotated
+
+    def _giant_steps(
+        self,
+        rotated: list[list[PyCtxt]],
+        diagonals: list[list[list[PyPtxt]]],
+        plan: DiagonalPlan,
+        *,
+        rescale: bool,
+    ) -> PyCtxt:
+        """Horner over giant steps of sum_c sum_b u'_{c,g,b} * rotated[c][b]; with `rescale`,
+        each partial sum drops a limb before it is rotated."""
+        he = self._he
+        acc: PyCtxt | None = None
+        for g in reversed(range(plan.giant)):
+            inner: PyCtxt | None = None
+            for c, row in enumerate(rotated):
+                for b, ct in enumerate(row):
+                    term = he.multiply_plain(ct, diagonals[c][g][b], in_new_ctxt=True)
+                    if inner is None:
+                        inner = term
+                    else:
+                        he.add(inner, term)
+            assert inner is not None
+            if rescale:
+                he.rescale_to_next(inner)
+            if acc is None:
+                acc = inner
+            else:
+                he.rotate(acc, plan.baby)
+                he.add(acc, inner)
+        assert acc is not None
+        return acc
+
+
+@dataclass
+class CkksModel:
+    """A model's diagonals and biases encoded once per (model version, parameter set)."""
+
+    params: CkksParams
+    plan: DiagonalPlan
+    first: list[list[list[PyPtxt]]]
+    second: list[list[list[PyPtxt]]]
+    bias: list[npt.NDArray[np.float64]]
+
+    @classmethod
+    def encode(
+        cls,
+        params: CkksParams,
+        A: npt.NDArray[Any],
+        Q: npt.NDArray[Any],
+        item_bias: npt.NDArray[Any],
+        baby: int | None = None,
+    ) -> CkksModel:
+        """Encode A's and Q's diagonals at their scales and b at the result scale."""
+        plan = DiagonalPlan.for_model(params.slots, A.shape[0], A.shape[1], baby)
+        he = _context(params)
+
+        def encode_all(
+            diags: npt.NDArray[np.float64], bits: int, level: int
+        ) -> list[list[list[PyPtxt]]]:
+            out = []
+            for block in diags:
+                rows = []
+                for row in block:
+                    encoded = [he.encodeFrac(np.ascontiguousarray(d), scale=2.0**bits) for d in row]
+                    for _ in range(level):
+                        for pt in encoded:
+                            he.mod_switch_to_next(pt)
+                    rows.append(encoded)
+                out.append(rows)
+            return out
+
+        return cls(
+            params=params,
+            plan=plan,
+            first=encode_all(plan.first_diagonals(A), params.first_bits, level=0),
+            second=encode_all(plan.second_diagonals(Q), params.second_bits, level=1),
+            bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
+        )
