@@ -51,6 +51,21 @@ def _bench_compression(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_he(args: argparse.Namespace) -> int:
+    import json
+
+    from services.trainer.he_report import run_he
+
+    result = run_he(
+        args.dataset, args.data_dir, args.model_cache, args.queries, args.scheme, args.mode
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def _data_download(args: argparse.Namespace) -> int:
     from libcryptorec.download import download
 
@@ -97,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--clusters", type=int, nargs="+", default=[64, 128, 256, 512])
     comp.add_argument("--json", type=Path, help="write the rows here")
     comp.set_defaults(func=_bench_compression)
+
+    he = bench.add_parser("he", help="encrypted prediction: time, bytes and error per scheme")
+    he.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
+    he.add_argument("--data-dir", type=Path, default=default_data_dir())
+    he.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    he.add_argument("--queries", type=int, default=5, help="held-out users to measure (>= 3)")
+    he.add_argument("--scheme", choices=("ckks",), default="ckks")
+    he.add_argument("--mode", choices=("fast",), default="fast")
+    he.add_argument("--json", type=Path)
+    he.set_defaults(func=_bench_he)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")
