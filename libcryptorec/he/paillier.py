@@ -1,0 +1,392 @@
+"""Paillier (python-paillier keys, raw gmpy2 arithmetic) for CryptoRec's fast mode.
+
+Everything is fixed point: x_int = round(x 2^input_bits), weights w_int = round(w 2^weight_bits)
+(from the compressed model's 512-value codebooks), so the decrypted result equals the integer
+computation b_int + x_int A_int Q_int^T exactly.
+
+Server kernels (Enc is additive: Enc(a)Enc(b) = Enc(a+b), Enc(a)^k = Enc(k a)):
+* First product, per output column j (bucket / Pippenger): multiply the inputs that share a
+  weight value into one bucket, then fold the buckets from the largest value down with a running
+  product S_t, raising it only to the gap w_t - w_{t-1}: sum_t w_t B_t = sum_t (w_t - w_{t-1})
+  S_t. Gaps between 512 shared values are small, so this is mostly plain multiplications.
+  Negative weights are folded separately and inverted once per column.
+* Second product, per input p_j: walk the sorted distinct weights of column j of Q, each power
+  from the previous one by its gap (the paper's reuse, as a chain), then multiply each output's
+  power in.
+* Replies: each result is offset to non-negative, `per_reply` of them are packed into one
+  plaintext by Horner with 2^slot_bits, and each reply is re-randomised by a fresh r^n.
+The columns (first product) and inputs (second) are split across worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+import numpy as np
+import numpy.typing as npt
+from phe import paillier
+
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+
+SCHEME = "paillier"
+# NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
+MIN_KEY_BITS = 2048
+MAX_KEY_BITS = 4096
+DEFAULT_KEY_BITS = 2048
+_SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % d for d in range(3, int(p**0.5) + 1, 2))]
+Mpz = Any  # gmpy2.mpz has no type stubs
+
+
+@dataclass(frozen=True)
+class PaillierEncoding:
+    """Fixed-point settings, public: the client and server must agree on them."""
+
+    input_bits: int = 16
+    weight_bits: int = 12
+    max_abs_input: float = 8.0
+
+    @property
+    def result_bits(self) -> int:
+        return self.input_bits + 2 * self.weight_bits
+
+
+@dataclass(frozen=True)
+class PublicMaterial:
+    """A Paillier public key: the modulus n (g = n + 1). Nothing else leaves the client."""
+
+    scheme: str
+    key_bits: int
+    n: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.n)
+
+
+def _to_bytes(value: int, length: int) -> bytes:
+    return int(value).to_bytes(length, "big")
+
+
+def validate_modulus(material: PublicMaterial) -> Mpz:
+    """Check a registered modulus (size floor and cap, odd, no small factors) and return it."""
+    if material.scheme != SCHEME:
+        raise InvalidKeyError(f"keys are for {material.scheme}, not {SCHEME}")
+    if not MIN_KEY_BITS <= material.key_bits <= MAX_KEY_BITS:
+        raise InvalidKeyError(
+            f"Paillier keys must have {MIN_KEY_BITS}..{MAX_KEY_BITS} bits, not {material.key_bits}"
+        )
+    if len(material.n) != (material.key_bits + 7) // 8:
+        raise InvalidKeyError("modulus length does not match the declared key size")
+    n = gmpy2.mpz(int.from_bytes(material.n, "big"))
+    if n.bit_length() != material.key_bits or n % 2 == 0:
+        raise InvalidKeyError("modulus is not an odd number of the declared size")
+    if any(n % p == 0 for p in _SMALL_PRIMES) or gmpy2.is_square(n):
+        raise InvalidKeyError("modulus has a small factor or is a square: not an RSA modulus")
+    return n
+
+
+class PaillierClient:
+    """Holds the private key; encrypts with precomputed randomness, decrypts packed replies."""
+
+    def __init__(
+        self, key_bits: int = DEFAULT_KEY_BITS, encoding: PaillierEncoding | None = None
+    ) -> None:
+        if key_bits < MIN_KEY_BITS:
+            raise ValueError(f"Paillier keys below {MIN_KEY_BITS} bits are not offered")
+        self.encoding = encoding or PaillierEncoding()
+        public, self._private = paillier.generate_paillier_keypair(n_length=key_bits)
+        self.key_bits = key_bits
+        self.n = gmpy2.mpz(public.n)
+        self.n2 = self.n * self.n
+        self._p, self._q = gmpy2.mpz(self._private.p), gmpy2.mpz(self._private.q)
+        self._pool: list[Mpz] = []
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return 2 * ((self.key_bits + 7) // 8)
+
+    def public_material(self) -> PublicMaterial:
+        """The modulus n; never p, q or lambda."""
+        return PublicMaterial(SCHEME, self.key_bits, _to_bytes(self.n, (self.key_bits + 7) // 8))
+
+    def _random_rn(self) -> Mpz:
+        """r^n mod n^2 for a fresh random r, by CRT over p^2 and q^2 (about 4x faster)."""
+        p2, q2 = self._p * self._p, self._q * self._q
+        while True:
+            r = gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1)
+            if gmpy2.gcd(r, self.n) == 1:
+                break
+        a = gmpy2.powmod(r, self.n % (self._p * (self._p - 1)), p2)
+        b = gmpy2.powmod(r, self.n % (self._q * (self._q - 1)), q2)
+        return (a + p2 * ((b - a) * gmpy2.invert(p2, q2) % q2)) % self.n2
+
+    def precompute(self, count: int) -> None:
+        """Offline phase: prepare `count` encryption randomisers r^n (the expensive part)."""
+        self._pool.extend(self._random_rn() for _ in range(count))
+
+    def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
+        """Online phase: Enc(round(x_i 2^input_bits)) for each entry of the (m,) vector x."""
+        values = np.asarray(x, dtype=np.float64)
+        limit = self.encoding.max_abs_input
+        if values.ndim != 1 or not np.all(np.abs(values) <= limit):
+            raise ValueError(f"x must be a vector with |x_i| <= {limit}")
+        ints = np.rint(values * 2.0**self.encoding.input_bits).astype(np.int64)
+        if len(self._pool) < len(ints):
+            self.precompute(len(ints) - len(self._pool))
+        pool, self._pool = self._pool[: len(ints)], self._pool[len(ints) :]
+        n, n2, size = self.n, self.n2, self.ciphertext_bytes
+        return [
+            _to_bytes((1 + (int(v) % n) * n) * rn % n2, size)
+            for v, rn in zip(ints, pool, strict=True)
+        ]
+
+    def decrypt(self, blobs: list[bytes], layout: ReplyLayout) -> npt.NDArray[np.float64]:
+        """Decrypt packed replies into the (m,) predictions (real numbers)."""
+        if len(blobs) != layout.replies:
+            raise InvalidCiphertextError(f"expected {layout.replies} replies, got {len(blobs)}")
+        mask = (1 << layout.slot_bits) - 1
+        out: list[int] = []
+        for blob in blobs:
+            c = int.from_bytes(blob, "big")
+            if not 0 < c < self.n2:
+                raise InvalidCiphertextError("reply out of range")
+            packed = int(self._private.raw_decrypt(c))
+            out.extend(
+                ((packed >> (layout.slot_bits * s)) & mask) - layout.offset
+                for s in range(layout.per_reply)
+            )
+        ints = np.array(out[: layout.items], dtype=object)
+        return np.asarray(ints / float(2**self.encoding.result_bits), dtype=np.float64)
+
+    def decrypt_ints(self, blobs: list[bytes], layout: ReplyLayout) -> list[int]:
+        """Decrypt packed replies into the exact integer results (for exactness checks)."""
+        mask = (1 << layout.slot_bits) - 1
+        out: list[int] = []
+        for blob in blobs:
+            packed = int(self._private.raw_decrypt(int.from_bytes(blob, "big")))
+            out.extend(
+                ((packed >> (layout.slot_bits * s)) & mask) - layout.offset
+                for s in range(layout.per_reply)
+            )
+        return out[: layout.items]
+
+
+@dataclass(frozen=True)
+class ReplyLayout:
+    """How results are packed: `per_reply` slots of `slot_bits`, each holding value + offset."""
+
+    items: int
+    slot_bits: int
+    per_reply: int
+
+    @property
+    def offset(self) -> int:
+        return 1 << (self.slot_bits - 1)
+
+    @property
+    def replies(self) -> int:
+        return -(-self.items // self.per_reply)
+
+
+@dataclass
+class PaillierModel:
+    """A compressed model in fixed point, with the index structures the kernels walk."""
+
+    encoding: PaillierEncoding
+    items: int
+    dim: int
+    A_int: npt.NDArray[np.int64]  # (m, d)
+    Q_int: npt.NDArray[np.int64]  # (m, d)
+    bias_int: list[int]  # (m,) at 2^result_bits
+    bound_bits: int  # |result| < 2^bound_bits for any |x_i| <= max_abs_input
+
+    @classmethod
+    def encode(
+        cls, packed: CompressedModel, encoding: PaillierEncoding | None = None
+    ) -> PaillierModel:
+        """Round the codebooks to fixed point; bound the result size for packing."""
+        enc = encoding or PaillierEncoding()
+        scale = 2.0**enc.weight_bits
+        A_int = np.rint(packed.A.codebook * scale).astype(np.int64)[packed.A.indices]
+        Q_int = np.rint(packed.Q.codebook * scale).astype(np.int64)[packed.Q.indices]
+        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
+        m, d = A_int.shape
+        x_max = math.ceil(enc.max_abs_input * 2**enc.input_bits)
+        p_max = x_max * int(np.abs(A_int).sum(axis=0).max())
+        bound = p_max * int(np.abs(Q_int).sum(axis=1).max()) + int(np.abs(bias).max())
+        return cls(enc, m, d, A_int, Q_int, [int(b) for b in bias], bound.bit_length() + 1)
+
+    def reply_layout(self, key_bits: int) -> ReplyLayout:
+        """Slots of bound_bits + 1 bits, as many as fit below n."""
+        slot_bits = self.bound_bits + 1
+        return ReplyLayout(self.items, slot_bits, max(1, (key_bits - 2) // slot_bits))
+
+    def reference(self, x: npt.ArrayLike) -> list[int]:
+        """The exact integer result the encrypted computation must reproduce."""
+        xi = np.rint(np.asarray(x, np.float64) * 2.0**self.encoding.input_bits).astype(np.int64)
+        p = [int(v) for v in (xi.astype(object) @ self.A_int.astype(object))]
+        z = self.Q_int.astype(object) @ np.array(p, dtype=object)
+        return [int(b) + int(v) for b, v in zip(self.bias_int, z, strict=True)]
+
+
+# --- server kernels -------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _first_columns(cts: list[Mpz], A_int: npt.NDArray[np.int64], cols: range, n2: Mpz) -> list[Mpz]:
+    """Enc(p_j) for j in `cols` by buckets and running products (see module doc)."""
+    out = []
+    for j in cols:
+        w = A_int[:, j]
+        order = np.argsort(w, kind="stable")
+        sw = w[order]
+        values, starts = np.unique(sw, return_index=True)
+        bounds = np.r_[starts, len(sw)]
+        buckets: dict[int, Mpz] = {}
+        for g, v in enumerate(values):
+            if v == 0:
+                continue
+            acc = gmpy2.mpz(1)
+            for i in order[bounds[g] : bounds[g + 1]]:
+                acc = acc * cts[i] % n2
+            buckets[int(v)] = acc
+        out.append(_fold(buckets, n2))
+    return out
+
+
+def _fold(buckets: dict[int, Mpz], n2: Mpz) -> Mpz:
+    """prod_v B_v^v over signed integer v, folding from the largest |v| down by gaps."""
+    result = gmpy2.mpz(1)
+    for sign in (1, -1):
+        mags = sorted((abs(v) for v in buckets if v * sign > 0), reverse=True)
+        if not mags:
+            continue
+        running, part = gmpy2.mpz(1), gmpy2.mpz(1)
+        for t, mag in enumerate(mags):
+            running = running * buckets[sign * mag] % n2
+            gap = mag - (mags[t + 1] if t + 1 < len(mags) else 0)
+            part = part * (running if gap == 1 else gmpy2.powmod(running, gap, n2)) % n2
+        result = result * (part if sign > 0 else gmpy2.invert(part, n2)) % n2
+    return result
+
+
+def _second_inputs(ps: list[Mpz], Q_int: npt.NDArray[np.int64], rows: range, n2: Mpz) -> list[Mpz]:
+    """prod_{j in rows} Enc(p_j)^{Q_ij} for every item i, by power chains per input j."""
+    m = Q_int.shape[0]
+    z = [gmpy2.mpz(1)] * m
+    for j in rows:
+        w = Q_int[:, j]
+        powers: dict[int, Mpz] = {0: gmpy2.mpz(1)}
+        for sign, base in ((1, ps[j]), (-1, gmpy2.invert(ps[j], n2))):
+            prev_mag, cur = 0, gmpy2.mpz(1)
+            for mag in np.unique(np.abs(w[w * sign > 0])):
+                gap = int(mag) - prev_mag
+                cur = cur * (base if gap == 1 else gmpy2.powmod(base, gap, n2)) % n2
+                powers[sign * int(mag)], prev_mag = cur, int(mag)
+        for i in np.flatnonzero(w):
+            z[i] = z[i] * powers[int(w[i])] % n2
+    return z
+
+
+def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
+    cols, cts, n2 = args
+    return _first_columns(cts, _WORKER["A"], cols, n2)
+
+
+def _worker_second(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
+    rows, ps, n2 = args
+    return _second_inputs(ps, _WORKER["Q"], rows, n2)
+
+
+def _init_worker(A: npt.NDArray[np.int64], Q: npt.NDArray[np.int64]) -> None:
+    _WORKER["A"], _WORKER["Q"] = A, Q
+
+
+def _split(count: int, parts: int) -> list[range]:
+    edges = np.linspace(0, count, parts + 1).astype(int)
+    return [range(edges[k], edges[k + 1]) for k in range(parts) if edges[k] < edges[k + 1]]
+
+
+class PaillierEvaluator:
+    """Server side for one client key: validation and the fast-mode circuit."""
+
+    def __init__(self, material: PublicMaterial, model: PaillierModel, workers: int = 1) -> None:
+        self.n = validate_modulus(material)
+        self.n2 = self.n * self.n
+        self.key_bits = material.key_bits
+        self.model = model
+        self.layout = model.reply_layout(self.key_bits)
+        if self.layout.slot_bits * self.layout.per_reply >= self.key_bits:
+            raise InvalidKeyError("key too small for the model's result size")
+        self.workers = workers
+        self._pool = (
+            mp.get_context("fork").Pool(workers, _init_worker, (model.A_int, model.Q_int))
+            if workers > 1
+            else None
+        )
+        _init_worker(model.A_int, model.Q_int)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return 2 * ((self.key_bits + 7) // 8)
+
+    def load_query(self, blobs: list[bytes]) -> list[Mpz]:
+        """Validate the m input ciphertexts: count, length, 0 < c < n^2, gcd(c, n) = 1."""
+        if len(blobs) != self.model.items:
+            raise InvalidCiphertextError(
+                f"expected {self.model.items} ciphertexts, got {len(blobs)}"
+            )
+        size = self.ciphertext_bytes
+        out = []
+        for k, blob in enumerate(blobs):
+            if len(blob) != size:
+                raise InvalidCiphertextError(f"ciphertext {k}: {len(blob)} bytes, expected {size}")
+            c = gmpy2.mpz(int.from_bytes(blob, "big"))
+            if not 0 < c < self.n2 or gmpy2.gcd(c, self.n) != 1:
+                raise InvalidCiphertextError(f"ciphertext {k} is not in Z*_(n^2)")
+            out.append(c)
+        return out
+
+    def _map(self, fn: Any, count: int, data: list[Mpz]) -> list[list[Mpz]]:
+        parts = _split(count, self.workers)
+        args = [(part, data, self.n2) for part in parts]
+        if self._pool is None:
+            return [fn(a) for a in args]
+        return list(self._pool.map(fn, args))
+
+    def fast(self, query: list[Mpz]) -> list[bytes]:
+        """Fast mode: packed, re-randomised Enc(b + x A Q^T) replies."""
+        n, n2 = self.n, self.n2
+        ps = [c for part in self._map(_worker_first, self.model.dim, query) for c in part]
+        partials = self._map(_worker_second, self.model.dim, ps)
+        z = partials[0]
+        for other in partials[1:]:
+            z = [a * b % n2 for a, b in zip(z, other, strict=True)]
+        layout = self.layout
+        shift = gmpy2.mpz(1) << layout.slot_bits
+        replies = []
+        for start in range(0, layout.items, layout.per_reply):
+            acc = gmpy2.mpz(1)
+            for i in reversed(range(start, min(start + layout.per_reply, layout.items))):
+                # Enc(acc * 2^slot + z_i + bias_i + offset); plaintext terms via (1 + k n).
+                acc = gmpy2.powmod(acc, shift, n2) * z[i] % n2
+                acc = acc * (1 + (self.model.bias_int[i] + layout.offset) % n * n) % n2
+            replies.append(_to_bytes(acc * self._fresh_rn() % n2, self.ciphertext_bytes))
+        return replies
+
+    def _fresh_rn(self) -> Mpz:
+        r = gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1)
+        return gmpy2.powmod(r, self.n, self.n2)
