@@ -43,9 +43,9 @@ def _context(params: CkksParams) -> Pyfhel:
     return he
 
 
-def ciphertext_bytes(params: CkksParams, limbs: int) -> int:
-    """Upper bound on a serialized 2-polynomial ciphertext with `limbs` RNS limbs."""
-    return 2 * limbs * params.n * 8 + _HEADER_SLACK
+def ciphertext_bytes(n: int, limbs: int) -> int:
+    """Upper bound on a serialized 2-polynomial ciphertext of degree n with `limbs` limbs."""
+    return 2 * limbs * n * 8 + _HEADER_SLACK
 
 
 @dataclass(frozen=True)
@@ -101,22 +101,92 @@ class CkksClient:
             raise InvalidCiphertextError(
                 f"expected {self.plan.blocks} reply blocks, got {len(blobs)}"
             )
-        values = [
-            self._he.decryptFrac(load_ciphertext(self._he, self.params, blob, limbs=1))
-            for blob in blobs
-        ]
+        values = [self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1)) for blob in blobs]
         return np.concatenate(values)[: self.plan.items]
 
 
-def load_ciphertext(he: Pyfhel, params: CkksParams, blob: bytes, limbs: int) -> PyCtxt:
-    """Deserialize and validate one ciphertext of `limbs` data limbs (size-capped first)."""
-    if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(params, limbs):
+def encode_diagonals(
+    he: Pyfhel, diagonals: npt.NDArray[np.float64], scale: float, level: int
+) -> list[list[list[PyPtxt]]]:
+    """Encode (blocks, G, B, S) diagonals at `scale`, switched down to modulus `level`."""
+    out = []
+    for block in diagonals:
+        rows = []
+        for row in block:
+            encoded = [he.encodeFrac(np.ascontiguousarray(d), scale=scale) for d in row]
+            for pt in encoded:
+                for _ in range(level):
+                    he.mod_switch_to_next(pt)
+            rows.append(encoded)
+        out.append(rows)
+    return out
+
+
+def baby_steps(he: Pyfhel, ct: PyCtxt, plan: DiagonalPlan) -> list[PyCtxt]:
+    """[rot(ct, 0), rot(ct, 1), ..., rot(ct, B - 1)], by repeated rotation by one slot."""
+    rotated = [ct]
+    for _ in range(1, plan.baby):
+        rotated.append(he.rotate(rotated[-1], 1, in_new_ctxt=True))
+    return rotated
+
+
+def giant_steps(
+    he: Pyfhel,
+    rotated: list[list[PyCtxt]],
+    diagonals: list[list[list[PyPtxt]]],
+    plan: DiagonalPlan,
+    *,
+    rescale: bool,
+) -> PyCtxt:
+    """Horner over giant steps g of sum_c sum_b u'_{c,g,b} * rotated[c][b].
+
+    With `rescale`, each partial sum drops a limb before it is rotated, so the G - 1 giant
+    rotations run one limb cheaper. This is the one ciphertext loop of every diagonal product.
+    """
+    acc: PyCtxt | None = None
+    for g in reversed(range(plan.giant)):
+        inner: PyCtxt | None = None
+        for c, row in enumerate(rotated):
+            for b, ct in enumerate(row):
+                term = he.multiply_plain(ct, diagonals[c][g][b], in_new_ctxt=True)
+                if inner is None:
+                    inner = term
+                else:
+                    he.add(inner, term)
+        assert inner is not None
+        if rescale:
+            he.rescale_to_next(inner)
+        if acc is None:
+            acc = inner
+        else:
+            he.rotate(acc, plan.baby)
+            he.add(acc, inner)
+    assert acc is not None
+    return acc
+
+
+def first_product(
+    he: Pyfhel, blocks: list[PyCtxt], diagonals: list[list[list[PyPtxt]]], plan: DiagonalPlan
+) -> PyCtxt:
+    """x M for the blocks of an item-indexed vector x: the result comes out rescaled once and
+    repeated every W slots (the layout the second product reads)."""
+    rotated = [baby_steps(he, ct, plan) for ct in blocks]
+    out = giant_steps(he, rotated, diagonals, plan, rescale=True)
+    for step in plan.replication_steps:
+        he.add(out, he.rotate(out, step, in_new_ctxt=True))
+    return out
+
+
+def load_ciphertext(he: Pyfhel, blob: bytes, limbs: int) -> PyCtxt:
+    """Deserialize and validate one ciphertext of at most `limbs` data limbs under the context
+    of `he` (size-capped before SEAL reads it)."""
+    if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(he.n, limbs):
         raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
     ct = PyCtxt(pyfhel=he)
     try:
         ct.from_bytes(bytes(blob), SCHEME)
     except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
-        raise InvalidCiphertextError(f"not a {params.name} ciphertext ({exc})") from exc
+        raise InvalidCiphertextError(f"not a ciphertext of this parameter set ({exc})") from exc
     if ct.size() != 2:
         raise InvalidCiphertextError("ciphertext must have exactly two polynomials")
     return ct
@@ -132,9 +202,9 @@ class CkksEvaluator:
             )
         # Caps from the parameter set, checked before SEAL allocates anything.
         limbs = len(params.primes)
-        if len(material.public_key) > ciphertext_bytes(params, limbs):
+        if len(material.public_key) > ciphertext_bytes(params.n, limbs):
             raise InvalidKeyError("public key larger than the parameter set allows")
-        per_key = (len(params.primes) - 1) * ciphertext_bytes(params, limbs)
+        per_key = (len(params.primes) - 1) * ciphertext_bytes(params.n, limbs)
         if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
             raise InvalidKeyError("rotation keys larger than the declared steps allow")
         self.params = params
@@ -150,7 +220,7 @@ class CkksEvaluator:
         """Validate the client's input blocks: count, size, limbs and scale."""
         if len(blobs) != plan.blocks:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
-        cts = [load_ciphertext(self._he, self.params, b, limbs=2) for b in blobs]
+        cts = [load_ciphertext(self._he, b, limbs=2) for b in blobs]
         for ct in cts:
             if ct.mod_level != 0:
                 raise InvalidCiphertextError("input must be a fresh (top-level) ciphertext")
@@ -167,14 +237,11 @@ class CkksEvaluator:
         if missing:
             raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
         he, plan = self._he, model.plan
-        rotated = [self._baby_steps(ct, plan) for ct in query]
-        p_rep = self._giant_steps(rotated, model.first, plan, rescale=True)
-        for step in plan.replication_steps:
-            he.add(p_rep, he.rotate(p_rep, step, in_new_ctxt=True))
-        rotated = self._baby_steps(p_rep, plan)
+        p_rep = first_product(he, query, model.first, plan)
+        rotated = baby_steps(he, p_rep, plan)
         out = []
         for c in range(plan.blocks):
-            z = self._giant_steps([rotated], [model.second[c]], plan, rescale=False)
+            z = giant_steps(he, [rotated], [model.second[c]], plan, rescale=False)
             bias = he.encodeFrac(model.bias[c], scale=z.scale)
             he.mod_switch_to_next(bias)
             he.add_plain(z, bias)
@@ -184,44 +251,6 @@ class CkksEvaluator:
             he.add(z, zero)
             out.append(z.to_bytes(compr_mode="none"))
         return out
-
-    def _baby_steps(self, ct: PyCtxt, plan: DiagonalPlan) -> list[PyCtxt]:
-        rotated = [ct]
-        for _ in range(1, plan.baby):
-            rotated.append(self._he.rotate(rotated[-1], 1, in_new_ctxt=True))
-        return rotated
-
-    def _giant_steps(
-        self,
-        rotated: list[list[PyCtxt]],
-        diagonals: list[list[list[PyPtxt]]],
-        plan: DiagonalPlan,
-        *,
-        rescale: bool,
-    ) -> PyCtxt:
-        """Horner over giant steps of sum_c sum_b u'_{c,g,b} * rotated[c][b]; with `rescale`,
-        each partial sum drops a limb before it is rotated."""
-        he = self._he
-        acc: PyCtxt | None = None
-        for g in reversed(range(plan.giant)):
-            inner: PyCtxt | None = None
-            for c, row in enumerate(rotated):
-                for b, ct in enumerate(row):
-                    term = he.multiply_plain(ct, diagonals[c][g][b], in_new_ctxt=True)
-                    if inner is None:
-                        inner = term
-                    else:
-                        he.add(inner, term)
-            assert inner is not None
-            if rescale:
-                he.rescale_to_next(inner)
-            if acc is None:
-                acc = inner
-            else:
-                he.rotate(acc, plan.baby)
-                he.add(acc, inner)
-        assert acc is not None
-        return acc
 
 
 @dataclass
@@ -247,25 +276,10 @@ class CkksModel:
         plan = DiagonalPlan.for_model(params.slots, A.shape[0], A.shape[1], baby)
         he = _context(params)
 
-        def encode_all(
-            diags: npt.NDArray[np.float64], bits: int, level: int
-        ) -> list[list[list[PyPtxt]]]:
-            out = []
-            for block in diags:
-                rows = []
-                for row in block:
-                    encoded = [he.encodeFrac(np.ascontiguousarray(d), scale=2.0**bits) for d in row]
-                    for _ in range(level):
-                        for pt in encoded:
-                            he.mod_switch_to_next(pt)
-                    rows.append(encoded)
-                out.append(rows)
-            return out
-
         return cls(
             params=params,
             plan=plan,
-            first=encode_all(plan.first_diagonals(A), params.first_bits, level=0),
-            second=encode_all(plan.second_diagonals(Q), params.second_bits, level=1),
+            first=encode_diagonals(he, plan.first_diagonals(A), 2.0**params.first_bits, level=0),
+            second=encode_diagonals(he, plan.second_diagonals(Q), 2.0**params.second_bits, level=1),
             bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
         )

@@ -1,0 +1,329 @@
+"""CKKS accurate mode: one fine-tuning step on the client's encrypted ratings, then prediction,
+without ever building the fine-tuned A and Q (ARCHITECTURE.md section 4, rank-one form).
+
+Plaintext reference: `CryptoRecModel.predict_accurate` with FineTuning(steps=1, eta, l2=0).
+With x the client's (scaled, centred) ratings, phi its rated mask, k = |R_u|, s = ||x||^2,
+the step eta_u = eta / (s k), alpha = input_power and r - rbar = k^alpha x on rated items:
+
+    p   = x A                     z = p Q^T            u = b + z
+    e_b = (beta phi) * u - beta k^alpha x              (= beta e, beta = eta_u s = eta / k)
+    e_g = (beta/s phi) * u - beta/s k^alpha x          (= eta_u e)
+    p'  = p - e_b Q                                    (= p - eta_u s e Q)
+    y'  = rbar + b + p' Q^T - (p' . p) e_g
+
+Every per-user scalar (beta, 1/s, k^alpha) is folded into the five vectors the client
+encrypts, so the server learns none of them. The fine-tuning regulariser is left out
+(l2 = 0): at these step sizes it moves predictions by less than 1e-4, and keeping it would
+need a per-user scalar on the server.
+
+Levels (primes q0 = 60 bits, q1..q6 = 40 bits, special 60; 360 <= 438 bits for n = 16384):
+p at 1, z and u at 2, e at 3, g and p' at 4, y1 and p'.p at 5, the reply at 6 (one limb).
+Scales stay near 2^40 at every level; where two operands' scales differ by the primes'
+distance from 2^40 (a relative 1e-6) they are set equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from Pyfhel import PyCtxt, Pyfhel, PyPtxt
+
+from libcryptorec.he.ckks import (
+    baby_steps,
+    ciphertext_bytes,
+    encode_diagonals,
+    first_product,
+    giant_steps,
+    load_ciphertext,
+)
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.params import check_security
+from libcryptorec.model import CryptoRecModel, FineTuning
+
+SCHEME = "ckks"
+
+
+@dataclass(frozen=True)
+class AccurateParams:
+    """The allow-listed CKKS parameter set for one fine-tuning step."""
+
+    name: str = "ckks-16384-accurate1"
+    n: int = 16384
+    primes: tuple[int, ...] = (60, 40, 40, 40, 40, 40, 40, 60)
+    scale_bits: int = 40
+
+    @property
+    def slots(self) -> int:
+        return self.n // 2
+
+    @property
+    def data_limbs(self) -> int:
+        return len(self.primes) - 1
+
+    def check(self) -> None:
+        check_security(self.n, self.primes)
+
+
+ACCURATE_16384 = AccurateParams()
+
+
+def _context(params: AccurateParams) -> Pyfhel:
+    params.check()
+    he = Pyfhel()
+    he.contextGen(
+        scheme=SCHEME, n=params.n, scale=2.0**params.scale_bits, qi_sizes=list(params.primes)
+    )
+    return he
+
+
+@dataclass(frozen=True)
+class AccurateMaterial:
+    """Public, relinearisation and Galois keys for the accurate circuit."""
+
+    scheme: str
+    params: str
+    public_key: bytes
+    relin_key: bytes
+    rotation_keys: bytes
+    rotation_steps: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.public_key) + len(self.relin_key) + len(self.rotation_keys)
+
+
+def client_vectors(
+    model: CryptoRecModel, ratings: sp.csr_matrix, eta: float
+) -> tuple[list[npt.NDArray[np.float64]], float]:
+    """The five (m,) vectors the client encrypts for one user (one row of ratings), and rbar.
+
+    Order: x, beta*phi, beta*k^alpha*x, (beta/s)*phi, (beta/s)*k^alpha*x (see module doc).
+    """
+    if ratings.shape[0] != 1:
+        raise ValueError("one user at a time")
+    X, means = model.user_inputs(ratings)
+    x = X.toarray().ravel().astype(np.float64)
+    phi = np.zeros(model.n_items)
+    phi[ratings.indices] = 1.0
+    k = max(1, ratings.nnz)
+    s = float(x @ x)
+    beta = eta / k if s > 0 else 0.0
+    gamma = eta / (s * k) if s > 1e-9 else 0.0
+    centred = x * k**model.input_power
+    return [x, beta * phi, beta * centred, gamma * phi, gamma * centred], float(means[0])
+
+
+class AccurateClient:
+    """Holds the secret key; encrypts the five vectors and decrypts the one reply block."""
+
+    def __init__(self, plan: DiagonalPlan, params: AccurateParams = ACCURATE_16384) -> None:
+        if plan.slots != params.slots:
+            raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
+        self.params, self.plan = params, plan
+        self._he = _context(params)
+        self._he.keyGen()
+        self._he.relinKeyGen()
+        self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+
+    def public_material(self) -> AccurateMaterial:
+        """Public, relinearisation and Galois keys; never the secret key."""
+        return AccurateMaterial(
+            scheme=SCHEME,
+            params=self.params.name,
+            public_key=self._he.to_bytes_public_key(compr_mode="none"),
+            relin_key=self._he.to_bytes_relin_key(compr_mode="none"),
+            rotation_keys=self._he.to_bytes_rotate_key(compr_mode="none"),
+            rotation_steps=self.plan.rotation_steps,
+        )
+
+    def encrypt(self, vectors: list[npt.NDArray[np.float64]]) -> list[list[bytes]]:
+        """Encrypt the five (m,) vectors, each as `plan.blocks` ciphertexts."""
+        if len(vectors) != 5:
+            raise ValueError("accurate mode sends five vectors")
+        scale = 2.0**self.params.scale_bits
+        return [
+            [
+                self._he.encryptFrac(np.ascontiguousarray(b), scale=scale).to_bytes(
+                    compr_mode="none"
+                )
+                for b in self.plan.pad_items(v)
+            ]
+            for v in vectors
+        ]
+
+    def decrypt(self, blobs: list[bytes]) -> npt.NDArray[np.float64]:
+        """Decrypt reply blocks into the (m,) fine-tuned predictions minus rbar."""
+        if len(blobs) != self.plan.blocks:
+            raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
+        values = [self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1)) for blob in blobs]
+        return np.concatenate(values)[: self.plan.items]
+
+
+@dataclass
+class AccurateModel:
+    """Diagonals for the four products, each encoded at the level where it is used."""
+
+    params: AccurateParams
+    plan: DiagonalPlan
+    A_first: list[list[list[PyPtxt]]]  # p = x A, level 0
+    Qt_second: list[list[list[PyPtxt]]]  # z = p Q^T, level 1
+    Q_first: list[list[list[PyPtxt]]]  # g = e Q, level 3
+    Qt_final: list[list[list[PyPtxt]]]  # y1 = p' Q^T, level 4
+    bias: list[npt.NDArray[np.float64]]
+
+    @classmethod
+    def encode(
+        cls,
+        A: npt.NDArray[Any],
+        Q: npt.NDArray[Any],
+        item_bias: npt.NDArray[Any],
+        params: AccurateParams = ACCURATE_16384,
+    ) -> AccurateModel:
+        """Encode once per model version (seconds, and about 1.3 GB for ml-1m)."""
+        plan = DiagonalPlan.for_model(params.slots, A.shape[0], A.shape[1])
+        he = _context(params)
+        scale = 2.0**params.scale_bits
+        first_q = plan.first_diagonals(Q)
+        second_q = plan.second_diagonals(Q)
+        return cls(
+            params=params,
+            plan=plan,
+            A_first=encode_diagonals(he, plan.first_diagonals(A), scale, level=0),
+            Qt_second=encode_diagonals(he, second_q, scale, level=1),
+            Q_first=encode_diagonals(he, first_q, scale, level=3),
+            Qt_final=encode_diagonals(he, second_q, scale, level=4),
+            bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
+        )
+
+
+class AccurateEvaluator:
+    """Server side of the one-step accurate mode for one client's keys."""
+
+    def __init__(self, material: AccurateMaterial, params: AccurateParams = ACCURATE_16384) -> None:
+        if material.scheme != SCHEME or material.params != params.name:
+            raise InvalidKeyError(
+                f"keys are for {material.scheme}/{material.params}, not {SCHEME}/{params.name}"
+            )
+        limbs = len(params.primes)
+        per_key = (limbs - 1) * ciphertext_bytes(params.n, limbs)
+        if len(material.public_key) > ciphertext_bytes(params.n, limbs):
+            raise InvalidKeyError("public key larger than the parameter set allows")
+        if len(material.relin_key) > per_key:
+            raise InvalidKeyError("relinearisation key larger than the parameter set allows")
+        if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
+            raise InvalidKeyError("rotation keys larger than the declared steps allow")
+        self.params = params
+        self._he = _context(params)
+        try:
+            self._he.from_bytes_public_key(bytes(material.public_key))
+            self._he.from_bytes_relin_key(bytes(material.relin_key))
+            self._he.from_bytes_rotate_key(bytes(material.rotation_keys))
+        except Exception as exc:
+            raise InvalidKeyError(f"keys do not load under {params.name} ({exc})") from exc
+        self.rotation_steps = material.rotation_steps
+
+    def load_query(self, blobs: list[list[bytes]], plan: DiagonalPlan) -> list[list[PyCtxt]]:
+        """Validate the five input vectors (blocks each): count, size, level and scale."""
+        if len(blobs) != 5 or any(len(v) != plan.blocks for v in blobs):
+            raise InvalidCiphertextError(f"expected 5 vectors of {plan.blocks} blocks")
+        out = []
+        for vector in blobs:
+            cts = [load_ciphertext(self._he, b, limbs=self.params.data_limbs) for b in vector]
+            for ct in cts:
+                if ct.mod_level != 0 or ct.scale_bits != self.params.scale_bits:
+                    raise InvalidCiphertextError("inputs must be fresh ciphertexts at scale 2^40")
+            out.append(cts)
+        return out
+
+    def accurate1(self, query: list[list[PyCtxt]], model: AccurateModel) -> list[bytes]:
+        """One fine-tuning step and prediction; serialized reply blocks (see module doc)."""
+        missing = set(model.plan.rotation_steps) - set(self.rotation_steps)
+        if missing:
+            raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
+        he, plan = self._he, model.plan
+        X, M1, X2, M2, X3 = query
+        p = first_product(he, X, model.A_first, plan)  # level 1
+        rotated_p = baby_steps(he, p, plan)
+        u = []
+        for c in range(plan.blocks):
+            z = giant_steps(he, [rotated_p], [model.Qt_second[c]], plan, rescale=True)  # 2
+            he.add_plain(z, self._plain(model.bias[c], z))
+            u.append(z)
+        e_b = [self._times(M1[c], u[c], minus=X2[c]) for c in range(plan.blocks)]  # level 3
+        e_g = [self._times(M2[c], u[c], minus=X3[c]) for c in range(plan.blocks)]  # level 3
+        g = first_product(he, e_b, model.Q_first, plan)  # level 4
+        p_new = self._align(p, g)
+        he.sub(p_new, g)  # p' = p - g, level 4
+        dot = self._times(p_new, self._align(p, p_new))  # level 5, p'_j p_j repeated
+        dot = self._period_sum(dot, plan)  # p' . p in every slot
+        rotated_new = baby_steps(he, p_new, plan)
+        out = []
+        for c in range(plan.blocks):
+            y1 = giant_steps(he, [rotated_new], [model.Qt_final[c]], plan, rescale=True)  # 5
+            t = self._times(dot, e_g[c])  # level 6
+            y = self._align(y1, t)
+            he.sub(y, t)
+            he.add_plain(y, self._plain(model.bias[c], y))
+            zero = he.encryptFrac(np.zeros(plan.slots), scale=y.scale)
+            while zero.mod_level < y.mod_level:
+                he.mod_switch_to_next(zero)
+            he.add(y, zero)
+            out.append(y.to_bytes(compr_mode="none"))
+        return out
+
+    def _plain(self, values: npt.NDArray[np.float64], like: PyCtxt) -> PyPtxt:
+        """`values` encoded at the level and scale of the ciphertext `like`."""
+        pt = self._he.encodeFrac(values, scale=like.scale)
+        for _ in range(like.mod_level):
+            self._he.mod_switch_to_next(pt)
+        return pt
+
+    def _align(self, ct: PyCtxt, like: PyCtxt) -> PyCtxt:
+        """A copy of `ct` switched down to `like`'s level with `like`'s scale."""
+        out = ct.copy()
+        while out.mod_level < like.mod_level:
+            self._he.mod_switch_to_next(out)
+        out.set_scale(like.scale)
+        return out
+
+    def _times(self, a: PyCtxt, b: PyCtxt, minus: PyCtxt | None = None) -> PyCtxt:
+        """a * b (aligned, relinearised, rescaled), minus `minus` if given."""
+        he = self._he
+        if a.mod_level < b.mod_level:
+            a = self._align(a, b)
+        elif b.mod_level < a.mod_level:
+            b = self._align(b, a)
+        out = he.multiply(a, b, in_new_ctxt=True)
+        he.relinearize(out)
+        he.rescale_to_next(out)
+        if minus is not None:
+            he.sub(out, self._align(minus, out))
+        return out
+
+    def _period_sum(self, ct: PyCtxt, plan: DiagonalPlan) -> PyCtxt:
+        """Sum of the W slots of each period of a W-periodic ciphertext, in every slot, using
+        only the baby (1) and giant (B) rotation keys."""
+        he = self._he
+        acc, r = ct.copy(), ct
+        for _ in range(1, plan.baby):
+            r = he.rotate(r, 1, in_new_ctxt=True)
+            he.add(acc, r)
+        total, r = acc.copy(), acc
+        for _ in range(1, plan.giant):
+            r = he.rotate(r, plan.baby, in_new_ctxt=True)
+            he.add(total, r)
+        return total
+
+
+def reference_accurate1(
+    model: CryptoRecModel, ratings: sp.csr_matrix, eta: float
+) -> npt.NDArray[np.float64]:
+    """The plaintext prediction the circuit reproduces: (m,) predictions minus rbar."""
+    _, means = model.user_inputs(ratings)
+    pred = model.predict_accurate(ratings, FineTuning(steps=1, eta=eta, l2=0.0))
+    return np.asarray(pred[0] - means[0], dtype=np.float64)
