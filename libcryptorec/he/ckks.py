@@ -166,12 +166,17 @@ def giant_steps(
 
 
 def first_product(
-    he: Pyfhel, blocks: list[PyCtxt], diagonals: list[list[list[PyPtxt]]], plan: DiagonalPlan
+    he: Pyfhel,
+    blocks: list[PyCtxt],
+    diagonals: list[list[list[PyPtxt]]],
+    plan: DiagonalPlan,
+    *,
+    rescale: bool = True,
 ) -> PyCtxt:
-    """x M for the blocks of an item-indexed vector x: the result comes out rescaled once and
-    repeated every W slots (the layout the second product reads)."""
+    """x M for the blocks of an item-indexed vector x: the result comes out repeated every W
+    slots (the layout the second product reads), rescaled once when `rescale` (CKKS)."""
     rotated = [baby_steps(he, ct, plan) for ct in blocks]
-    out = giant_steps(he, rotated, diagonals, plan, rescale=True)
+    out = giant_steps(he, rotated, diagonals, plan, rescale=rescale)
     for step in plan.replication_steps:
         he.add(out, he.rotate(out, step, in_new_ctxt=True))
     return out
@@ -184,7 +189,7 @@ def load_ciphertext(he: Pyfhel, blob: bytes, limbs: int) -> PyCtxt:
         raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
     ct = PyCtxt(pyfhel=he)
     try:
-        ct.from_bytes(bytes(blob), SCHEME)
+        ct.from_bytes(bytes(blob), he.scheme)
     except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
         raise InvalidCiphertextError(f"not a ciphertext of this parameter set ({exc})") from exc
     if ct.size() != 2:
