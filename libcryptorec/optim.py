@@ -13,6 +13,8 @@ Array = npt.NDArray[np.float32]
 class Optimizer(Protocol):
     """Applies one update to the parameters it was built with, given their gradients."""
 
+    lr: float
+
     def step(self, grads: list[Array]) -> None: ...
 
 
