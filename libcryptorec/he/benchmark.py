@@ -2,27 +2,37 @@
 
 Each query is one new user of the paper split: the client centres and encrypts its feeding
 ratings, the server computes, the client decrypts and adds its mean back. Errors are against
-the plaintext (compressed) model; RMSE is on the user's hidden test ratings, clamped.
+the plaintext compressed model (fast mode) or its one-step fine-tuning (accurate mode); RMSE
+is on the user's hidden test ratings, clamped to the rating scale.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
-from libcryptorec.he.ckks import CkksClient, CkksEvaluator, CkksModel
-from libcryptorec.he.params import ckks_params
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.api import open_fast
+from libcryptorec.he.ckks_accurate import (
+    AccurateClient,
+    AccurateEvaluator,
+    AccurateModel,
+    client_vectors,
+    reference_accurate1,
+)
 from libcryptorec.model import CryptoRecModel
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """Medians over the measured queries (seconds and bytes), worst error, pooled RMSE."""
+    """Medians over the measured queries (seconds, bytes), worst error, pooled RMSE."""
 
     client_encrypt_s: float
     server_s: float
@@ -34,62 +44,155 @@ class Measurement:
     rmse: float
     queries: int
     setup_s: float
+    client_offline_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def measure_ckks_fast(
+@dataclass
+class _Query:
+    encrypt_s: float
+    server_s: float
+    decrypt_s: float
+    up: int
+    down: int
+    err: float
+    sq_err: float
+    count: int
+
+
+def _score(
     model: CryptoRecModel,
+    predicted: npt.NDArray[np.float64],
+    reference: npt.NDArray[np.float64],
+    test: sp.csr_matrix,
+    u: int,
+) -> tuple[float, float, int]:
+    lo, hi = test.indptr[u], test.indptr[u + 1]
+    diff = model.clamp(predicted[test.indices[lo:hi]]) - test.data[lo:hi]
+    return float(np.abs(predicted - reference).max()), float(diff @ diff), int(hi - lo)
+
+
+def _summarise(rows: list[_Query], key_bytes: int, setup_s: float, offline_s: float) -> Measurement:
+    def med(values: list[float]) -> float:
+        return float(np.median(values))
+
+    return Measurement(
+        client_encrypt_s=med([r.encrypt_s for r in rows]),
+        server_s=med([r.server_s for r in rows]),
+        client_decrypt_s=med([r.decrypt_s for r in rows]),
+        bytes_up=int(med([r.up for r in rows])),
+        bytes_down=int(med([r.down for r in rows])),
+        key_bytes=key_bytes,
+        max_abs_err=max(r.err for r in rows),
+        rmse=float(np.sqrt(sum(r.sq_err for r in rows) / max(1, sum(r.count for r in rows)))),
+        queries=len(rows),
+        setup_s=setup_s,
+        client_offline_s=offline_s,
+    )
+
+
+def measure_fast(
+    scheme: str,
+    packed: CompressedModel,
     feed: sp.csr_matrix,
     test: sp.csr_matrix,
     users: int = 5,
-    params_name: str = "ckks-8192-fast",
     log: Callable[[str], None] = lambda _: None,
 ) -> Measurement:
-    """Run CKKS fast mode for the first `users` rows of feed/test (n, m) and measure it."""
-    params = ckks_params(params_name)
+    """Fast mode of `scheme` for the first `users` rows of feed/test (n, m)."""
+    model = packed.model
     t0 = time.perf_counter()
-    encoded = CkksModel.encode(params, model.A, model.Q, model.item_bias)
+    session = open_fast(scheme, packed, workers=os.cpu_count() or 1)
     setup_s = time.perf_counter() - t0
-    log(f"encoded {2 * encoded.plan.width * encoded.plan.blocks} diagonals in {setup_s:.2f}s")
-    client = CkksClient(params, encoded.plan)
-    material = client.public_material()
-    server = CkksEvaluator(params, material)
-    rows: list[tuple[float, float, float, int, int, float]] = []
-    sq_err, count = 0.0, 0
-    for u in range(users):
-        X, means = model.user_inputs(feed[u])
-        x = X.toarray().ravel()
-        t1 = time.perf_counter()
-        query = client.encrypt(x)
-        t2 = time.perf_counter()
-        reply = server.fast(server.load_query(query, encoded.plan), encoded)
-        t3 = time.perf_counter()
-        z = client.decrypt(reply)
-        t4 = time.perf_counter()
-        predicted = means[0] + z
-        reference = model.predict(feed[u])[0]
-        err = float(np.abs(predicted - reference).max())
-        lo, hi = test.indptr[u], test.indptr[u + 1]
-        diff = model.clamp(predicted[test.indices[lo:hi]]) - test.data[lo:hi]
-        sq_err += float(diff @ diff)
-        count += hi - lo
-        rows.append((t2 - t1, t3 - t2, t4 - t3, sum(map(len, query)), sum(map(len, reply)), err))
-        log(
-            f"user {u}: encrypt {1e3 * (t2 - t1):.1f} ms, server {t3 - t2:.3f} s, "
-            f"decrypt {1e3 * (t4 - t3):.1f} ms, max error {err:.2e}"
-        )
-    med = np.median(np.array([r[:5] for r in rows]), axis=0)
-    return Measurement(
-        client_encrypt_s=float(med[0]),
-        server_s=float(med[1]),
-        client_decrypt_s=float(med[2]),
-        bytes_up=int(med[3]),
-        bytes_down=int(med[4]),
-        key_bytes=material.size,
-        max_abs_err=max(r[5] for r in rows),
-        rmse=float(np.sqrt(sq_err / max(count, 1))),
-        queries=users,
-        setup_s=setup_s,
+    key_bytes = session.client.public_material().size
+    offline_s = 0.0
+    rows: list[_Query] = []
+    try:
+        for u in range(users):
+            X, means = model.user_inputs(feed[u])
+            x = X.toarray().ravel()
+            precompute = getattr(getattr(session.client, "client", None), "precompute", None)
+            if precompute is not None:  # Paillier: r^n ahead of time (offline phase)
+                t1 = time.perf_counter()
+                precompute(len(x))
+                offline_s += time.perf_counter() - t1
+            t1 = time.perf_counter()
+            query = session.client.encrypt(x)
+            t2 = time.perf_counter()
+            reply = session.evaluator.evaluate(query)
+            t3 = time.perf_counter()
+            z = session.client.decrypt(reply)
+            t4 = time.perf_counter()
+            err, sq, count = _score(model, means[0] + z, model.predict(feed[u])[0], test, u)
+            rows.append(
+                _Query(
+                    t2 - t1,
+                    t3 - t2,
+                    t4 - t3,
+                    sum(map(len, query)),
+                    sum(map(len, reply)),
+                    err,
+                    sq,
+                    count,
+                )
+            )
+            log(
+                f"{scheme}/fast user {u}: encrypt {t2 - t1:.4f}s server {t3 - t2:.3f}s "
+                f"decrypt {t4 - t3:.4f}s error {err:.1e}"
+            )
+    finally:
+        session.evaluator.close()
+    return _summarise(rows, key_bytes, setup_s, offline_s / max(1, users))
+
+
+def measure_ckks_accurate1(
+    packed: CompressedModel,
+    feed: sp.csr_matrix,
+    test: sp.csr_matrix,
+    users: int = 3,
+    log: Callable[[str], None] = lambda _: None,
+) -> Measurement:
+    """CKKS accurate mode (one fine-tuning step) for the first `users` rows of feed/test."""
+    model = packed.model
+    eta = (
+        model.finetune.eta
+        if model.finetune.steps
+        else float(model.meta["finetune_one_step"]["eta"])
     )
+    t0 = time.perf_counter()
+    encoded = AccurateModel.encode(model.A, model.Q, model.item_bias)
+    client = AccurateClient(encoded.plan)
+    material = client.public_material()
+    server = AccurateEvaluator(material)
+    setup_s = time.perf_counter() - t0
+    rows: list[_Query] = []
+    for u in range(users):
+        t1 = time.perf_counter()
+        vectors, rbar = client_vectors(model, feed[u], eta)
+        query = client.encrypt(vectors)
+        t2 = time.perf_counter()
+        reply = server.accurate1(server.load_query(query, encoded.plan), encoded)
+        t3 = time.perf_counter()
+        y = client.decrypt(reply)
+        t4 = time.perf_counter()
+        reference = rbar + reference_accurate1(model, feed[u], eta)
+        err, sq, count = _score(model, rbar + y, reference, test, u)
+        rows.append(
+            _Query(
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                sum(len(b) for v in query for b in v),
+                sum(map(len, reply)),
+                err,
+                sq,
+                count,
+            )
+        )
+        log(
+            f"ckks/accurate1 user {u}: encrypt {t2 - t1:.3f}s server {t3 - t2:.2f}s "
+            f"decrypt {t4 - t3:.4f}s error {err:.1e}"
+        )
+    return _summarise(rows, material.size, setup_s, 0.0)

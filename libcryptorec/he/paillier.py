@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gmpy2
@@ -204,23 +204,41 @@ class PaillierModel:
     A_int: npt.NDArray[np.int64]  # (m, d)
     Q_int: npt.NDArray[np.int64]  # (m, d)
     bias_int: list[int]  # (m,) at 2^result_bits
-    bound_bits: int  # |result| < 2^bound_bits for any |x_i| <= max_abs_input
+    bound_bits: int  # |result| < 2^bound_bits for any input the client can send
+    A_groups: Groups = field(default_factory=list)  # column groups of A (first product)
+    Q_groups: Groups = field(default_factory=list)  # column groups of Q (second product)
+
+    def __post_init__(self) -> None:
+        if not self.A_groups:
+            self.A_groups = column_groups(self.A_int)
+            self.Q_groups = column_groups(self.Q_int)
 
     @classmethod
     def encode(
         cls, packed: CompressedModel, encoding: PaillierEncoding | None = None
     ) -> PaillierModel:
-        """Round the codebooks to fixed point; bound the result size for packing."""
+        """Round the codebooks to fixed point; bound the result size for packing.
+
+        |z_i| <= ||x||_2 sigma_max(A) ||Q_i||_2 (Cauchy-Schwarz twice), with ||x||_2 bounded by
+        the rating scale for the model's input scaling (see `BfvModel.encode`) plus rounding.
+        """
         enc = encoding or PaillierEncoding()
         scale = 2.0**enc.weight_bits
         A_int = np.rint(packed.A.codebook * scale).astype(np.int64)[packed.A.indices]
         Q_int = np.rint(packed.Q.codebook * scale).astype(np.int64)[packed.Q.indices]
         bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
         m, d = A_int.shape
-        x_max = math.ceil(enc.max_abs_input * 2**enc.input_bits)
-        p_max = x_max * int(np.abs(A_int).sum(axis=0).max())
-        bound = p_max * int(np.abs(Q_int).sum(axis=1).max()) + int(np.abs(bias).max())
-        return cls(enc, m, d, A_int, Q_int, [int(b) for b in bias], bound.bit_length() + 1)
+        model = packed.model
+        lo, hi = model.scale
+        x_norm = math.sqrt(m ** max(0.0, 1 - 2 * model.input_power)) * (hi - lo) / 2
+        x_norm_int = x_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding of each entry
+        bound = (
+            x_norm_int
+            * np.linalg.norm(A_int.astype(np.float64), 2)
+            * np.linalg.norm(Q_int.astype(np.float64), axis=1).max()
+            + np.abs(bias).max()
+        )
+        return cls(enc, m, d, A_int, Q_int, [int(b) for b in bias], math.ceil(math.log2(bound)) + 1)
 
     def reply_layout(self, key_bits: int) -> ReplyLayout:
         """Slots of bound_bits + 1 bits, as many as fit below n."""
@@ -240,23 +258,35 @@ class PaillierModel:
 _WORKER: dict[str, Any] = {}
 
 
-def _first_columns(cts: list[Mpz], A_int: npt.NDArray[np.int64], cols: range, n2: Mpz) -> list[Mpz]:
+Groups = list[list[tuple[int, list[int]]]]
+
+
+def column_groups(W: npt.NDArray[np.int64]) -> Groups:
+    """For each column j of the integer matrix W: [(value, rows with that value), ...] over its
+    non-zero values, as plain lists (the kernels index Python lists millions of times)."""
+    out = []
+    for j in range(W.shape[1]):
+        w = W[:, j]
+        rows = np.flatnonzero(w)
+        order = rows[np.argsort(w[rows], kind="stable")]
+        values, starts = np.unique(w[order], return_index=True)
+        bounds = np.r_[starts, len(order)]
+        out.append(
+            [(int(v), order[bounds[g] : bounds[g + 1]].tolist()) for g, v in enumerate(values)]
+        )
+    return out
+
+
+def _first_columns(cts: list[Mpz], groups: Groups, cols: range, n2: Mpz) -> list[Mpz]:
     """Enc(p_j) for j in `cols` by buckets and running products (see module doc)."""
     out = []
     for j in cols:
-        w = A_int[:, j]
-        order = np.argsort(w, kind="stable")
-        sw = w[order]
-        values, starts = np.unique(sw, return_index=True)
-        bounds = np.r_[starts, len(sw)]
         buckets: dict[int, Mpz] = {}
-        for g, v in enumerate(values):
-            if v == 0:
-                continue
+        for value, rows in groups[j]:
             acc = gmpy2.mpz(1)
-            for i in order[bounds[g] : bounds[g + 1]]:
+            for i in rows:
                 acc = acc * cts[i] % n2
-            buckets[int(v)] = acc
+            buckets[value] = acc
         out.append(_fold(buckets, n2))
     return out
 
@@ -277,22 +307,48 @@ def _fold(buckets: dict[int, Mpz], n2: Mpz) -> Mpz:
     return result
 
 
-def _second_inputs(ps: list[Mpz], Q_int: npt.NDArray[np.int64], rows: range, n2: Mpz) -> list[Mpz]:
-    """prod_{j in rows} Enc(p_j)^{Q_ij} for every item i, by power chains per input j."""
-    m = Q_int.shape[0]
+def _second_inputs(ps: list[Mpz], groups: Groups, inputs: range, m: int, n2: Mpz) -> list[Mpz]:
+    """prod_{j in inputs} Enc(p_j)^{Q_ij} for every item i, by power chains per input j;
+    `groups` are the column groups of Q (column j of Q = the weights p_j meets)."""
     z = [gmpy2.mpz(1)] * m
-    for j in rows:
-        w = Q_int[:, j]
-        powers: dict[int, Mpz] = {0: gmpy2.mpz(1)}
-        for sign, base in ((1, ps[j]), (-1, gmpy2.invert(ps[j], n2))):
-            prev_mag, cur = 0, gmpy2.mpz(1)
-            for mag in np.unique(np.abs(w[w * sign > 0])):
-                gap = int(mag) - prev_mag
+    for j in inputs:
+        inverse = None
+        for sign in (1, -1):
+            mine = [(v, rows) for v, rows in groups[j] if v * sign > 0]
+            if sign < 0:
+                mine.reverse()  # ascending |v|
+                if mine:
+                    inverse = gmpy2.invert(ps[j], n2)
+            base = ps[j] if sign > 0 else inverse
+            prev, cur = 0, gmpy2.mpz(1)
+            for value, rows in mine:
+                gap = abs(value) - prev
                 cur = cur * (base if gap == 1 else gmpy2.powmod(base, gap, n2)) % n2
-                powers[sign * int(mag)], prev_mag = cur, int(mag)
-        for i in np.flatnonzero(w):
-            z[i] = z[i] * powers[int(w[i])] % n2
+                prev = abs(value)
+                for i in rows:
+                    z[i] = z[i] * cur % n2
     return z
+
+
+def _pack(z: list[Mpz], bias: list[int], start: int, layout: ReplyLayout, n: Mpz) -> list[Mpz]:
+    """Pack z[start:start + per_reply] (+ bias + offset) into one plaintext by Horner."""
+    n2 = n * n
+    shift = gmpy2.mpz(1) << layout.slot_bits
+    acc = gmpy2.mpz(1)
+    for i in reversed(range(start, min(start + layout.per_reply, layout.items))):
+        # Enc(acc * 2^slot + z_i + bias_i + offset); plaintext terms enter as (1 + k n).
+        acc = gmpy2.powmod(acc, shift, n2) * z[i - start] % n2
+        acc = acc * (1 + (bias[i] + layout.offset) % n * n) % n2
+    return [acc]
+
+
+def _worker_pack(args: tuple[list[int], list[Mpz], Mpz, ReplyLayout]) -> list[Mpz]:
+    starts, z_slices, n, layout = args
+    per = layout.per_reply
+    return [
+        _pack(z_slices[k * per : (k + 1) * per], _WORKER["bias"], s, layout, n)[0]
+        for k, s in enumerate(starts)
+    ]
 
 
 def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
@@ -301,12 +357,12 @@ def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
 
 
 def _worker_second(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
-    rows, ps, n2 = args
-    return _second_inputs(ps, _WORKER["Q"], rows, n2)
+    inputs, ps, n2 = args
+    return _second_inputs(ps, _WORKER["Q"], inputs, _WORKER["m"], n2)
 
 
-def _init_worker(A: npt.NDArray[np.int64], Q: npt.NDArray[np.int64]) -> None:
-    _WORKER["A"], _WORKER["Q"] = A, Q
+def _init_worker(model: PaillierModel) -> None:
+    _WORKER.update(A=model.A_groups, Q=model.Q_groups, bias=model.bias_int, m=model.items)
 
 
 def _split(count: int, parts: int) -> list[range]:
@@ -327,11 +383,10 @@ class PaillierEvaluator:
             raise InvalidKeyError("key too small for the model's result size")
         self.workers = workers
         self._pool = (
-            mp.get_context("fork").Pool(workers, _init_worker, (model.A_int, model.Q_int))
-            if workers > 1
-            else None
+            mp.get_context("fork").Pool(workers, _init_worker, (model,)) if workers > 1 else None
         )
-        _init_worker(model.A_int, model.Q_int)
+        _init_worker(model)
+        self._randomisers: list[Mpz] = []
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -376,17 +431,32 @@ class PaillierEvaluator:
         for other in partials[1:]:
             z = [a * b % n2 for a, b in zip(z, other, strict=True)]
         layout = self.layout
-        shift = gmpy2.mpz(1) << layout.slot_bits
-        replies = []
-        for start in range(0, layout.items, layout.per_reply):
-            acc = gmpy2.mpz(1)
-            for i in reversed(range(start, min(start + layout.per_reply, layout.items))):
-                # Enc(acc * 2^slot + z_i + bias_i + offset); plaintext terms via (1 + k n).
-                acc = gmpy2.powmod(acc, shift, n2) * z[i] % n2
-                acc = acc * (1 + (self.model.bias_int[i] + layout.offset) % n * n) % n2
-            replies.append(_to_bytes(acc * self._fresh_rn() % n2, self.ciphertext_bytes))
-        return replies
+        starts = list(range(0, layout.items, layout.per_reply))
+        groups = [starts[k :: self.workers] for k in range(self.workers)]
+        per = layout.per_reply
+        args = [(g, [c for s in g for c in z[s : s + per]], n, layout) for g in groups if g]
+        packed_parts = (
+            [_worker_pack(a) for a in args]
+            if self._pool is None
+            else list(self._pool.map(_worker_pack, args))
+        )
+        by_start = {
+            s: c
+            for a, part in zip(args, packed_parts, strict=True)
+            for s, c in zip(a[0], part, strict=True)
+        }
+        if len(self._randomisers) < len(starts):
+            self.precompute_randomisers(len(starts) - len(self._randomisers))
+        rns, self._randomisers = self._randomisers[: len(starts)], self._randomisers[len(starts) :]
+        return [
+            _to_bytes(by_start[s] * rn % n2, self.ciphertext_bytes)
+            for s, rn in zip(starts, rns, strict=True)
+        ]
 
-    def _fresh_rn(self) -> Mpz:
-        r = gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1)
-        return gmpy2.powmod(r, self.n, self.n2)
+    def precompute_randomisers(self, count: int) -> None:
+        """Offline phase: fresh r^n mod n^2 for re-randomising `count` future replies (the
+        server has no factorisation, so each is a full exponentiation; do it while idle)."""
+        n, n2 = self.n, self.n2
+        self._randomisers.extend(
+            gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(n) - 1) + 1), n, n2) for _ in range(count)
+        )
