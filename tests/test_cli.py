@@ -62,3 +62,45 @@ def test_bench_accuracy_on_ml_100k(
     assert result["train_seconds"] > 0
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "CryptoRec-f" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.he
+def test_bench_he_ckks_fast_on_ml_100k(movielens_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "he.json"
+    code = main(
+        [
+            "bench",
+            "he",
+            "--dataset",
+            "ml-100k",
+            "--data-dir",
+            str(movielens_dir),
+            "--model-cache",
+            str(tmp_path / "models"),
+            "--scheme",
+            "ckks",
+            "--mode",
+            "fast",
+            "--queries",
+            "3",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    r = json.loads(out.read_text())["ckks"]["fast"]
+    for key in (
+        "client_encrypt_s",
+        "server_s",
+        "client_decrypt_s",
+        "bytes_up",
+        "bytes_down",
+        "key_bytes",
+        "max_abs_err",
+        "rmse",
+    ):
+        assert key in r
+    assert r["max_abs_err"] < 1e-3
+    assert r["rmse"] > 0  # three users' ~30 ratings: too few for an RMSE band

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from libcryptorec.he.ckks import CkksClient, CkksEvaluator, CkksModel, PublicMaterial
+from libcryptorec.he.ckks import CkksClient, CkksEvaluator, CkksModel
 from libcryptorec.he.errors import InsecureParametersError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.params import CKKS_FAST_8192, CkksParams, check_security, ckks_params
+from libcryptorec.he.seal import PublicMaterial
 
 pytestmark = pytest.mark.he
 PARAMS = CKKS_FAST_8192

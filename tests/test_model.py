@@ -188,3 +188,36 @@ def test_trained_model_beats_biases(small: Ratings) -> None:
     assert accurate <= fast + 0.02
     assert result.history
     assert result.best_epoch >= 1
+
+
+def test_item_means_are_damped_toward_the_global_mean() -> None:
+    from libcryptorec.training import item_means
+
+    R = sp.csr_matrix(np.array([[5.0, 1.0, 0.0], [5.0, 0.0, 0.0]], dtype=np.float32))
+    plain = item_means(R, global_mean=3.0)
+    damped = item_means(R, global_mean=3.0, damping=2.0)
+    np.testing.assert_allclose(plain, [5.0, 1.0, 3.0])
+    np.testing.assert_allclose(damped, [(10 + 6) / 4, (1 + 6) / 3, 3.0])
+
+
+def test_learning_rate_decays_on_plateau_then_stops(small: Ratings) -> None:
+    from libcryptorec.protocol import paper_split
+    from libcryptorec.training import TrainConfig, train
+
+    s = paper_split(small, 1)
+    R = small.to_csr(s.train)[s.train_users]
+    config = TrainConfig(
+        dim=8,
+        epochs=60,
+        learning_rate=3e-2,
+        l2=1.0,
+        patience=2,
+        lr_decays=2,
+        finetune_max_steps=1,
+        finetune_etas=(1.0,),
+    )
+    result = train(R, config)
+    valid = [h.valid_rmse for h in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(valid))
+    assert len(valid) < 60  # it stopped
+    assert min(valid) == pytest.approx(result.model.meta["valid_rmse_fast"])

@@ -19,17 +19,18 @@ import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
-from libcryptorec.he.ckks import (
+from libcryptorec.he.errors import InvalidCiphertextError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.params import check_security
+from libcryptorec.he.seal import (
     PublicMaterial,
     baby_steps,
-    ciphertext_bytes,
     first_product,
     giant_steps,
     load_ciphertext,
+    load_keys,
+    require_rotations,
 )
-from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
-from libcryptorec.he.layout import DiagonalPlan
-from libcryptorec.he.params import check_security
 from libcryptorec.model import CryptoRecModel
 
 SCHEME = "bfv"
@@ -181,23 +182,9 @@ class BfvEvaluator:
     """Server side of BFV fast mode for one client's keys."""
 
     def __init__(self, material: PublicMaterial, params: BfvParams = BFV_8192) -> None:
-        if material.scheme != SCHEME or material.params != params.name:
-            raise InvalidKeyError(
-                f"keys are for {material.scheme}/{material.params}, not {SCHEME}/{params.name}"
-            )
-        limbs = len(params.primes)
-        if len(material.public_key) > ciphertext_bytes(params.n, limbs):
-            raise InvalidKeyError("public key larger than the parameter set allows")
-        per_key = (limbs - 1) * ciphertext_bytes(params.n, limbs)
-        if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
-            raise InvalidKeyError("rotation keys larger than the declared steps allow")
         self.params = params
         self._he = _context(params)
-        try:
-            self._he.from_bytes_public_key(bytes(material.public_key))
-            self._he.from_bytes_rotate_key(bytes(material.rotation_keys))
-        except Exception as exc:
-            raise InvalidKeyError(f"keys do not load under {params.name} ({exc})") from exc
+        load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
         self.rotation_steps = material.rotation_steps
 
     def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
@@ -208,9 +195,7 @@ class BfvEvaluator:
 
     def fast(self, query: list[PyCtxt], model: BfvModel) -> list[bytes]:
         """Fast mode: serialized Enc(b_int + x_int A_int Q_int^T) blocks."""
-        missing = set(model.plan.rotation_steps) - set(self.rotation_steps)
-        if missing:
-            raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
+        require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
         p_rep = first_product(he, query, model.first, plan, rescale=False)
         rotated = baby_steps(he, p_rep, plan)

@@ -32,17 +32,18 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
-from libcryptorec.he.ckks import (
+from libcryptorec.he.errors import InvalidCiphertextError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.params import check_security
+from libcryptorec.he.seal import (
     baby_steps,
-    ciphertext_bytes,
     encode_diagonals,
     first_product,
     giant_steps,
     load_ciphertext,
+    load_keys,
+    require_rotations,
 )
-from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
-from libcryptorec.he.layout import DiagonalPlan
-from libcryptorec.he.params import check_security
 from libcryptorec.model import CryptoRecModel, FineTuning
 
 SCHEME = "ckks"
@@ -205,26 +206,9 @@ class AccurateEvaluator:
     """Server side of the one-step accurate mode for one client's keys."""
 
     def __init__(self, material: AccurateMaterial, params: AccurateParams = ACCURATE_16384) -> None:
-        if material.scheme != SCHEME or material.params != params.name:
-            raise InvalidKeyError(
-                f"keys are for {material.scheme}/{material.params}, not {SCHEME}/{params.name}"
-            )
-        limbs = len(params.primes)
-        per_key = (limbs - 1) * ciphertext_bytes(params.n, limbs)
-        if len(material.public_key) > ciphertext_bytes(params.n, limbs):
-            raise InvalidKeyError("public key larger than the parameter set allows")
-        if len(material.relin_key) > per_key:
-            raise InvalidKeyError("relinearisation key larger than the parameter set allows")
-        if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
-            raise InvalidKeyError("rotation keys larger than the declared steps allow")
         self.params = params
         self._he = _context(params)
-        try:
-            self._he.from_bytes_public_key(bytes(material.public_key))
-            self._he.from_bytes_relin_key(bytes(material.relin_key))
-            self._he.from_bytes_rotate_key(bytes(material.rotation_keys))
-        except Exception as exc:
-            raise InvalidKeyError(f"keys do not load under {params.name} ({exc})") from exc
+        load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
         self.rotation_steps = material.rotation_steps
 
     def load_query(self, blobs: list[list[bytes]], plan: DiagonalPlan) -> list[list[PyCtxt]]:
@@ -242,9 +226,7 @@ class AccurateEvaluator:
 
     def accurate1(self, query: list[list[PyCtxt]], model: AccurateModel) -> list[bytes]:
         """One fine-tuning step and prediction; serialized reply blocks (see module doc)."""
-        missing = set(model.plan.rotation_steps) - set(self.rotation_steps)
-        if missing:
-            raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
+        require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
         X, M1, X2, M2, X3 = query
         p = first_product(he, X, model.A_first, plan)  # level 1

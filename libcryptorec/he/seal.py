@@ -1,0 +1,167 @@
+"""What every SEAL-based backend (CKKS fast, CKKS accurate, BFV) shares: size caps, validated
+loading of keys and ciphertexts, diagonal encoding, and the one ciphertext loop of the diagonal
+method (`giant_steps`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from Pyfhel import PyCtxt, Pyfhel, PyPtxt
+
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.layout import DiagonalPlan
+
+# Serialized SEAL objects carry a 16-byte header plus 8 bytes per coefficient and limb.
+_HEADER_SLACK = 4096
+
+
+def ciphertext_bytes(n: int, limbs: int) -> int:
+    """Upper bound on a serialized 2-polynomial ciphertext of degree n with `limbs` limbs."""
+    return 2 * limbs * n * 8 + _HEADER_SLACK
+
+
+@dataclass(frozen=True)
+class PublicMaterial:
+    """What a client registers: public key and the Galois keys for the plan's rotations."""
+
+    scheme: str
+    params: str
+    public_key: bytes
+    rotation_keys: bytes
+    rotation_steps: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.public_key) + len(self.rotation_keys)
+
+
+def load_keys(he: Pyfhel, material: Any, *, scheme: str, name: str, limbs: int) -> None:
+    """Check a client's key blobs against caps derived from the ring (`limbs` primes including
+    the special one), then load them into `he`, whose context we built ourselves.
+
+    `material` has scheme, params, public_key, rotation_keys, rotation_steps and, for circuits
+    that multiply ciphertexts, relin_key. Raises InvalidKeyError before SEAL reads anything
+    that is of another scheme or parameter set, or larger than such keys can be.
+    """
+    if material.scheme != scheme or material.params != name:
+        raise InvalidKeyError(
+            f"keys are for {material.scheme}/{material.params}, not {scheme}/{name}"
+        )
+    key_cap = ciphertext_bytes(he.n, limbs)
+    per_key = (limbs - 1) * key_cap  # a key-switching key: one ciphertext per data limb
+    relin = getattr(material, "relin_key", None)
+    if len(material.public_key) > key_cap:
+        raise InvalidKeyError("public key larger than the parameter set allows")
+    if relin is not None and len(relin) > per_key:
+        raise InvalidKeyError("relinearisation key larger than the parameter set allows")
+    if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
+        raise InvalidKeyError("rotation keys larger than the declared steps allow")
+    try:
+        he.from_bytes_public_key(bytes(material.public_key))
+        if relin is not None:
+            he.from_bytes_relin_key(bytes(relin))
+        he.from_bytes_rotate_key(bytes(material.rotation_keys))
+    except Exception as exc:  # SEAL raises several exception types for malformed input
+        raise InvalidKeyError(f"keys do not load under {name} ({exc})") from exc
+
+
+def require_rotations(available: tuple[int, ...], plan: DiagonalPlan) -> None:
+    """Raise InvalidKeyError if the registered Galois keys miss a step the plan uses."""
+    missing = set(plan.rotation_steps) - set(available)
+    if missing:
+        raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
+
+
+def encode_diagonals(
+    he: Pyfhel, diagonals: npt.NDArray[np.float64], scale: float, level: int
+) -> list[list[list[PyPtxt]]]:
+    """Encode (blocks, G, B, S) diagonals at `scale`, switched down to modulus `level`."""
+    out = []
+    for block in diagonals:
+        rows = []
+        for row in block:
+            encoded = [he.encodeFrac(np.ascontiguousarray(d), scale=scale) for d in row]
+            for pt in encoded:
+                for _ in range(level):
+                    he.mod_switch_to_next(pt)
+            rows.append(encoded)
+        out.append(rows)
+    return out
+
+
+def baby_steps(he: Pyfhel, ct: PyCtxt, plan: DiagonalPlan) -> list[PyCtxt]:
+    """[rot(ct, 0), rot(ct, 1), ..., rot(ct, B - 1)], by repeated rotation by one slot."""
+    rotated = [ct]
+    for _ in range(1, plan.baby):
+        rotated.append(he.rotate(rotated[-1], 1, in_new_ctxt=True))
+    return rotated
+
+
+def giant_steps(
+    he: Pyfhel,
+    rotated: list[list[PyCtxt]],
+    diagonals: list[list[list[PyPtxt]]],
+    plan: DiagonalPlan,
+    *,
+    rescale: bool,
+) -> PyCtxt:
+    """Horner over giant steps g of sum_c sum_b u'_{c,g,b} * rotated[c][b].
+
+    With `rescale`, each partial sum drops a limb before it is rotated, so the G - 1 giant
+    rotations run one limb cheaper. This is the one ciphertext loop of every diagonal product.
+    """
+    acc: PyCtxt | None = None
+    for g in reversed(range(plan.giant)):
+        inner: PyCtxt | None = None
+        for c, row in enumerate(rotated):
+            for b, ct in enumerate(row):
+                term = he.multiply_plain(ct, diagonals[c][g][b], in_new_ctxt=True)
+                if inner is None:
+                    inner = term
+                else:
+                    he.add(inner, term)
+        assert inner is not None
+        if rescale:
+            he.rescale_to_next(inner)
+        if acc is None:
+            acc = inner
+        else:
+            he.rotate(acc, plan.baby)
+            he.add(acc, inner)
+    assert acc is not None
+    return acc
+
+
+def first_product(
+    he: Pyfhel,
+    blocks: list[PyCtxt],
+    diagonals: list[list[list[PyPtxt]]],
+    plan: DiagonalPlan,
+    *,
+    rescale: bool = True,
+) -> PyCtxt:
+    """x M for the blocks of an item-indexed vector x: the result comes out repeated every W
+    slots (the layout the second product reads), rescaled once when `rescale` (CKKS)."""
+    rotated = [baby_steps(he, ct, plan) for ct in blocks]
+    out = giant_steps(he, rotated, diagonals, plan, rescale=rescale)
+    for step in plan.replication_steps:
+        he.add(out, he.rotate(out, step, in_new_ctxt=True))
+    return out
+
+
+def load_ciphertext(he: Pyfhel, blob: bytes, limbs: int) -> PyCtxt:
+    """Deserialize and validate one ciphertext of at most `limbs` data limbs under the context
+    of `he` (size-capped before SEAL reads it)."""
+    if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(he.n, limbs):
+        raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
+    ct = PyCtxt(pyfhel=he)
+    try:
+        ct.from_bytes(bytes(blob), he.scheme)
+    except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
+        raise InvalidCiphertextError(f"not a ciphertext of this parameter set ({exc})") from exc
+    if ct.size() != 2:
+        raise InvalidCiphertextError("ciphertext must have exactly two polynomials")
+    return ct
