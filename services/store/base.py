@@ -1,0 +1,152 @@
+"""The store contract shared by the Redis and local-directory backends.
+
+Model versions are immutable bundles of named blobs (the model artifact, the catalogue, ...),
+each kept as chunks. Publishing writes every chunk and a manifest, reads them back to verify
+their sha256, and only then moves the `current` pointer, atomically: a publisher that dies
+before that leaves the previous version serving and, at worst, an orphan that `retain` removes.
+Key sets are single blobs with a time to live, addressed by the sha256 of their content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+# Chunks well under Redis' 512 MB value limit and gRPC's 4 MiB default message size.
+CHUNK_BYTES = 1 << 20
+VERSION_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or returned something inconsistent (retry may help)."""
+
+
+class NotFoundError(KeyError):
+    """No such model version or key id (or it expired)."""
+
+
+class CorruptError(StoreError):
+    """Stored bytes do not match their recorded sha256."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A published model version: id, publication time and a small summary for listings."""
+
+    version: str
+    created_unix: float
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A registered key set: metadata (scheme, parameter set, blob layout) and the bytes."""
+
+    key_id: str
+    meta: dict[str, Any]
+    blob: bytes
+    expires_unix: float
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_version_id(version: str) -> str:
+    """Refuse ids that could escape a directory or a Redis key namespace."""
+    if not version or len(version) > 64 or not set(version) <= VERSION_CHARS or version[0] == ".":
+        raise ValueError(f"invalid version id {version!r}: use [a-z0-9-_.], at most 64 chars")
+    return version
+
+
+def chunks(blob: bytes) -> Iterator[bytes]:
+    for start in range(0, max(len(blob), 1), CHUNK_BYTES):
+        yield blob[start : start + CHUNK_BYTES]
+
+
+def manifest_for(version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> bytes:
+    """The JSON manifest of a version: per part its size, chunk count and sha256."""
+    return json.dumps(
+        {
+            "version": version,
+            "created_unix": time.time(),
+            "summary": summary,
+            "parts": {
+                name: {
+                    "size": len(blob),
+                    "chunks": len(list(chunks(blob))),
+                    "sha256": sha256_hex(blob),
+                }
+                for name, blob in parts.items()
+            },
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def verify_parts(manifest: dict[str, Any], parts: dict[str, bytes]) -> None:
+    """Raise CorruptError unless every part matches the manifest's size and sha256."""
+    for name, spec in manifest["parts"].items():
+        blob = parts.get(name)
+        if blob is None or len(blob) != spec["size"] or sha256_hex(blob) != spec["sha256"]:
+            raise CorruptError(f"part {name} of version {manifest['version']} is corrupt")
+
+
+class Store(Protocol):
+    """Everything services keep: model versions and registered keys."""
+
+    def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
+        """Write an immutable version, verify it, then make it current."""
+        ...
+
+    def current(self) -> str | None:
+        """The current version id, or None before the first publication."""
+        ...
+
+    def versions(self) -> list[VersionInfo]:
+        """Complete versions, oldest first."""
+        ...
+
+    def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
+        """A version's info and verified parts; NotFoundError if it is not complete."""
+        ...
+
+    def retain(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` versions (never the current one) and orphans."""
+        ...
+
+    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
+        """Store a key set under sha256(meta, blob); re-registering refreshes the TTL."""
+        ...
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        """A registered key set; NotFoundError if unknown or expired."""
+        ...
+
+    def delete_key(self, key_id: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+        ...
+
+
+def key_id_for(meta: dict[str, Any], blob: bytes) -> str:
+    """Content address of a key set: same keys, same id, so registration is idempotent."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    h.update(blob)
+    return h.hexdigest()[:32]
+
+
+def info_from_manifest(manifest: dict[str, Any]) -> VersionInfo:
+    return VersionInfo(manifest["version"], float(manifest["created_unix"]), manifest["summary"])
+
+
+def record_dict(record: KeyRecord) -> dict[str, Any]:
+    """A KeyRecord's metadata for storage (without the blob)."""
+    out = asdict(record)
+    out.pop("blob")
+    return out

@@ -1,0 +1,150 @@
+"""The embedded store: a local directory, for single-machine use and the one-command demo.
+
+Layout: models/<version>/{manifest.json, <part>.<i>} written into a temporary directory and
+renamed into place (atomic on POSIX), a `current` file replaced atomically, and keys/<id>.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from services.store.base import (
+    CorruptError,
+    KeyRecord,
+    NotFoundError,
+    VersionInfo,
+    check_version_id,
+    chunks,
+    info_from_manifest,
+    key_id_for,
+    manifest_for,
+    record_dict,
+    verify_parts,
+)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FileStore:
+    """A `Store` in a directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        (self.root / "models").mkdir(parents=True, exist_ok=True)
+        (self.root / "keys").mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.root)!r})"
+
+    def ping(self) -> None:
+        if not (self.root / "models").is_dir():
+            raise NotFoundError(f"store directory {self.root} is gone")
+
+    def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
+        check_version_id(version)
+        final = self.root / "models" / version
+        if final.exists():
+            raise ValueError(f"version {version} already exists; versions are immutable")
+        staging = Path(tempfile.mkdtemp(dir=self.root / "models", prefix=f".{version}."))
+        try:
+            manifest = manifest_for(version, parts, summary)
+            for name, blob in parts.items():
+                for i, piece in enumerate(chunks(blob)):
+                    (staging / f"{name}.{i}").write_bytes(piece)
+            (staging / "manifest.json").write_bytes(manifest)
+            self._read_dir(staging)  # verify what is on disk before it becomes visible
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _atomic_write(self.root / "current", version.encode())
+
+    def current(self) -> str | None:
+        try:
+            return (self.root / "current").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def versions(self) -> list[VersionInfo]:
+        out = []
+        for d in (self.root / "models").iterdir():
+            if d.name.startswith(".") or not (d / "manifest.json").is_file():
+                continue
+            out.append(info_from_manifest(json.loads((d / "manifest.json").read_bytes())))
+        return sorted(out, key=lambda v: v.created_unix)
+
+    def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
+        check_version_id(version)
+        d = self.root / "models" / version
+        if not (d / "manifest.json").is_file():
+            raise NotFoundError(f"model version {version} not found")
+        return self._read_dir(d)
+
+    def _read_dir(self, d: Path) -> tuple[VersionInfo, dict[str, bytes]]:
+        manifest = json.loads((d / "manifest.json").read_bytes())
+        parts = {}
+        for name, spec in manifest["parts"].items():
+            try:
+                parts[name] = b"".join(
+                    (d / f"{name}.{i}").read_bytes() for i in range(spec["chunks"])
+                )
+            except FileNotFoundError as exc:
+                raise CorruptError(
+                    f"version {manifest['version']}: missing chunk of {name}"
+                ) from exc
+        verify_parts(manifest, parts)
+        return info_from_manifest(manifest), parts
+
+    def retain(self, keep: int) -> list[str]:
+        current = self.current()
+        complete = [v.version for v in self.versions()]
+        doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
+        for d in (self.root / "models").iterdir():
+            orphan = d.name.startswith(".") and time.time() - d.stat().st_mtime > 3600
+            if d.name in doomed or orphan:
+                shutil.rmtree(d, ignore_errors=True)
+        return doomed
+
+    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
+        key_id = key_id_for(meta, blob)
+        record = KeyRecord(key_id, meta, blob, time.time() + ttl_seconds)
+        _atomic_write(self.root / "keys" / f"{key_id}.blob", blob)
+        _atomic_write(
+            self.root / "keys" / f"{key_id}.json", json.dumps(record_dict(record)).encode()
+        )
+        return record
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        if not key_id.isalnum():
+            raise NotFoundError(f"key id {key_id!r} not found")
+        try:
+            info = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
+            blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"key id {key_id} not found") from None
+        if info["expires_unix"] < time.time():
+            self.delete_key(key_id)
+            raise NotFoundError(f"key id {key_id} expired")
+        return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
+
+    def delete_key(self, key_id: str) -> None:
+        if key_id.isalnum():
+            for suffix in (".json", ".blob"):
+                (self.root / "keys" / f"{key_id}{suffix}").unlink(missing_ok=True)

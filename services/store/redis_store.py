@@ -1,0 +1,156 @@
+"""The deployment store: Redis, shared by every replica.
+
+Keys (prefix `cryptorec:` by default): model:<v>:manifest, model:<v>:part:<name>:<i>,
+models (sorted set of complete versions by time), current (the pointer), key:<id>:meta and
+key:<id>:blob (with TTL), and the pub/sub channel `events`. Publishing writes all parts and the
+manifest, reads them back to verify, and then in one MULTI adds the version and moves the
+pointer. Pub/sub drops messages while a subscriber is away, so evaluators also poll `current`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from services.store.base import (
+    KeyRecord,
+    NotFoundError,
+    StoreError,
+    VersionInfo,
+    check_version_id,
+    chunks,
+    info_from_manifest,
+    key_id_for,
+    manifest_for,
+    record_dict,
+    verify_parts,
+)
+
+
+class RedisStore:
+    """A `Store` in Redis. Connection errors surface as StoreError."""
+
+    def __init__(self, url: str, prefix: str = "cryptorec:") -> None:
+        self.url, self.prefix = url, prefix
+        self._r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreError(f"Redis at {self.url} unavailable: {exc}") from exc
+
+    def ping(self) -> None:
+        self._call(self._r.ping)
+
+    @property
+    def events_channel(self) -> str:
+        return self._k("events")
+
+    def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
+        check_version_id(version)
+        if self._call(self._r.exists, self._k("model", version, "manifest")):
+            raise ValueError(f"version {version} already exists; versions are immutable")
+        manifest = manifest_for(version, parts, summary)
+        pipe = self._r.pipeline(transaction=False)
+        for name, blob in parts.items():
+            for i, piece in enumerate(chunks(blob)):
+                pipe.set(self._k("model", version, "part", name, str(i)), piece)
+        pipe.set(self._k("model", version, "manifest"), manifest)
+        self._call(pipe.execute)
+        self._read_version(version)  # verify what Redis holds before it becomes visible
+        created = json.loads(manifest)["created_unix"]
+        tx = self._r.pipeline(transaction=True)
+        tx.zadd(self._k("models"), {version: created})
+        tx.set(self._k("current"), version)
+        tx.publish(self.events_channel, json.dumps({"event": "published", "version": version}))
+        self._call(tx.execute)
+
+    def current(self) -> str | None:
+        value = self._call(self._r.get, self._k("current"))
+        return value.decode() if value else None
+
+    def versions(self) -> list[VersionInfo]:
+        names = [v.decode() for v in self._call(self._r.zrange, self._k("models"), 0, -1)]
+        out = []
+        for v in names:
+            raw = self._call(self._r.get, self._k("model", v, "manifest"))
+            if raw:
+                out.append(info_from_manifest(json.loads(raw)))
+        return out
+
+    def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
+        check_version_id(version)
+        if self._call(self._r.zscore, self._k("models"), version) is None:
+            raise NotFoundError(f"model version {version} not found")
+        return self._read_version(version)
+
+    def _read_version(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
+        raw = self._call(self._r.get, self._k("model", version, "manifest"))
+        if raw is None:
+            raise NotFoundError(f"model version {version} not found")
+        manifest = json.loads(raw)
+        pipe = self._r.pipeline(transaction=False)
+        layout = []
+        for name, spec in manifest["parts"].items():
+            for i in range(spec["chunks"]):
+                pipe.get(self._k("model", version, "part", name, str(i)))
+            layout.append((name, spec["chunks"]))
+        values = self._call(pipe.execute)
+        parts, pos = {}, 0
+        for name, count in layout:
+            parts[name] = b"".join(v or b"" for v in values[pos : pos + count])
+            pos += count
+        verify_parts(manifest, parts)
+        return info_from_manifest(manifest), parts
+
+    def retain(self, keep: int) -> list[str]:
+        current = self.current()
+        complete = [v.version for v in self.versions()]
+        doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
+        known = set(complete) - set(doomed)
+        for key in self._r.scan_iter(match=self._k("model", "*", "manifest")):
+            v = key.decode()[len(self._k("model", "")) :].rsplit(":", 1)[0]
+            raw = self._r.get(key)
+            fresh = raw is not None and time.time() - json.loads(raw)["created_unix"] < 3600
+            if v not in known and (v in doomed or not fresh):
+                for part_key in self._r.scan_iter(match=self._k("model", v, "*")):
+                    self._r.delete(part_key)
+                self._r.zrem(self._k("models"), v)
+        return doomed
+
+    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
+        key_id = key_id_for(meta, blob)
+        record = KeyRecord(key_id, meta, blob, time.time() + ttl_seconds)
+        tx = self._r.pipeline(transaction=True)
+        tx.set(self._k("key", key_id, "blob"), blob, ex=ttl_seconds)
+        tx.set(self._k("key", key_id, "meta"), json.dumps(record_dict(record)), ex=ttl_seconds)
+        self._call(tx.execute)
+        return record
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        if not key_id.isalnum():
+            raise NotFoundError(f"key id {key_id!r} not found")
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self._k("key", key_id, "meta"))
+        pipe.get(self._k("key", key_id, "blob"))
+        meta, blob = self._call(pipe.execute)
+        if meta is None or blob is None:
+            raise NotFoundError(f"key id {key_id} not found or expired")
+        info = json.loads(meta)
+        return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
+
+    def delete_key(self, key_id: str) -> None:
+        if key_id.isalnum():
+            self._call(
+                self._r.delete, self._k("key", key_id, "meta"), self._k("key", key_id, "blob")
+            )
