@@ -95,12 +95,14 @@ class CryptoRecModel:
         X = (R - rbar) * phi / |R_u|^input_power as CSR (n, m) and rbar of shape (n,).
         A user with no ratings gets rbar = mu."""
         self._check_width(R)
-        means = row_means(R, default=self.global_mean)
-        X = center_rows(R, means)
-        if self.input_power:
-            counts = np.maximum(np.diff(R.indptr), 1).astype(np.float32)
-            X.data *= np.repeat(counts ** np.float32(-self.input_power), np.diff(R.indptr))
-        return X, means
+        return scaled_inputs(R, self.global_mean, self.input_power)
+
+    @property
+    def max_input_norm(self) -> float:
+        """An upper bound on ||x_u||_2 for any user: sum (r - rbar)^2 / k^(2 alpha) is at most
+        k^(1 - 2 alpha) ((hi - lo) / 2)^2 with k <= m. Sizes fixed-point encodings."""
+        lo, hi = self.scale
+        return float(np.sqrt(self.n_items ** max(0.0, 1 - 2 * self.input_power)) * (hi - lo) / 2)
 
     def user_vectors(self, R: sp.csr_matrix) -> tuple[Matrix, Vector]:
         """p = x A for each of the n rows of R: returns (P of shape (n, d), rbar of shape (n,))."""
@@ -192,6 +194,19 @@ class CryptoRecModel:
     def _check_width(self, R: sp.csr_matrix) -> None:
         if R.shape[1] != self.n_items:
             raise ValueError(f"rating matrix has {R.shape[1]} items; the model has {self.n_items}")
+
+
+def scaled_inputs(
+    R: sp.csr_matrix, global_mean: float, input_power: float
+) -> tuple[sp.csr_matrix, Vector]:
+    """(X, rbar) for the (n, m) ratings R: X = (R - rbar) * phi / |R_u|^input_power as CSR and
+    rbar (n,), mu for users with no ratings. What a client computes before encrypting."""
+    means = row_means(R, default=global_mean)
+    X = center_rows(R, means)
+    if input_power:
+        counts = np.maximum(np.diff(R.indptr), 1).astype(np.float32)
+        X.data *= np.repeat(counts ** np.float32(-input_power), np.diff(R.indptr))
+    return X, means
 
 
 def _finetune_one(

@@ -114,7 +114,7 @@ def open_fast(
         )
     if scheme == "bfv":
         bfv = BfvModel.encode(model)
-        b = BfvClient(bfv)
+        b = BfvClient.for_model(bfv)
         # fixed-point rounding of x and the weights, measured below 5e-3 on ml-1m
         return FastSession(scheme, b, _BfvEval(BfvEvaluator(b.public_material()), bfv), 1e-2)
     if scheme == "paillier":

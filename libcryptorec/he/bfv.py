@@ -89,23 +89,28 @@ class BfvModel:
     def result_bits(self) -> int:
         return self.input_bits + 2 * self.weight_bits
 
+    @staticmethod
+    def fixed_point(model: CryptoRecModel, params: BfvParams = BFV_8192) -> tuple[int, int]:
+        """(input_bits, weight_bits) such that no result can reach t/2: public, cheap."""
+        A64, Q64 = model.A.astype(np.float64), model.Q.astype(np.float64)
+        bound = (
+            model.max_input_norm * np.linalg.norm(A64, 2) * np.linalg.norm(Q64, axis=1).max() + 8.0
+        )
+        room = params.t_bits - 3 - math.log2(bound)  # t is just under 2^t_bits; keep a sign bit
+        weight_bits = int(room // 3)
+        if weight_bits < 6:
+            raise ValueError(
+                f"{params.name}: only {room:.1f} bits for fixed point; model too large"
+            )
+        return int(room - 2 * weight_bits), weight_bits
+
     @classmethod
     def encode(cls, model: CryptoRecModel, params: BfvParams = BFV_8192) -> BfvModel:
         """Quantise A, Q, b to integers that cannot overflow t, and encode their diagonals."""
         he = _context(params)
         plan = DiagonalPlan.for_model(params.slots, model.n_items, model.dim)
-        lo, hi = model.scale
-        # ||x||^2 = sum (r - rbar)^2 / k^(2 alpha) <= k^(1 - 2 alpha) ((hi - lo) / 2)^2
-        x_norm = math.sqrt(model.n_items ** max(0.0, 1 - 2 * model.input_power)) * (hi - lo) / 2
+        input_bits, weight_bits = cls.fixed_point(model, params)
         A64, Q64 = model.A.astype(np.float64), model.Q.astype(np.float64)
-        bound = x_norm * np.linalg.norm(A64, 2) * np.linalg.norm(Q64, axis=1).max() + 8.0
-        room = math.log2(he.t) - 2 - math.log2(bound)  # bits left for the fixed-point scales
-        weight_bits = int(room // 3)
-        input_bits = int(room - 2 * weight_bits)
-        if weight_bits < 6:
-            raise ValueError(
-                f"{params.name}: only {room:.1f} bits for fixed point; model too large"
-            )
         A_int = np.rint(A64 * 2.0**weight_bits).astype(np.int64)
         Q_int = np.rint(Q64 * 2.0**weight_bits).astype(np.int64)
         bias = np.rint(model.item_bias.astype(np.float64) * 2.0 ** (input_bits + 2 * weight_bits))
@@ -137,12 +142,19 @@ class BfvModel:
 class BfvClient:
     """Holds the secret key; encrypts fixed-point inputs and decrypts exact integers."""
 
-    def __init__(self, model: BfvModel) -> None:
-        self.params, self.plan, self.input_bits = model.params, model.plan, model.input_bits
-        self.result_bits = model.result_bits
+    def __init__(
+        self, params: BfvParams, plan: DiagonalPlan, input_bits: int, result_bits: int
+    ) -> None:
+        self.params, self.plan = params, plan
+        self.input_bits, self.result_bits = input_bits, result_bits
         self._he = _context(self.params)
         self._he.keyGen()
         self._he.rotateKeyGen(rot_steps=list(self.plan.rotation_steps))
+
+    @classmethod
+    def for_model(cls, model: BfvModel) -> BfvClient:
+        """A client for an encoded model (in-process use; services use the public values)."""
+        return cls(model.params, model.plan, model.input_bits, model.result_bits)
 
     def public_material(self) -> PublicMaterial:
         """Serialized public and Galois keys; never the secret key."""

@@ -25,7 +25,7 @@ distance from 2^40 (a relative 1e-6) they are set equal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +98,20 @@ class AccurateMaterial:
         return len(self.public_key) + len(self.relin_key) + len(self.rotation_keys)
 
 
+class InputTransform(Protocol):
+    """What client_vectors needs of a model: CryptoRecModel and schemes.ClientInputs fit."""
+
+    @property
+    def n_items(self) -> int: ...
+
+    @property
+    def input_power(self) -> float: ...
+
+    def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]: ...
+
+
 def client_vectors(
-    model: CryptoRecModel, ratings: sp.csr_matrix, eta: float
+    model: InputTransform, ratings: sp.csr_matrix, eta: float
 ) -> tuple[list[npt.NDArray[np.float64]], float]:
     """The five (m,) vectors the client encrypts for one user (one row of ratings), and rbar.
 

@@ -206,16 +206,16 @@ class PaillierModel:
     bias_int: list[int]  # (m,) at 2^result_bits
     bound_bits: int  # |result| < 2^bound_bits for any input the client can send
     A_groups: Groups = field(default_factory=list)  # column groups of A (first product)
+    A_row_groups: Groups = field(default_factory=list)  # row groups of A (paper's method)
     Q_groups: Groups = field(default_factory=list)  # column groups of Q (second product)
-
-    def __post_init__(self) -> None:
-        if not self.A_groups:
-            self.A_groups = column_groups(self.A_int)
-            self.Q_groups = column_groups(self.Q_int)
 
     @classmethod
     def encode(
-        cls, packed: CompressedModel, encoding: PaillierEncoding | None = None
+        cls,
+        packed: CompressedModel,
+        encoding: PaillierEncoding | None = None,
+        *,
+        groups: bool = True,
     ) -> PaillierModel:
         """Round the codebooks to fixed point; bound the result size for packing.
 
@@ -228,17 +228,27 @@ class PaillierModel:
         Q_int = np.rint(packed.Q.codebook * scale).astype(np.int64)[packed.Q.indices]
         bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
         m, d = A_int.shape
-        model = packed.model
-        lo, hi = model.scale
-        x_norm = math.sqrt(m ** max(0.0, 1 - 2 * model.input_power)) * (hi - lo) / 2
-        x_norm_int = x_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding of each entry
+        x_norm_int = packed.model.max_input_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding
         bound = (
             x_norm_int
             * np.linalg.norm(A_int.astype(np.float64), 2)
             * np.linalg.norm(Q_int.astype(np.float64), axis=1).max()
             + np.abs(bias).max()
         )
-        return cls(enc, m, d, A_int, Q_int, [int(b) for b in bias], math.ceil(math.log2(bound)) + 1)
+        out = cls(
+            enc,
+            m,
+            d,
+            A_int,
+            Q_int,
+            [int(b) for b in bias],
+            math.ceil(math.log2(bound)) + 1,
+        )
+        if groups:  # the kernels' index lists; only the public sizes are needed without them
+            out.A_groups = column_groups(A_int)
+            out.A_row_groups = column_groups(A_int.T)
+            out.Q_groups = column_groups(Q_int)
+        return out
 
     def reply_layout(self, key_bits: int) -> ReplyLayout:
         """Slots of bound_bits + 1 bits, as many as fit below n."""
@@ -289,6 +299,24 @@ def _first_columns(cts: list[Mpz], groups: Groups, cols: range, n2: Mpz) -> list
             buckets[value] = acc
         out.append(_fold(buckets, n2))
     return out
+
+
+def _first_rows_paper(
+    cts: list[Mpz], row_groups: Groups, rows: range, d: int, n2: Mpz
+) -> list[Mpz]:
+    """The paper's reuse as written: for input i, Enc(x_i)^v once per distinct value v in row
+    i of A (one exponentiation each), multiplied into every output that uses it. Returns
+    partial products over `rows` for all d outputs."""
+    p = [gmpy2.mpz(1)] * d
+    for i in rows:
+        c, inverse = cts[i], None
+        for value, cols in row_groups[i]:
+            if value < 0 and inverse is None:
+                inverse = gmpy2.invert(c, n2)
+            power = gmpy2.powmod(c if value > 0 else inverse, abs(value), n2)
+            for j in cols:
+                p[j] = p[j] * power % n2
+    return p
 
 
 def _fold(buckets: dict[int, Mpz], n2: Mpz) -> Mpz:
@@ -356,13 +384,25 @@ def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     return _first_columns(cts, _WORKER["A"], cols, n2)
 
 
+def _worker_first_paper(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
+    rows, cts, n2 = args
+    return _first_rows_paper(cts, _WORKER["A_rows"], rows, _WORKER["d"], n2)
+
+
 def _worker_second(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     inputs, ps, n2 = args
     return _second_inputs(ps, _WORKER["Q"], inputs, _WORKER["m"], n2)
 
 
 def _init_worker(model: PaillierModel) -> None:
-    _WORKER.update(A=model.A_groups, Q=model.Q_groups, bias=model.bias_int, m=model.items)
+    _WORKER.update(
+        A=model.A_groups,
+        A_rows=model.A_row_groups,
+        Q=model.Q_groups,
+        bias=model.bias_int,
+        m=model.items,
+        d=model.dim,
+    )
 
 
 def _split(count: int, parts: int) -> list[range]:
@@ -373,7 +413,18 @@ def _split(count: int, parts: int) -> list[range]:
 class PaillierEvaluator:
     """Server side for one client key: validation and the fast-mode circuit."""
 
-    def __init__(self, material: PublicMaterial, model: PaillierModel, workers: int = 1) -> None:
+    def __init__(
+        self,
+        material: PublicMaterial,
+        model: PaillierModel,
+        workers: int = 1,
+        method: str = "bucket",
+    ) -> None:
+        """`method` is "bucket" (default, fastest) or "paper" (the paper's per-row reuse, kept
+        to measure the difference)."""
+        if method not in ("bucket", "paper"):
+            raise ValueError(f"unknown method {method!r}")
+        self.method = method
         self.n = validate_modulus(material)
         self.n2 = self.n * self.n
         self.key_bits = material.key_bits
@@ -425,7 +476,13 @@ class PaillierEvaluator:
     def fast(self, query: list[Mpz]) -> list[bytes]:
         """Fast mode: packed, re-randomised Enc(b + x A Q^T) replies."""
         n, n2 = self.n, self.n2
-        ps = [c for part in self._map(_worker_first, self.model.dim, query) for c in part]
+        if self.method == "bucket":
+            ps = [c for part in self._map(_worker_first, self.model.dim, query) for c in part]
+        else:
+            partial = self._map(_worker_first_paper, self.model.items, query)
+            ps = partial[0]
+            for other in partial[1:]:
+                ps = [a * b % n2 for a, b in zip(ps, other, strict=True)]
         partials = self._map(_worker_second, self.model.dim, ps)
         z = partials[0]
         for other in partials[1:]:

@@ -1,0 +1,329 @@
+"""Every supported (scheme, mode) behind one registry, split the way the services are split.
+
+* `specs(packed)`: the public parameters of each (scheme, mode) for a model version; the model
+  service publishes them and they are all a client needs.
+* `new_client(spec, inputs)`: key generation, `key_blobs()` to register, `encrypt(ratings)`,
+  `decrypt(replies)`. Secret keys stay inside the client object.
+* `prepare(packed, spec)` once per model version on the server, then `bind(prepared, meta,
+  blobs)` per registered key set gives an evaluator: `evaluate(ciphertexts) -> replies`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.bfv import BFV_8192, BfvClient, BfvEvaluator, BfvModel
+from libcryptorec.he.ckks import CkksClient, CkksEvaluator, CkksModel
+from libcryptorec.he.ckks_accurate import (
+    ACCURATE_16384,
+    AccurateClient,
+    AccurateEvaluator,
+    AccurateMaterial,
+    AccurateModel,
+)
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.paillier import (
+    DEFAULT_KEY_BITS,
+    PaillierClient,
+    PaillierEvaluator,
+    PaillierModel,
+    ReplyLayout,
+)
+from libcryptorec.he.paillier import PublicMaterial as PaillierMaterial
+from libcryptorec.he.params import CKKS_FAST_8192
+from libcryptorec.he.seal import PublicMaterial
+from libcryptorec.model import CryptoRecModel, scaled_inputs
+
+SUPPORTED = (("ckks", "fast"), ("ckks", "accurate"), ("bfv", "fast"), ("paillier", "fast"))
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """Public parameters of one (scheme, mode) for one model version."""
+
+    scheme: str
+    mode: str
+    parameter_set: str
+    items: int
+    dim: int
+    slots: int = 0
+    baby: int = 0
+    rotation_steps: tuple[int, ...] = ()
+    input_bits: int = 0
+    result_bits: int = 0
+    reply_slot_bits: int = 0
+    reply_per_ciphertext: int = 0
+    ciphertexts_per_query: int = 0
+
+    def plan(self) -> DiagonalPlan:
+        return DiagonalPlan.for_model(self.slots, self.items, self.dim, self.baby)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClientInputs:
+    """What a client needs to turn ratings into the vectors it encrypts (public model facts)."""
+
+    items: int
+    global_mean: float
+    input_power: float
+    scale: tuple[float, float]
+    step_size: float
+
+    @classmethod
+    def of(cls, model: CryptoRecModel) -> ClientInputs:
+        one = model.meta.get("finetune_one_step", {})
+        eta = float(one.get("eta", model.finetune.eta))
+        return cls(model.n_items, model.global_mean, model.input_power, model.scale, eta)
+
+    @property
+    def n_items(self) -> int:
+        return self.items
+
+    def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]:
+        """(x, rbar) for a (1, m) rating row, exactly as the model computes them."""
+        if R.shape[1] != self.items:
+            raise ValueError(f"ratings cover {R.shape[1]} items; the model has {self.items}")
+        return scaled_inputs(R, self.global_mean, self.input_power)
+
+
+def specs(packed: CompressedModel) -> list[SchemeSpec]:
+    """The public parameters of every supported (scheme, mode) for a model."""
+    model = packed.model
+    m, d = model.n_items, model.dim
+    out = []
+    fast = DiagonalPlan.for_model(CKKS_FAST_8192.slots, m, d)
+    out.append(
+        SchemeSpec(
+            "ckks",
+            "fast",
+            CKKS_FAST_8192.name,
+            m,
+            d,
+            fast.slots,
+            fast.baby,
+            fast.rotation_steps,
+            ciphertexts_per_query=fast.blocks,
+        )
+    )
+    acc = DiagonalPlan.for_model(ACCURATE_16384.slots, m, d)
+    out.append(
+        SchemeSpec(
+            "ckks",
+            "accurate",
+            ACCURATE_16384.name,
+            m,
+            d,
+            acc.slots,
+            acc.baby,
+            acc.rotation_steps,
+            ciphertexts_per_query=5 * acc.blocks,
+        )
+    )
+    input_bits, weight_bits = BfvModel.fixed_point(model)
+    bfv = DiagonalPlan.for_model(BFV_8192.slots, m, d)
+    out.append(
+        SchemeSpec(
+            "bfv",
+            "fast",
+            BFV_8192.name,
+            m,
+            d,
+            bfv.slots,
+            bfv.baby,
+            bfv.rotation_steps,
+            input_bits,
+            input_bits + 2 * weight_bits,
+            ciphertexts_per_query=bfv.blocks,
+        )
+    )
+    paillier = PaillierModel.encode(packed, groups=False)
+    layout, pm_bits = paillier.reply_layout(DEFAULT_KEY_BITS), paillier.encoding
+    out.append(
+        SchemeSpec(
+            "paillier",
+            "fast",
+            f"paillier-{DEFAULT_KEY_BITS}",
+            m,
+            d,
+            input_bits=pm_bits.input_bits,
+            result_bits=pm_bits.result_bits,
+            reply_slot_bits=layout.slot_bits,
+            reply_per_ciphertext=layout.per_reply,
+            ciphertexts_per_query=m,
+        )
+    )
+    return out
+
+
+def find_spec(all_specs: list[SchemeSpec], scheme: str, mode: str) -> SchemeSpec:
+    for s in all_specs:
+        if (s.scheme, s.mode) == (scheme, mode):
+            return s
+    raise ValueError(f"unsupported scheme/mode {scheme}/{mode}")
+
+
+class SchemeClient(Protocol):
+    spec: SchemeSpec
+
+    def key_blobs(self) -> dict[str, bytes]: ...
+
+    def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]: ...
+
+    def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]: ...
+
+
+@dataclass
+class _Client:
+    """The one client implementation: delegates to the scheme's own client class."""
+
+    spec: SchemeSpec
+    inputs: ClientInputs
+    backend: Any
+    _layout: ReplyLayout | None = None
+
+    def key_blobs(self) -> dict[str, bytes]:
+        m = self.backend.public_material()
+        if self.spec.scheme == "paillier":
+            return {"modulus": m.n}
+        blobs = {"public_key": m.public_key, "rotation_keys": m.rotation_keys}
+        if isinstance(m, AccurateMaterial):
+            blobs["relin_key"] = m.relin_key
+        return blobs
+
+    def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]:
+        """Ciphertexts for one user's (1, m) ratings, and the user's mean (kept locally)."""
+        X, means = self.inputs.user_inputs(ratings)
+        if self.spec.mode == "accurate":
+            from libcryptorec.he.ckks_accurate import client_vectors
+
+            vectors, rbar = client_vectors(self.inputs, ratings, self.inputs.step_size)
+            return [b for v in self.backend.encrypt(vectors) for b in v], rbar
+        return self.backend.encrypt(X.toarray().ravel()), float(means[0])
+
+    def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
+        """The (m,) predictions minus the user's mean."""
+        if self._layout is not None:
+            return np.asarray(self.backend.decrypt(replies, self._layout))
+        return np.asarray(self.backend.decrypt(replies))
+
+
+def new_client(spec: SchemeSpec, inputs: ClientInputs) -> SchemeClient:
+    """Generate keys for `spec` (the expensive, once-per-client step)."""
+    if spec.scheme == "ckks" and spec.mode == "fast":
+        return _Client(spec, inputs, CkksClient(CKKS_FAST_8192, spec.plan()))
+    if spec.scheme == "ckks" and spec.mode == "accurate":
+        return _Client(spec, inputs, AccurateClient(spec.plan()))
+    if spec.scheme == "bfv":
+        return _Client(
+            spec, inputs, BfvClient(BFV_8192, spec.plan(), spec.input_bits, spec.result_bits)
+        )
+    if spec.scheme == "paillier":
+        bits = int(spec.parameter_set.rsplit("-", 1)[1])
+        client = PaillierClient(bits)
+        return _Client(
+            spec,
+            inputs,
+            client,
+            ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext),
+        )
+    raise ValueError(f"unsupported scheme/mode {spec.scheme}/{spec.mode}")
+
+
+@dataclass
+class Prepared:
+    """A model encoded for one (scheme, mode), shared by every client's evaluator."""
+
+    spec: SchemeSpec
+    encoded: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(packed: CompressedModel, spec: SchemeSpec) -> Prepared:
+    """Encode the model for `spec` (seconds; cache per model version)."""
+    model = packed.model
+    if spec.scheme == "ckks" and spec.mode == "fast":
+        return Prepared(spec, CkksModel.encode(CKKS_FAST_8192, model.A, model.Q, model.item_bias))
+    if spec.scheme == "ckks" and spec.mode == "accurate":
+        return Prepared(spec, AccurateModel.encode(model.A, model.Q, model.item_bias))
+    if spec.scheme == "bfv":
+        return Prepared(spec, BfvModel.encode(model))
+    if spec.scheme == "paillier":
+        return Prepared(spec, PaillierModel.encode(packed))
+    raise ValueError(f"unsupported scheme/mode {spec.scheme}/{spec.mode}")
+
+
+class Evaluator(Protocol):
+    def evaluate(self, ciphertexts: list[bytes]) -> list[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Bound:
+    prepared: Prepared
+    backend: Any
+
+    def evaluate(self, ciphertexts: list[bytes]) -> list[bytes]:
+        spec, enc, be = self.prepared.spec, self.prepared.encoded, self.backend
+        if len(ciphertexts) != spec.ciphertexts_per_query:
+            raise InvalidCiphertextError(
+                f"expected {spec.ciphertexts_per_query} ciphertexts, got {len(ciphertexts)}"
+            )
+        if spec.scheme == "paillier":
+            return list(be.fast(be.load_query(ciphertexts)))
+        if spec.mode == "accurate":
+            blocks = enc.plan.blocks
+            vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(5)]
+            return list(be.accurate1(be.load_query(vectors, enc.plan), enc))
+        return list(be.fast(be.load_query(ciphertexts, enc.plan), enc))
+
+    def close(self) -> None:
+        if hasattr(self.backend, "close"):
+            self.backend.close()
+
+
+def bind(prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes]) -> Evaluator:
+    """An evaluator for one registered key set (validated: scheme, parameter set, sizes)."""
+    spec = prepared.spec
+    if meta.get("scheme") != spec.scheme or meta.get("mode") != spec.mode:
+        raise InvalidKeyError(
+            f"keys are for {meta.get('scheme')}/{meta.get('mode')}, not {spec.scheme}/{spec.mode}"
+        )
+    if meta.get("parameter_set") != spec.parameter_set:
+        raise InvalidKeyError(f"keys are for {meta.get('parameter_set')}, not {spec.parameter_set}")
+    steps = tuple(int(s) for s in meta.get("rotation_steps", ()))
+    try:
+        if spec.scheme == "paillier":
+            bits = int(spec.parameter_set.rsplit("-", 1)[1])
+            material = PaillierMaterial("paillier", bits, blobs["modulus"])
+            workers = int(os.environ.get("CRYPTOREC_PAILLIER_WORKERS", "1"))
+            return _Bound(prepared, PaillierEvaluator(material, prepared.encoded, workers=workers))
+        if spec.mode == "accurate":
+            acc = AccurateMaterial(
+                "ckks",
+                spec.parameter_set,
+                blobs["public_key"],
+                blobs["relin_key"],
+                blobs["rotation_keys"],
+                steps,
+            )
+            return _Bound(prepared, AccurateEvaluator(acc))
+        pm = PublicMaterial(
+            spec.scheme, spec.parameter_set, blobs["public_key"], blobs["rotation_keys"], steps
+        )
+        if spec.scheme == "bfv":
+            return _Bound(prepared, BfvEvaluator(pm))
+        return _Bound(prepared, CkksEvaluator(CKKS_FAST_8192, pm))
+    except KeyError as exc:
+        raise InvalidKeyError(f"key set lacks the blob {exc}") from None
