@@ -45,6 +45,25 @@ def _npy_bytes(array: npt.NDArray[Any]) -> bytes:
 
 def save(model: CryptoRecModel | CompressedModel, path: Path) -> str:
     """Write `model` to `path` atomically (temp file then rename); returns the manifest sha256."""
+    data, digest = dumps(model)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return digest
+
+
+def load(path: Path) -> CryptoRecModel | CompressedModel:
+    """Read an artifact written by `save`, verifying schema, shapes, dtypes and checksums."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: not a readable model artifact ({exc})") from exc
+    return loads(data, label=str(path))
+
+
+def dumps(model: CryptoRecModel | CompressedModel) -> tuple[bytes, str]:
+    """The artifact as bytes, and the sha256 of its manifest."""
     arrays: dict[str, npt.NDArray[Any]]
     if isinstance(model, CompressedModel):
         kind = "compressed"
@@ -80,21 +99,19 @@ def save(model: CryptoRecModel | CompressedModel, path: Path) -> str:
         **extra,
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, blob in blobs.items():
             zf.writestr(f"{name}.npy", blob)
         zf.writestr(MANIFEST, manifest_bytes)
-    tmp.replace(path)
-    return _sha256(manifest_bytes)
+    return buffer.getvalue(), _sha256(manifest_bytes)
 
 
-def load(path: Path) -> CryptoRecModel | CompressedModel:
-    """Read an artifact written by `save`, verifying schema, shapes, dtypes and checksums."""
-    path = Path(path)
+def loads(data: bytes, label: str = "artifact") -> CryptoRecModel | CompressedModel:
+    """Parse artifact bytes, verifying schema, shapes, dtypes and checksums."""
+    path = label
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             manifest = _read_manifest(zf)
             arrays = {
                 name: _read_array(zf, name, spec) for name, spec in manifest["arrays"].items()

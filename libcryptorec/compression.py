@@ -140,6 +140,14 @@ def _ratio(parts: list[tuple[int, int]]) -> float:
     return 1.0 - shared / total if total else 0.0
 
 
+def threshold_for_fraction(model: CryptoRecModel, fraction: float) -> float:
+    """The pruning threshold that removes `fraction` of the weights of A and Q together."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError("fraction must be in [0, 1)")
+    weights = np.abs(np.concatenate([model.A.ravel(), model.Q.ravel()]))
+    return float(np.quantile(weights, fraction))
+
+
 def compress(
     model: CryptoRecModel, threshold: float = 5e-4, clusters: int = 512
 ) -> CompressedModel:

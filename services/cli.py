@@ -74,6 +74,83 @@ def _bench_he(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from services.rpc.server import ROLES, serve_forever, start
+    from services.store import open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    roles = ROLES if args.role == "all" else (args.role,)
+    serve_forever(start(roles, open_store(args.store), port=args.port, host=args.host))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from libcryptorec.data import load_movielens, read_csv
+    from services.store import open_store
+    from services.trainer.publish import train_and_publish
+
+    ratings = read_csv(args.csv) if args.csv else load_movielens(args.dataset, args.data_dir)
+    train_and_publish(
+        ratings,
+        open_store(args.store),
+        prune_fraction=args.prune_fraction,
+        version=args.version,
+        show_progress=True,
+    )
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from services.client.library import CryptoRecClient
+
+    ratings = {int(i): float(r) for i, r in _item_ratings(args.ratings)}
+    client = CryptoRecClient(
+        args.target, key_target=args.key_target, evaluator_target=args.evaluator_target
+    )
+    try:
+        result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
+    finally:
+        client.close()
+    for rank, r in enumerate(result.recommendations, 1):
+        print(f"{rank:>3}. {r.score:4.2f}  {r.title}")
+    print("time: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
+    print("bytes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in result.bytes.items()))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return 0
+
+
+def _item_ratings(path: Path) -> list[tuple[int, float]]:
+    """Rows of `item,rating` (a header line is allowed)."""
+    import csv
+
+    out = []
+    with path.open() as f:
+        for row in csv.reader(f):
+            if not row or not row[0].strip().isdigit():
+                continue
+            out.append((int(row[0]), float(row[1])))
+    if not out:
+        raise DatasetError(f"{path}: no item,rating rows")
+    return out
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    if args.download:
+        from libcryptorec.download import download
+
+        download(args.dataset, args.data_dir)
+    run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
+    return 0
+
+
 def _data_download(args: argparse.Namespace) -> int:
     from libcryptorec.download import download
 
@@ -139,6 +216,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     he.add_argument("--json", type=Path)
     he.set_defaults(func=_bench_he)
+
+    srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
+    srv.add_argument("--role", choices=("key", "model", "evaluator", "all"), default="all")
+    srv.add_argument("--port", type=int, default=50051)
+    srv.add_argument("--host", default="0.0.0.0")
+    srv.add_argument(
+        "--store",
+        default=os.environ.get("CRYPTOREC_STORE", "file://./store"),
+        help="redis://HOST:PORT/DB or file://DIR (default $CRYPTOREC_STORE)",
+    )
+    srv.set_defaults(func=_serve)
+
+    tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
+    tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
+    tr.add_argument("--data-dir", type=Path, default=default_data_dir())
+    tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
+    tr.add_argument("--store", default=os.environ.get("CRYPTOREC_STORE", "file://./store"))
+    tr.add_argument("--version", help="version id (default: UTC time)")
+    tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")
+    tr.set_defaults(func=_train)
+
+    rec = sub.add_parser("recommend", help="encrypted recommendations for your ratings")
+    rec.add_argument("--ratings", type=Path, required=True, help="CSV of item,rating rows")
+    rec.add_argument(
+        "--target", default="127.0.0.1:50051", help="model service (and default for all)"
+    )
+    rec.add_argument("--key-target")
+    rec.add_argument("--evaluator-target")
+    rec.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), default="ckks")
+    rec.add_argument("--mode", choices=("fast", "accurate"), default="fast")
+    rec.add_argument("--top", type=int, default=10)
+    rec.add_argument("--json", type=Path)
+    rec.set_defaults(func=_recommend)
+
+    demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
+    demo.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-100k")
+    demo.add_argument("--data-dir", type=Path, default=default_data_dir())
+    demo.add_argument("--download", action="store_true", help="fetch the dataset if missing")
+    demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
+    demo.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), default="ckks")
+    demo.add_argument("--mode", choices=("fast", "accurate"), default="fast")
+    demo.add_argument("--top", type=int, default=10)
+    demo.add_argument("--json", type=Path)
+    demo.set_defaults(func=_demo)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")

@@ -68,3 +68,11 @@ def test_compress_reports_paper_ratios_and_keeps_predictions() -> None:
 def test_quantize_rejects_too_many_clusters() -> None:
     with pytest.raises(ValueError, match="clusters"):
         quantize(np.zeros((2, 2), np.float32), 0.0, 70_000)
+
+
+def test_threshold_for_fraction_prunes_that_fraction() -> None:
+    from libcryptorec.compression import threshold_for_fraction
+
+    model = make_model(m=50, d=20, seed=8)
+    packed = compress(model, threshold_for_fraction(model, 0.5), 64)
+    assert packed.stats.pruning_ratio == pytest.approx(0.5, abs=0.01)

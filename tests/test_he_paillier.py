@@ -36,16 +36,16 @@ def setup(client: PaillierClient):  # type: ignore[no-untyped-def]
     return packed, model, server, x
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "method"), [(1, "bucket"), (2, "bucket"), (2, "paper")])
 @pytest.mark.parametrize(("m", "d", "seed"), [(40, 6, 0), (90, 17, 1)])
 def test_contract_exact_against_fixed_point_model(
-    client: PaillierClient, workers: int, m: int, d: int, seed: int
+    client: PaillierClient, workers: int, method: str, m: int, d: int, seed: int
 ) -> None:
     model_f = make_model(m=m, d=d, seed=seed)
     model_f.A[3] = 0.0  # an all-zero row
     packed = compress(model_f, 0.02, 48)  # negative, zero and positive weights
     model = PaillierModel.encode(packed)
-    server = PaillierEvaluator(client.public_material(), model, workers=workers)
+    server = PaillierEvaluator(client.public_material(), model, workers=workers, method=method)
     try:
         x = np.random.default_rng(seed).normal(0, 1, m)
         reply = server.fast(server.load_query(client.encrypt(x)))

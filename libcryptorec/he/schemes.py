@@ -36,6 +36,7 @@ from libcryptorec.he.paillier import (
     PaillierEvaluator,
     PaillierModel,
     ReplyLayout,
+    validate_modulus,
 )
 from libcryptorec.he.paillier import PublicMaterial as PaillierMaterial
 from libcryptorec.he.params import CKKS_FAST_8192
@@ -293,22 +294,56 @@ class _Bound:
             self.backend.close()
 
 
-def bind(prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes]) -> Evaluator:
-    """An evaluator for one registered key set (validated: scheme, parameter set, sizes)."""
-    spec = prepared.spec
+# Names of the key blobs each (scheme, mode) registers; anything else (a secret key above
+# all) is refused by the key service before it is read.
+KEY_BLOBS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ckks", "fast"): ("public_key", "rotation_keys"),
+    ("ckks", "accurate"): ("public_key", "relin_key", "rotation_keys"),
+    ("bfv", "fast"): ("public_key", "rotation_keys"),
+    ("paillier", "fast"): ("modulus",),
+}
+
+
+# The allow-listed parameter set of each (scheme, mode): what clients may register keys for.
+PARAMETER_SETS: dict[tuple[str, str], str] = {
+    ("ckks", "fast"): CKKS_FAST_8192.name,
+    ("ckks", "accurate"): ACCURATE_16384.name,
+    ("bfv", "fast"): BFV_8192.name,
+    ("paillier", "fast"): f"paillier-{DEFAULT_KEY_BITS}",
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    mode: str
+    parameter_set: str
+
+
+def _backend(
+    spec: SchemeSpec | _Target, meta: dict[str, Any], blobs: dict[str, bytes], model: Any
+) -> Any:
+    """The scheme's evaluator object with the client's keys loaded (validated); `model` is
+    the prepared encoding (None to validate keys only)."""
     if meta.get("scheme") != spec.scheme or meta.get("mode") != spec.mode:
         raise InvalidKeyError(
             f"keys are for {meta.get('scheme')}/{meta.get('mode')}, not {spec.scheme}/{spec.mode}"
         )
     if meta.get("parameter_set") != spec.parameter_set:
         raise InvalidKeyError(f"keys are for {meta.get('parameter_set')}, not {spec.parameter_set}")
+    unexpected = set(blobs) - set(KEY_BLOBS[(spec.scheme, spec.mode)])
+    if unexpected:
+        raise InvalidKeyError(f"unexpected key blobs {sorted(unexpected)} (public keys only)")
     steps = tuple(int(s) for s in meta.get("rotation_steps", ()))
     try:
         if spec.scheme == "paillier":
             bits = int(spec.parameter_set.rsplit("-", 1)[1])
             material = PaillierMaterial("paillier", bits, blobs["modulus"])
+            if model is None:
+                validate_modulus(material)
+                return None
             workers = int(os.environ.get("CRYPTOREC_PAILLIER_WORKERS", "1"))
-            return _Bound(prepared, PaillierEvaluator(material, prepared.encoded, workers=workers))
+            return PaillierEvaluator(material, model, workers=workers)
         if spec.mode == "accurate":
             acc = AccurateMaterial(
                 "ckks",
@@ -318,12 +353,28 @@ def bind(prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes]) -> E
                 blobs["rotation_keys"],
                 steps,
             )
-            return _Bound(prepared, AccurateEvaluator(acc))
+            return AccurateEvaluator(acc)
         pm = PublicMaterial(
             spec.scheme, spec.parameter_set, blobs["public_key"], blobs["rotation_keys"], steps
         )
         if spec.scheme == "bfv":
-            return _Bound(prepared, BfvEvaluator(pm))
-        return _Bound(prepared, CkksEvaluator(CKKS_FAST_8192, pm))
+            return BfvEvaluator(pm)
+        return CkksEvaluator(CKKS_FAST_8192, pm)
     except KeyError as exc:
         raise InvalidKeyError(f"key set lacks the blob {exc}") from None
+
+
+def validate_keys(meta: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    """Raise InvalidKeyError unless the blobs are loadable public keys for the allow-listed
+    parameter set of meta's scheme and mode."""
+    key = (str(meta.get("scheme")), str(meta.get("mode")))
+    if key not in PARAMETER_SETS:
+        raise InvalidKeyError(f"unsupported scheme/mode {key[0]}/{key[1]}")
+    backend = _backend(_Target(*key, PARAMETER_SETS[key]), meta, blobs, None)
+    if hasattr(backend, "close"):
+        backend.close()
+
+
+def bind(prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes]) -> Evaluator:
+    """An evaluator for one registered key set (validated: scheme, parameter set, sizes)."""
+    return _Bound(prepared, _backend(prepared.spec, meta, blobs, prepared.encoded))

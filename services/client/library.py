@@ -1,0 +1,276 @@
+"""The client: holds the secret keys, encrypts, streams, verifies, decrypts and ranks.
+
+    client = CryptoRecClient("localhost:50051")          # one target serving every role
+    result = client.recommend({1193: 5, 661: 3}, scheme="ckks", mode="fast", top_n=10)
+
+Nothing secret leaves this object: the services receive public keys and ciphertexts only.
+The model version is pinned per call (the one GetModel returned), so the evaluator answers
+from exactly the model the client encrypted for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from cryptorec.v1 import evaluator_service_pb2 as ev_pb
+from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
+from cryptorec.v1 import key_service_pb2 as key_pb
+from cryptorec.v1 import key_service_pb2_grpc as key_grpc
+from cryptorec.v1 import model_service_pb2 as model_pb
+from cryptorec.v1 import model_service_pb2_grpc as model_grpc
+from libcryptorec.he import schemes
+from services.rpc.checksum import chunk_checksum
+from services.rpc.options import CHANNEL_OPTIONS, CHUNK_BYTES
+from services.rpc.protocol import mode_enum, scheme_enum, spec_from_pb
+
+
+class ReplyError(RuntimeError):
+    """The evaluator's reply stream is incomplete, reordered, duplicated or corrupt."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: int
+    title: str
+    score: float
+
+
+@dataclass
+class RecommendResult:
+    """Top-N recommendations with what each phase cost."""
+
+    model_version: str
+    scheme: str
+    mode: str
+    recommendations: list[Recommendation]
+    timings: dict[str, float] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Keys:
+    client: schemes.SchemeClient
+    key_id: str
+
+
+class CryptoRecClient:
+    """Talks to the model, key and evaluator services (one target may serve all three)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        key_target: str | None = None,
+        evaluator_target: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self.timeout = timeout
+        self._channels = {
+            t: grpc.insecure_channel(t, options=CHANNEL_OPTIONS)
+            for t in {target, key_target or target, evaluator_target or target}
+        }
+        self.models = model_grpc.ModelServiceStub(self._channels[target])
+        self.keys = key_grpc.KeyServiceStub(self._channels[key_target or target])
+        self.evaluator = ev_grpc.EvaluatorServiceStub(self._channels[evaluator_target or target])
+        self._keys: dict[tuple[Any, ...], _Keys] = {}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+    def model_info(self, version: str = "") -> model_pb.GetModelResponse:
+        """The model service's description of `version` (default: the current one)."""
+        response: model_pb.GetModelResponse = self.models.GetModel(
+            model_pb.GetModelRequest(version=version), timeout=self.timeout
+        )
+        return response
+
+    def _spec(self, info: model_pb.GetModelResponse, scheme: str, mode: str) -> schemes.SchemeSpec:
+        for p in info.schemes:
+            if p.scheme == scheme_enum(scheme) and p.mode == mode_enum(mode):
+                return spec_from_pb(p, len(info.catalogue), info.dim)
+        raise ValueError(f"model {info.version} offers no {scheme}/{mode}")
+
+    def ensure_keys(
+        self,
+        info: model_pb.GetModelResponse,
+        scheme: str,
+        mode: str,
+        timings: dict[str, float],
+        sizes: dict[str, int],
+    ) -> _Keys:
+        """Generate and register keys for (scheme, mode) once per parameter set and plan."""
+        spec = self._spec(info, scheme, mode)
+        cache_key = (spec.scheme, spec.mode, spec.parameter_set, spec.rotation_steps, spec.items)
+        if cache_key in self._keys:
+            return self._keys[cache_key]
+        inputs = _inputs(info)
+        t0 = time.perf_counter()
+        client = schemes.new_client(spec, inputs)
+        blobs = client.key_blobs()
+        timings["keygen"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        header = key_pb.KeyHeader(
+            scheme=scheme_enum(scheme),
+            mode=mode_enum(mode),
+            parameter_set=spec.parameter_set,
+            rotation_steps=list(spec.rotation_steps),
+            blobs=[
+                key_pb.KeyBlob(name=n, size=len(b), sha256=hashlib.sha256(b).digest())
+                for n, b in blobs.items()
+            ],
+        )
+
+        def stream() -> Iterator[key_pb.RegisterKeysRequest]:
+            yield key_pb.RegisterKeysRequest(header=header)
+            data = b"".join(blobs.values())
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield key_pb.RegisterKeysRequest(chunk=data[start : start + CHUNK_BYTES])
+
+        response = self.keys.RegisterKeys(stream(), timeout=self.timeout)
+        timings["register"] = time.perf_counter() - t0
+        sizes["keys"] = sum(len(b) for b in blobs.values())
+        keys = _Keys(client, response.key_id)
+        self._keys[cache_key] = keys
+        return keys
+
+    def predict(
+        self, ratings: dict[int, float], scheme: str = "ckks", mode: str = "fast", version: str = ""
+    ) -> tuple[npt.NDArray[np.float64], RecommendResult]:
+        """Encrypted predictions for every catalogue item, in catalogue order, unclamped."""
+        timings: dict[str, float] = {}
+        sizes: dict[str, int] = {}
+        t0 = time.perf_counter()
+        info = self.model_info(version)
+        timings["model"] = time.perf_counter() - t0
+        keys = self.ensure_keys(info, scheme, mode, timings, sizes)
+        row = _ratings_row(info, ratings)
+        t0 = time.perf_counter()
+        ciphertexts, rbar = keys.client.encrypt(row)
+        timings["encrypt"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        replies = self._evaluate(info.version, keys, scheme, mode, ciphertexts, len(info.catalogue))
+        timings["evaluate"] = time.perf_counter() - t0
+        sizes["up"] = sum(map(len, ciphertexts))
+        sizes["down"] = sum(map(len, replies))
+        t0 = time.perf_counter()
+        predictions = rbar + keys.client.decrypt(replies)
+        timings["decrypt"] = time.perf_counter() - t0
+        return predictions, RecommendResult(info.version, scheme, mode, [], timings, sizes)
+
+    def recommend(
+        self,
+        ratings: dict[int, float],
+        scheme: str = "ckks",
+        mode: str = "fast",
+        top_n: int = 10,
+        version: str = "",
+    ) -> RecommendResult:
+        """Top-N unrated items by encrypted prediction, clamped to the rating scale."""
+        predictions, result = self.predict(ratings, scheme, mode, version)
+        info = self.model_info(result.model_version)
+        scores = np.clip(predictions, info.inputs.scale_min, info.inputs.scale_max)
+        ids = np.array([c.item_id for c in info.catalogue])
+        rated = np.isin(ids, list(ratings))
+        order = [i for i in np.argsort(-scores, kind="stable") if not rated[i]][:top_n]
+        result.recommendations = [
+            Recommendation(int(ids[i]), info.catalogue[i].title, float(scores[i])) for i in order
+        ]
+        return result
+
+    def _evaluate(
+        self,
+        version: str,
+        keys: _Keys,
+        scheme: str,
+        mode: str,
+        ciphertexts: list[bytes],
+        items: int,
+    ) -> list[bytes]:
+        def stream() -> Iterator[ev_pb.PredictRequest]:
+            yield ev_pb.PredictRequest(
+                header=ev_pb.PredictHeader(
+                    model_version=version,
+                    key_id=keys.key_id,
+                    scheme=scheme_enum(scheme),
+                    mode=mode_enum(mode),
+                    ciphertext_count=len(ciphertexts),
+                )
+            )
+            batch: list[bytes] = []
+            size, index = 0, 0
+            for c in ciphertexts:
+                if batch and size + len(c) > CHUNK_BYTES:
+                    yield ev_pb.PredictRequest(
+                        chunk=ev_pb.CiphertextChunk(chunk_index=index, ciphertexts=batch)
+                    )
+                    batch, size, index = [], 0, index + 1
+                batch.append(c)
+                size += len(c)
+            if batch:
+                yield ev_pb.PredictRequest(
+                    chunk=ev_pb.CiphertextChunk(chunk_index=index, ciphertexts=batch)
+                )
+
+        return verify_replies(
+            self.evaluator.Predict(stream(), timeout=self.timeout), version, items
+        )
+
+
+def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:
+    """Check each chunk's index, version and checksum, and that chunks tile [0, items)."""
+    replies: list[bytes] = []
+    expected_index, next_item, total = 0, 0, None
+    for r in responses:
+        if r.chunk_index != expected_index:
+            raise ReplyError(f"chunk {r.chunk_index} arrived where {expected_index} was due")
+        if r.model_version != version:
+            raise ReplyError(f"chunk from model {r.model_version}, expected {version}")
+        if total is None:
+            total = r.total_chunks
+        if r.total_chunks != total or r.first_item != next_item:
+            raise ReplyError("chunks do not tile the catalogue")
+        if r.checksum != chunk_checksum(
+            r.chunk_index, r.first_item, r.count, r.model_version, r.ciphertexts
+        ):
+            raise ReplyError(f"chunk {r.chunk_index}: checksum mismatch")
+        replies.extend(r.ciphertexts)
+        expected_index += 1
+        next_item += r.count
+    if total is None or expected_index != total or next_item != items:
+        raise ReplyError(
+            f"reply incomplete: {expected_index} of {total} chunks, {next_item} of {items} items"
+        )
+    return replies
+
+
+def _inputs(info: model_pb.GetModelResponse) -> schemes.ClientInputs:
+    i = info.inputs
+    return schemes.ClientInputs(
+        len(info.catalogue), i.global_mean, i.input_power, (i.scale_min, i.scale_max), i.step_size
+    )
+
+
+def _ratings_row(info: model_pb.GetModelResponse, ratings: dict[int, float]) -> sp.csr_matrix:
+    """The (1, m) rating row over the catalogue; items the model does not know are dropped."""
+    position = {c.item_id: k for k, c in enumerate(info.catalogue)}
+    known = [(position[i], float(r)) for i, r in ratings.items() if i in position]
+    if not known:
+        raise ValueError("none of the rated items is in the model's catalogue")
+    lo, hi = info.inputs.scale_min, info.inputs.scale_max
+    if any(not lo <= r <= hi for _, r in known):
+        raise ValueError(f"ratings must lie in [{lo}, {hi}]")
+    cols, vals = zip(*sorted(known), strict=True)
+    return sp.csr_matrix(
+        (np.array(vals, np.float32), (np.zeros(len(cols), int), np.array(cols))),
+        shape=(1, len(info.catalogue)),
+    )

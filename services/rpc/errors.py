@@ -1,0 +1,98 @@
+"""Domain exceptions become gRPC status codes here, at the boundary, and nowhere else."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from libcryptorec.artifact import ArtifactError
+from libcryptorec.he.errors import (
+    InsecureParametersError,
+    InvalidCiphertextError,
+    InvalidKeyError,
+)
+from services.store.base import CorruptError, NotFoundError, StoreError
+
+log = logging.getLogger("cryptorec.rpc")
+
+
+class RequestError(Exception):
+    """A request that is malformed at the protocol level (missing header, bad enum, ...)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def invalid(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InsecureParametersError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (CorruptError, grpc.StatusCode.DATA_LOSS),
+    (ArtifactError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    for kind, code in STATUS_FOR:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def abort_for(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
+    """Abort the call with the status that fits `exc` (INTERNAL, logged, for the unexpected)."""
+    if isinstance(exc, RequestError):
+        context.abort(exc.code, str(exc)[:500])
+    code = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("internal error", exc_info=exc)
+        context.abort(code, "internal error")
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    context.abort(code, message[:500])
+    raise AssertionError("context.abort returned")
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+S = TypeVar("S")
+
+
+def unary(
+    fn: Callable[[S, Req, grpc.ServicerContext], Resp],
+) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
+    """Decorate a unary-response handler: exceptions become precise statuses."""
+
+    @functools.wraps(fn)
+    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
+        try:
+            return fn(self, request, context)
+        except Exception as exc:
+            abort_for(context, exc)
+
+    return wrapper
+
+
+def streaming(
+    fn: Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]],
+) -> Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]]:
+    """Decorate a response-streaming handler the same way."""
+
+    @functools.wraps(fn)
+    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
+        try:
+            yield from fn(self, request, context)
+        except Exception as exc:
+            abort_for(context, exc)
+
+    return wrapper

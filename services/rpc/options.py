@@ -1,0 +1,43 @@
+"""Every gRPC server and channel option in one place, each with the reason it is set."""
+
+from __future__ import annotations
+
+# Queries and replies travel as ~1 MiB chunks (a Paillier query for ml-1m is ~2 MB, a CKKS
+# accurate query ~9 MB), so messages stay small; 8 MiB leaves room for one large ciphertext
+# (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and refuses anything absurd early.
+MAX_MESSAGE_BYTES = 8 << 20
+# A key set for CKKS accurate mode is ~105 MB; the key service accepts streams up to this.
+MAX_KEY_SET_BYTES = 256 << 20
+# Bytes per response/request chunk when streaming ciphertexts.
+CHUNK_BYTES = 1 << 20
+
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),  # RESOURCE_EXHAUSTED beyond it
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Clients may ping every 20 s on idle connections without being told "too_many_pings".
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+    # Detect dead peers: ping after 60 s of silence, give up 20 s later.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Recycle connections so new evaluator replicas receive traffic from long-lived clients.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 120_000),  # let in-flight predictions finish
+]
+
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),  # >= the server's min ping interval (20 s)
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Spread calls over every address a dns:/// target resolves to (evaluator replicas).
+    ("grpc.lb_policy_name", "round_robin"),
+]
+
+# HE work holds the GIL: more threads than cores only queue; scale with processes instead.
+SERVER_THREADS = 4
+# Requests beyond this many in flight are refused with RESOURCE_EXHAUSTED, not queued.
+MAX_CONCURRENT_RPCS = 8
+# SIGTERM: stop accepting, let in-flight streams finish for up to this long.
+SHUTDOWN_GRACE_SECONDS = 25.0

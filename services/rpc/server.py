@@ -1,0 +1,112 @@
+"""Build and run the gRPC server for one or more roles, with health checking, reflection and
+graceful shutdown. Every option comes from services/rpc/options.py."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
+from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
+from cryptorec.v1 import key_service_pb2_grpc as key_grpc
+from cryptorec.v1 import model_service_pb2_grpc as model_grpc
+from services.evaluator.service import EvaluatorServicer
+from services.key_service import KeyServicer
+from services.model_service import ModelServicer
+from services.rpc import options
+from services.store.base import Store, StoreError
+
+log = logging.getLogger("cryptorec.server")
+ROLES = ("key", "model", "evaluator")
+SERVICE_NAMES = {
+    "key": key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    "model": model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    "evaluator": evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name,
+}
+
+
+@dataclass
+class Running:
+    """A started server: its port, health servicer and the roles it serves."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    roles: tuple[str, ...]
+    store: Store
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for role in self.roles:
+            self.health.set(SERVICE_NAMES[role], status)
+        self.health.set("", status)
+
+    def stop(self, grace: float = options.SHUTDOWN_GRACE_SECONDS) -> None:
+        """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+def start(roles: tuple[str, ...], store: Store, port: int = 0, host: str = "127.0.0.1") -> Running:
+    """Start a server for `roles` on host:port (0 = a free port) and return it."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=options.SERVER_THREADS),
+        options=options.SERVER_OPTIONS,
+        maximum_concurrent_rpcs=options.MAX_CONCURRENT_RPCS,
+    )
+    if "key" in roles:
+        key_grpc.add_KeyServiceServicer_to_server(KeyServicer(store), server)
+    if "model" in roles:
+        model_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
+    if "evaluator" in roles:
+        ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(store), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [SERVICE_NAMES[r] for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    running = Running(server, bound, health_servicer, tuple(roles), store)
+    running.set_serving(_store_ok(store))
+    return running
+
+
+def _store_ok(store: Store) -> bool:
+    try:
+        store.ping()
+        return True
+    except (StoreError, OSError):
+        return False
+
+
+def watch_store(running: Running, stop: threading.Event, every: float = 2.0) -> None:
+    """Keep health in step with the store: NOT_SERVING while it is unreachable."""
+    while not stop.wait(every):
+        running.set_serving(_store_ok(running.store))
+
+
+def serve_forever(running: Running) -> None:
+    """Block until SIGTERM/SIGINT, then drain within the grace period and return."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = threading.Thread(target=watch_store, args=(running, stop), daemon=True)
+    watcher.start()
+    log.info("serving %s on port %d", ",".join(running.roles), running.port)
+    stop.wait()
+    log.info("draining (grace %.0f s)", options.SHUTDOWN_GRACE_SECONDS)
+    running.stop()

@@ -1,0 +1,237 @@
+"""The services over real gRPC, on a real Redis and on the directory store.
+
+Every (scheme, mode) returns what the library computes; every bad input gets its own status
+(RELIABILITY.md lines 1, 2, 7, 8, 9, 13, 14) and the server keeps serving afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cryptorec.v1 import evaluator_service_pb2 as ev_pb
+from cryptorec.v1 import key_service_pb2 as key_pb
+from cryptorec.v1 import model_service_pb2 as model_pb
+from cryptorec.v1 import types_pb2
+from libcryptorec.compression import compress
+from libcryptorec.data import synthetic
+from libcryptorec.he import schemes
+from libcryptorec.model import FineTuning
+from services import bundle
+from services.client.library import CryptoRecClient, ReplyError, verify_replies
+from services.rpc.checksum import chunk_checksum
+from services.rpc.server import Running, start
+from services.store.file_store import FileStore
+from services.store.redis_store import RedisStore
+from tests.test_model import make_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.he]
+ITEMS, DIM = 60, 8
+
+
+def _packed():  # type: ignore[no-untyped-def]
+    model = make_model(m=ITEMS, d=DIM, seed=4)
+    model.A *= 0.4
+    model.Q *= 0.4
+    model.meta["finetune_one_step"] = {"steps": 1, "eta": 1.0, "l2": 0.0}
+    return compress(model, 0.005, 128)
+
+
+@pytest.fixture(scope="module", params=["redis", "file"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    if request.param == "redis":
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=f"e2e-{uuid.uuid4().hex[:8]}:")
+    else:
+        store = FileStore(tmp_path_factory.mktemp("store"))
+    catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
+    bundle.publish(store, "v1", _packed(), catalogue)
+    running = start(("key", "model", "evaluator"), store)
+    yield running
+    running.stop(grace=1.0)
+    if isinstance(store, RedisStore):
+        for key in store._r.scan_iter(match=store.prefix + "*"):
+            store._r.delete(key)
+
+
+@pytest.fixture(scope="module")
+def client(server: Running) -> Iterator[CryptoRecClient]:
+    c = CryptoRecClient(f"127.0.0.1:{server.port}")
+    yield c
+    c.close()
+
+
+RATINGS = {3: 5.0, 7: 1.0, 11: 4.0, 19: 2.0, 23: 5.0, 42: 3.0, 55: 4.0}
+
+
+def _library_prediction(mode: str) -> np.ndarray:
+    packed = _packed()
+    row = np.zeros((1, ITEMS), dtype=np.float32)
+    for item, r in RATINGS.items():
+        row[0, item - 1] = r
+    import scipy.sparse as sp
+
+    R = sp.csr_matrix(row)
+    if mode == "accurate":
+        return packed.model.predict_accurate(R, FineTuning(1, 1.0, 0.0))[0]
+    return packed.model.predict(R)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("scheme", "mode"), schemes.SUPPORTED)
+def test_every_scheme_and_mode_equals_the_library(client: CryptoRecClient, scheme: str, mode: str) -> None:
+    predictions, result = client.predict(RATINGS, scheme=scheme, mode=mode)
+    tolerance = 1e-3 if scheme == "ckks" else 1e-2
+    np.testing.assert_allclose(predictions, _library_prediction(mode), atol=tolerance)
+    assert result.model_version == "v1"
+    assert result.bytes["up"] > 0 and result.bytes["down"] > 0
+
+
+def test_recommend_drops_rated_items_and_ranks(client: CryptoRecClient) -> None:
+    result = client.recommend(RATINGS, top_n=5)
+    ids = [r.item_id for r in result.recommendations]
+    assert len(ids) == 5 and not set(ids) & set(RATINGS)
+    scores = [r.score for r in result.recommendations]
+    assert scores == sorted(scores, reverse=True)
+    assert all(1.0 <= s <= 5.0 for s in scores)
+
+
+def test_health_reports_serving(server: Running) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for name in ("", "cryptorec.v1.EvaluatorService", "cryptorec.v1.KeyService"):
+            assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == 1
+
+
+def _status(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code()
+
+
+def _predict(client: CryptoRecClient, header: ev_pb.PredictHeader | None, chunks: list[list[bytes]]):  # type: ignore[no-untyped-def]
+    def stream() -> Iterator[ev_pb.PredictRequest]:
+        if header is not None:
+            yield ev_pb.PredictRequest(header=header)
+        for i, c in enumerate(chunks):
+            yield ev_pb.PredictRequest(chunk=ev_pb.CiphertextChunk(chunk_index=i, ciphertexts=c))
+
+    return list(client.evaluator.Predict(stream(), timeout=30))
+
+
+def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
+    client: CryptoRecClient,
+) -> None:
+    info = client.model_info()
+    keys = client.ensure_keys(info, "ckks", "fast", {}, {})
+    good, _ = keys.client.encrypt(
+        __import__("services.client.library", fromlist=["_ratings_row"])._ratings_row(info, RATINGS)
+    )
+
+    def header(**kw: object) -> ev_pb.PredictHeader:
+        base = dict(model_version="v1", key_id=keys.key_id, scheme=types_pb2.SCHEME_CKKS,
+                    mode=types_pb2.MODE_FAST, ciphertext_count=len(good))
+        base.update(kw)
+        return ev_pb.PredictHeader(**base)  # type: ignore[arg-type]
+
+    INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    cases = {
+        "missing header": (lambda: _predict(client, None, [good]), INVALID),
+        "unspecified scheme": (lambda: _predict(client, header(scheme=0), [good]), INVALID),
+        "unknown enum": (lambda: _predict(client, header(mode=7), [good]), INVALID),
+        "unknown model version": (lambda: _predict(client, header(model_version="v9"), [good]), NOT_FOUND),
+        "unknown key id": (lambda: _predict(client, header(key_id="0" * 32), [good]), NOT_FOUND),
+        "wrong scheme for the key": (lambda: _predict(client, header(scheme=types_pb2.SCHEME_BFV), [good]), INVALID),
+        "wrong vector length": (lambda: _predict(client, header(ciphertext_count=2), [good]), INVALID),
+        "fewer ciphertexts than announced": (lambda: _predict(client, header(), []), INVALID),
+        "truncated ciphertext": (lambda: _predict(client, header(), [[good[0][:1000]]]), INVALID),
+        "random bytes": (lambda: _predict(client, header(), [[b"\x07" * 5000]]), INVALID),
+        "oversized message": (lambda: _predict(client, header(), [[b"\x00" * (9 << 20)]]),
+                              grpc.StatusCode.RESOURCE_EXHAUSTED),
+    }
+    for name, (call, code) in cases.items():
+        assert _status(call) == code, name
+        predictions, _ = client.predict(RATINGS)  # still serving, correctly
+        np.testing.assert_allclose(predictions, _library_prediction("fast"), atol=1e-3)
+
+
+def test_model_service_lists_and_describes(client: CryptoRecClient) -> None:
+    listing = client.models.ListModels(model_pb.ListModelsRequest())
+    assert listing.current_version == "v1"
+    assert [m.version for m in listing.models] == ["v1"]
+    info = client.model_info()
+    assert len(info.catalogue) == ITEMS and info.catalogue[0].title == "Item 1"
+    assert {(p.scheme, p.mode) for p in info.schemes} == {
+        (types_pb2.SCHEME_CKKS, types_pb2.MODE_FAST), (types_pb2.SCHEME_CKKS, types_pb2.MODE_ACCURATE),
+        (types_pb2.SCHEME_BFV, types_pb2.MODE_FAST), (types_pb2.SCHEME_PAILLIER, types_pb2.MODE_FAST)}
+    assert _status(lambda: client.models.GetModel(model_pb.GetModelRequest(version="nope"))) == grpc.StatusCode.NOT_FOUND
+
+
+def _register(client: CryptoRecClient, header: key_pb.KeyHeader, data: bytes) -> key_pb.RegisterKeysResponse:
+    def stream() -> Iterator[key_pb.RegisterKeysRequest]:
+        yield key_pb.RegisterKeysRequest(header=header)
+        yield key_pb.RegisterKeysRequest(chunk=data)
+
+    return client.keys.RegisterKeys(stream(), timeout=30)
+
+
+def test_key_service_refuses_secret_material_oversize_and_garbage(client: CryptoRecClient) -> None:
+    info = client.model_info()
+    spec = next(p for p in info.schemes if p.scheme == types_pb2.SCHEME_PAILLIER)
+
+    def header(names_sizes: list[tuple[str, int]], data: bytes, parameter_set: str = spec.parameter_set):  # type: ignore[no-untyped-def]
+        return key_pb.KeyHeader(
+            scheme=types_pb2.SCHEME_PAILLIER, mode=types_pb2.MODE_FAST, parameter_set=parameter_set,
+            blobs=[key_pb.KeyBlob(name=n, size=s, sha256=hashlib.sha256(data).digest()) for n, s in names_sizes],
+        )
+
+    secret = b"\x01" * 256
+    assert _status(lambda: _register(client, header([("secret_key", 256)], secret), secret)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert _status(lambda: _register(client, header([("modulus", 1 << 40)], secret), secret)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _status(lambda: _register(client, header([("modulus", 256)], secret, "paillier-1024"), secret)) == grpc.StatusCode.INVALID_ARGUMENT
+    even = (2**2047).to_bytes(256, "big")  # the right size, but not an RSA modulus
+    assert _status(lambda: _register(client, header([("modulus", 256)], even), even)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert _status(lambda: client.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id="nope"))) == grpc.StatusCode.NOT_FOUND
+
+
+def test_client_detects_missing_duplicated_reordered_or_corrupt_chunks() -> None:
+    def chunk(i: int, first: int, count: int, payload: bytes = b"c", total: int = 2) -> ev_pb.PredictResponse:
+        return ev_pb.PredictResponse(chunk_index=i, total_chunks=total, first_item=first, count=count,
+                                     model_version="v1", ciphertexts=[payload],
+                                     checksum=chunk_checksum(i, first, count, "v1", [payload]))
+
+    a, b = chunk(0, 0, 5), chunk(1, 5, 5)
+    assert verify_replies([a, b], "v1", 10) == [b"c", b"c"]
+    bad = ev_pb.PredictResponse()
+    bad.CopyFrom(b)
+    bad.ciphertexts[0] = b"x"
+    for stream in ([a], [a, a], [b, a], [a, bad], [a, chunk(1, 5, 5, total=3)]):
+        with pytest.raises(ReplyError):
+            verify_replies(stream, "v1", 10)
+    with pytest.raises(ReplyError, match="model"):
+        verify_replies([chunk(0, 0, 10, total=1)], "v2", 10)
+
+
+def test_demo_runs_on_synthetic_data(tmp_path: Path) -> None:
+    """The demo's pieces on a dataset of our own (the real demo reads MovieLens)."""
+    ratings = synthetic(n_users=120, n_items=50, seed=5)
+    from services.trainer.publish import small_config, train_and_publish
+
+    store = FileStore(tmp_path / "s")
+    version = train_and_publish(ratings, store, config=small_config(), log=lambda _: None)
+    assert store.current() == version
+    running = start(("key", "model", "evaluator"), store)
+    try:
+        c = CryptoRecClient(f"127.0.0.1:{running.port}")
+        result = c.recommend({1: 5.0, 2: 1.0, 3: 4.0}, top_n=3)
+        c.close()
+        assert len(result.recommendations) == 3
+        assert {"encrypt", "evaluate", "decrypt"} <= set(result.timings)
+    finally:
+        running.stop(grace=1.0)
