@@ -4,9 +4,10 @@
 install:
 	./scripts/install.sh
 
-# Main job (for now): train CryptoRec and the baselines on MovieLens 1M, print the accuracy table.
+# Main job: train a model, start the key, model and evaluator services on local ports (embedded
+# store, no Redis), and get encrypted recommendations for a held-out MovieLens user.
 demo: install
-	.venv/bin/cryptorec bench accuracy --dataset ml-1m --repeats 1 --no-transfer --download
+	.venv/bin/cryptorec demo --download
 
 # Everything CI checks: lint, types, and the whole test suite (slow and integration included).
 test: install lint pytest

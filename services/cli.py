@@ -82,7 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     roles = ROLES if args.role == "all" else (args.role,)
-    serve_forever(start(roles, open_store(args.store), port=args.port, host=args.host))
+    store = open_store(args.store, os.environ.get("CRYPTOREC_STORE_PREFIX", "cryptorec:"))
+    serve_forever(start(roles, store, port=args.port, host=args.host))
     return 0
 
 
@@ -151,6 +152,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_service(args: argparse.Namespace) -> int:
+    from services.bench_service import run
+
+    run(args.dataset, args.data_dir, args.model_cache, args.queries, args.concurrent, args.json)
+    return 0
+
+
 def _data_download(args: argparse.Namespace) -> int:
     from libcryptorec.download import download
 
@@ -216,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     he.add_argument("--json", type=Path)
     he.set_defaults(func=_bench_he)
+
+    bs = bench.add_parser("service", help="gRPC latency and throughput vs the in-process engine")
+    bs.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
+    bs.add_argument("--data-dir", type=Path, default=default_data_dir())
+    bs.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    bs.add_argument("--queries", type=int, default=9)
+    bs.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
+    bs.add_argument("--json", type=Path)
+    bs.set_defaults(func=_bench_service)
 
     srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
     srv.add_argument("--role", choices=("key", "model", "evaluator", "all"), default="all")

@@ -45,9 +45,13 @@ def _packed():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module", params=["redis", "file"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
     if request.param == "redis":
-        store = RedisStore(request.getfixturevalue("redis_url"), prefix=f"e2e-{uuid.uuid4().hex[:8]}:")
+        store = RedisStore(
+            request.getfixturevalue("redis_url"), prefix=f"e2e-{uuid.uuid4().hex[:8]}:"
+        )
     else:
         store = FileStore(tmp_path_factory.mktemp("store"))
     catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
@@ -85,18 +89,22 @@ def _library_prediction(mode: str) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("scheme", "mode"), schemes.SUPPORTED)
-def test_every_scheme_and_mode_equals_the_library(client: CryptoRecClient, scheme: str, mode: str) -> None:
+def test_every_scheme_and_mode_equals_the_library(
+    client: CryptoRecClient, scheme: str, mode: str
+) -> None:
     predictions, result = client.predict(RATINGS, scheme=scheme, mode=mode)
     tolerance = 1e-3 if scheme == "ckks" else 1e-2
     np.testing.assert_allclose(predictions, _library_prediction(mode), atol=tolerance)
     assert result.model_version == "v1"
-    assert result.bytes["up"] > 0 and result.bytes["down"] > 0
+    assert result.bytes["up"] > 0
+    assert result.bytes["down"] > 0
 
 
 def test_recommend_drops_rated_items_and_ranks(client: CryptoRecClient) -> None:
     result = client.recommend(RATINGS, top_n=5)
     ids = [r.item_id for r in result.recommendations]
-    assert len(ids) == 5 and not set(ids) & set(RATINGS)
+    assert len(ids) == 5
+    assert not set(ids) & set(RATINGS)
     scores = [r.score for r in result.recommendations]
     assert scores == sorted(scores, reverse=True)
     assert all(1.0 <= s <= 5.0 for s in scores)
@@ -115,7 +123,9 @@ def _status(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
     return info.value.code()
 
 
-def _predict(client: CryptoRecClient, header: ev_pb.PredictHeader | None, chunks: list[list[bytes]]):  # type: ignore[no-untyped-def]
+def _predict(
+    client: CryptoRecClient, header: ev_pb.PredictHeader | None, chunks: list[list[bytes]]
+):  # type: ignore[no-untyped-def]
     def stream() -> Iterator[ev_pb.PredictRequest]:
         if header is not None:
             yield ev_pb.PredictRequest(header=header)
@@ -135,8 +145,13 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
     )
 
     def header(**kw: object) -> ev_pb.PredictHeader:
-        base = dict(model_version="v1", key_id=keys.key_id, scheme=types_pb2.SCHEME_CKKS,
-                    mode=types_pb2.MODE_FAST, ciphertext_count=len(good))
+        base = dict(
+            model_version="v1",
+            key_id=keys.key_id,
+            scheme=types_pb2.SCHEME_CKKS,
+            mode=types_pb2.MODE_FAST,
+            ciphertext_count=len(good),
+        )
         base.update(kw)
         return ev_pb.PredictHeader(**base)  # type: ignore[arg-type]
 
@@ -145,15 +160,26 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
         "missing header": (lambda: _predict(client, None, [good]), INVALID),
         "unspecified scheme": (lambda: _predict(client, header(scheme=0), [good]), INVALID),
         "unknown enum": (lambda: _predict(client, header(mode=7), [good]), INVALID),
-        "unknown model version": (lambda: _predict(client, header(model_version="v9"), [good]), NOT_FOUND),
+        "unknown model version": (
+            lambda: _predict(client, header(model_version="v9"), [good]),
+            NOT_FOUND,
+        ),
         "unknown key id": (lambda: _predict(client, header(key_id="0" * 32), [good]), NOT_FOUND),
-        "wrong scheme for the key": (lambda: _predict(client, header(scheme=types_pb2.SCHEME_BFV), [good]), INVALID),
-        "wrong vector length": (lambda: _predict(client, header(ciphertext_count=2), [good]), INVALID),
+        "wrong scheme for the key": (
+            lambda: _predict(client, header(scheme=types_pb2.SCHEME_BFV), [good]),
+            INVALID,
+        ),
+        "wrong vector length": (
+            lambda: _predict(client, header(ciphertext_count=2), [good]),
+            INVALID,
+        ),
         "fewer ciphertexts than announced": (lambda: _predict(client, header(), []), INVALID),
         "truncated ciphertext": (lambda: _predict(client, header(), [[good[0][:1000]]]), INVALID),
         "random bytes": (lambda: _predict(client, header(), [[b"\x07" * 5000]]), INVALID),
-        "oversized message": (lambda: _predict(client, header(), [[b"\x00" * (9 << 20)]]),
-                              grpc.StatusCode.RESOURCE_EXHAUSTED),
+        "oversized message": (
+            lambda: _predict(client, header(), [[b"\x00" * (9 << 20)]]),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        ),
     }
     for name, (call, code) in cases.items():
         assert _status(call) == code, name
@@ -166,14 +192,23 @@ def test_model_service_lists_and_describes(client: CryptoRecClient) -> None:
     assert listing.current_version == "v1"
     assert [m.version for m in listing.models] == ["v1"]
     info = client.model_info()
-    assert len(info.catalogue) == ITEMS and info.catalogue[0].title == "Item 1"
+    assert len(info.catalogue) == ITEMS
+    assert info.catalogue[0].title == "Item 1"
     assert {(p.scheme, p.mode) for p in info.schemes} == {
-        (types_pb2.SCHEME_CKKS, types_pb2.MODE_FAST), (types_pb2.SCHEME_CKKS, types_pb2.MODE_ACCURATE),
-        (types_pb2.SCHEME_BFV, types_pb2.MODE_FAST), (types_pb2.SCHEME_PAILLIER, types_pb2.MODE_FAST)}
-    assert _status(lambda: client.models.GetModel(model_pb.GetModelRequest(version="nope"))) == grpc.StatusCode.NOT_FOUND
+        (types_pb2.SCHEME_CKKS, types_pb2.MODE_FAST),
+        (types_pb2.SCHEME_CKKS, types_pb2.MODE_ACCURATE),
+        (types_pb2.SCHEME_BFV, types_pb2.MODE_FAST),
+        (types_pb2.SCHEME_PAILLIER, types_pb2.MODE_FAST),
+    }
+    assert (
+        _status(lambda: client.models.GetModel(model_pb.GetModelRequest(version="nope")))
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
-def _register(client: CryptoRecClient, header: key_pb.KeyHeader, data: bytes) -> key_pb.RegisterKeysResponse:
+def _register(
+    client: CryptoRecClient, header: key_pb.KeyHeader, data: bytes
+) -> key_pb.RegisterKeysResponse:
     def stream() -> Iterator[key_pb.RegisterKeysRequest]:
         yield key_pb.RegisterKeysRequest(header=header)
         yield key_pb.RegisterKeysRequest(chunk=data)
@@ -185,26 +220,58 @@ def test_key_service_refuses_secret_material_oversize_and_garbage(client: Crypto
     info = client.model_info()
     spec = next(p for p in info.schemes if p.scheme == types_pb2.SCHEME_PAILLIER)
 
-    def header(names_sizes: list[tuple[str, int]], data: bytes, parameter_set: str = spec.parameter_set):  # type: ignore[no-untyped-def]
+    def header(
+        names_sizes: list[tuple[str, int]], data: bytes, parameter_set: str = spec.parameter_set
+    ):  # type: ignore[no-untyped-def]
         return key_pb.KeyHeader(
-            scheme=types_pb2.SCHEME_PAILLIER, mode=types_pb2.MODE_FAST, parameter_set=parameter_set,
-            blobs=[key_pb.KeyBlob(name=n, size=s, sha256=hashlib.sha256(data).digest()) for n, s in names_sizes],
+            scheme=types_pb2.SCHEME_PAILLIER,
+            mode=types_pb2.MODE_FAST,
+            parameter_set=parameter_set,
+            blobs=[
+                key_pb.KeyBlob(name=n, size=s, sha256=hashlib.sha256(data).digest())
+                for n, s in names_sizes
+            ],
         )
 
     secret = b"\x01" * 256
-    assert _status(lambda: _register(client, header([("secret_key", 256)], secret), secret)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert _status(lambda: _register(client, header([("modulus", 1 << 40)], secret), secret)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert _status(lambda: _register(client, header([("modulus", 256)], secret, "paillier-1024"), secret)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        _status(lambda: _register(client, header([("secret_key", 256)], secret), secret))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        _status(lambda: _register(client, header([("modulus", 1 << 40)], secret), secret))
+        == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert (
+        _status(
+            lambda: _register(client, header([("modulus", 256)], secret, "paillier-1024"), secret)
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
     even = (2**2047).to_bytes(256, "big")  # the right size, but not an RSA modulus
-    assert _status(lambda: _register(client, header([("modulus", 256)], even), even)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert _status(lambda: client.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id="nope"))) == grpc.StatusCode.NOT_FOUND
+    assert (
+        _status(lambda: _register(client, header([("modulus", 256)], even), even))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        _status(lambda: client.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id="nope")))
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_client_detects_missing_duplicated_reordered_or_corrupt_chunks() -> None:
-    def chunk(i: int, first: int, count: int, payload: bytes = b"c", total: int = 2) -> ev_pb.PredictResponse:
-        return ev_pb.PredictResponse(chunk_index=i, total_chunks=total, first_item=first, count=count,
-                                     model_version="v1", ciphertexts=[payload],
-                                     checksum=chunk_checksum(i, first, count, "v1", [payload]))
+    def chunk(
+        i: int, first: int, count: int, payload: bytes = b"c", total: int = 2
+    ) -> ev_pb.PredictResponse:
+        return ev_pb.PredictResponse(
+            chunk_index=i,
+            total_chunks=total,
+            first_item=first,
+            count=count,
+            model_version="v1",
+            ciphertexts=[payload],
+            checksum=chunk_checksum(i, first, count, "v1", [payload]),
+        )
 
     a, b = chunk(0, 0, 5), chunk(1, 5, 5)
     assert verify_replies([a, b], "v1", 10) == [b"c", b"c"]

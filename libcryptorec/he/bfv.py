@@ -25,6 +25,7 @@ from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
     PublicMaterial,
     baby_steps,
+    export_public,
     first_product,
     giant_steps,
     load_ciphertext,
@@ -158,13 +159,7 @@ class BfvClient:
 
     def public_material(self) -> PublicMaterial:
         """Serialized public and Galois keys; never the secret key."""
-        return PublicMaterial(
-            scheme=SCHEME,
-            params=self.params.name,
-            public_key=self._he.to_bytes_public_key(compr_mode="none"),
-            rotation_keys=self._he.to_bytes_rotate_key(compr_mode="none"),
-            rotation_steps=self.plan.rotation_steps,
-        )
+        return export_public(self._he, SCHEME, self.params.name, self.plan)
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt round(x 2^input_bits) as `plan.blocks` ciphertexts."""

@@ -28,6 +28,7 @@ from libcryptorec.he.seal import (
     PublicMaterial,
     baby_steps,
     encode_diagonals,
+    export_public,
     first_product,
     giant_steps,
     load_ciphertext,
@@ -64,13 +65,7 @@ class CkksClient:
 
     def public_material(self) -> PublicMaterial:
         """Serialized public and Galois keys; never the secret key."""
-        return PublicMaterial(
-            scheme=SCHEME,
-            params=self.params.name,
-            public_key=self._he.to_bytes_public_key(compr_mode="none"),
-            rotation_keys=self._he.to_bytes_rotate_key(compr_mode="none"),
-            rotation_steps=self.plan.rotation_steps,
-        )
+        return export_public(self._he, SCHEME, self.params.name, self.plan)
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt the (m,) input vector as `plan.blocks` serialized ciphertexts."""

@@ -38,6 +38,17 @@ class PublicMaterial:
         return len(self.public_key) + len(self.rotation_keys)
 
 
+def export_public(he: Pyfhel, scheme: str, name: str, plan: DiagonalPlan) -> PublicMaterial:
+    """The public and Galois keys held by `he`, serialized; never its secret key."""
+    return PublicMaterial(
+        scheme=scheme,
+        params=name,
+        public_key=he.to_bytes_public_key(compr_mode="none"),
+        rotation_keys=he.to_bytes_rotate_key(compr_mode="none"),
+        rotation_steps=plan.rotation_steps,
+    )
+
+
 def load_keys(he: Pyfhel, material: Any, *, scheme: str, name: str, limbs: int) -> None:
     """Check a client's key blobs against caps derived from the ring (`limbs` primes including
     the special one), then load them into `he`, whose context we built ourselves.

@@ -80,7 +80,7 @@ def sweep_table(rows: list[dict[str, float]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"{r['threshold']:>10.0e}{int(r['clusters']):>9}{100 * r['pruning_ratio']:>7.1f}%"
+            f"{r['threshold']:>10.4g}{int(r['clusters']):>9}{100 * r['pruning_ratio']:>7.1f}%"
             f"{100 * r['reuse_ratio']:>10.1f}%{100 * r['reuse_ratio_products']:>12.1f}%"
             f"{r['rmse_after']:>8.4f}{r['rmse_after'] - r['rmse_before']:>+9.4f}"
         )
@@ -122,17 +122,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     colors = ["#c0392b" if n.startswith("CryptoRec") else "#7f8c8d" for n in names]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     bars = ax.bar(names, means, yerr=stds, color=colors, capsize=4)
-    for bar, mean in zip(bars, means, strict=True):
+    for bar, mean, std in zip(bars, means, stds, strict=True):
         ax.annotate(
             f"{mean:.4f}\n+{100 * (mean / best - 1):.1f}%",
-            (bar.get_x() + bar.get_width() / 2, mean),
+            (bar.get_x() + bar.get_width() / 2, mean + std),
             ha="center",
             va="bottom",
             fontsize=8,
             xytext=(0, 3),
             textcoords="offset points",
         )
-    ax.set_ylim(min(means) - 0.03, max(means) + 0.02)
+    ax.set_ylim(min(means) - 0.03, max(m + s for m, s in zip(means, stds, strict=True)) + 0.015)
     ax.set_ylabel("test RMSE (lower is better)")
     ax.set_title(f"{summary['dataset']}: accuracy, {summary['repeats']} repeats (paper Fig. 2)")
     ax.tick_params(axis="x", labelsize=8)
