@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from libcryptorec.data import MOVIELENS_DATASETS, DatasetError
+from services.store.base import StoreError
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cryptorec"
 
@@ -294,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, FileNotFoundError) as exc:
         print(f"cryptorec: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"cryptorec: store unavailable: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

@@ -24,12 +24,14 @@ from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
     PublicMaterial,
+    StopCheck,
     baby_steps,
     export_public,
     first_product,
     giant_steps,
     load_ciphertext,
     load_keys,
+    never,
     require_rotations,
 )
 from libcryptorec.model import CryptoRecModel
@@ -200,15 +202,19 @@ class BfvEvaluator:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
         return [load_ciphertext(self._he, b, len(self.params.primes)) for b in blobs]
 
-    def fast(self, query: list[PyCtxt], model: BfvModel) -> list[bytes]:
+    def fast(
+        self, query: list[PyCtxt], model: BfvModel, should_stop: StopCheck = never
+    ) -> list[bytes]:
         """Fast mode: serialized Enc(b_int + x_int A_int Q_int^T) blocks."""
         require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
-        p_rep = first_product(he, query, model.first, plan, rescale=False)
-        rotated = baby_steps(he, p_rep, plan)
+        p_rep = first_product(he, query, model.first, plan, rescale=False, should_stop=should_stop)
+        rotated = baby_steps(he, p_rep, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            z = giant_steps(he, [rotated], [model.second[c]], plan, rescale=False)
+            z = giant_steps(
+                he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
+            )
             bias = model.bias_int[c * plan.slots : (c + 1) * plan.slots]
             he.add_plain(z, he.encodeInt(_row(bias, self.params.n)))
             he.add(z, he.encryptInt(np.zeros(self.params.n, dtype=np.int64)))  # re-randomise

@@ -26,6 +26,7 @@ from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import CkksParams
 from libcryptorec.he.seal import (
     PublicMaterial,
+    StopCheck,
     baby_steps,
     encode_diagonals,
     export_public,
@@ -33,6 +34,7 @@ from libcryptorec.he.seal import (
     giant_steps,
     load_ciphertext,
     load_keys,
+    never,
     require_rotations,
 )
 
@@ -112,15 +114,19 @@ class CkksEvaluator:
                 )
         return cts
 
-    def fast(self, query: list[PyCtxt], model: CkksModel) -> list[bytes]:
+    def fast(
+        self, query: list[PyCtxt], model: CkksModel, should_stop: StopCheck = never
+    ) -> list[bytes]:
         """Fast mode: serialized Enc(b + (x A) Q^T) blocks for the validated `query`."""
         require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
-        p_rep = first_product(he, query, model.first, plan)
-        rotated = baby_steps(he, p_rep, plan)
+        p_rep = first_product(he, query, model.first, plan, should_stop=should_stop)
+        rotated = baby_steps(he, p_rep, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            z = giant_steps(he, [rotated], [model.second[c]], plan, rescale=False)
+            z = giant_steps(
+                he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
+            )
             bias = he.encodeFrac(model.bias[c], scale=z.scale)
             he.mod_switch_to_next(bias)
             he.add_plain(z, bias)

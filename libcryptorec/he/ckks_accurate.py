@@ -36,12 +36,14 @@ from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
+    StopCheck,
     baby_steps,
     encode_diagonals,
     first_product,
     giant_steps,
     load_ciphertext,
     load_keys,
+    never,
     require_rotations,
 )
 from libcryptorec.model import CryptoRecModel, FineTuning
@@ -236,29 +238,35 @@ class AccurateEvaluator:
             out.append(cts)
         return out
 
-    def accurate1(self, query: list[list[PyCtxt]], model: AccurateModel) -> list[bytes]:
+    def accurate1(
+        self, query: list[list[PyCtxt]], model: AccurateModel, should_stop: StopCheck = never
+    ) -> list[bytes]:
         """One fine-tuning step and prediction; serialized reply blocks (see module doc)."""
         require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
         X, M1, X2, M2, X3 = query
-        p = first_product(he, X, model.A_first, plan)  # level 1
-        rotated_p = baby_steps(he, p, plan)
+        p = first_product(he, X, model.A_first, plan, should_stop=should_stop)  # level 1
+        rotated_p = baby_steps(he, p, plan, should_stop)
         u = []
         for c in range(plan.blocks):
-            z = giant_steps(he, [rotated_p], [model.Qt_second[c]], plan, rescale=True)  # 2
+            z = giant_steps(  # level 2
+                he, [rotated_p], [model.Qt_second[c]], plan, rescale=True, should_stop=should_stop
+            )
             he.add_plain(z, self._plain(model.bias[c], z))
             u.append(z)
         e_b = [self._times(M1[c], u[c], minus=X2[c]) for c in range(plan.blocks)]  # level 3
         e_g = [self._times(M2[c], u[c], minus=X3[c]) for c in range(plan.blocks)]  # level 3
-        g = first_product(he, e_b, model.Q_first, plan)  # level 4
+        g = first_product(he, e_b, model.Q_first, plan, should_stop=should_stop)  # level 4
         p_new = self._align(p, g)
         he.sub(p_new, g)  # p' = p - g, level 4
         dot = self._times(p_new, self._align(p, p_new))  # level 5, p'_j p_j repeated
         dot = self._period_sum(dot, plan)  # p' . p in every slot
-        rotated_new = baby_steps(he, p_new, plan)
+        rotated_new = baby_steps(he, p_new, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            y1 = giant_steps(he, [rotated_new], [model.Qt_final[c]], plan, rescale=True)  # 5
+            y1 = giant_steps(  # level 5
+                he, [rotated_new], [model.Qt_final[c]], plan, rescale=True, should_stop=should_stop
+            )
             t = self._times(dot, e_g[c])  # level 6
             y = self._align(y1, t)
             he.sub(y, t)

@@ -14,5 +14,9 @@ class InvalidKeyError(HEError):
     or secret."""
 
 
+class CancelledError(Exception):
+    """The caller withdrew the request (deadline or cancellation); the work was stopped."""
+
+
 class InsecureParametersError(HEError):
     """Parameters outside the HomomorphicEncryption.org 128-bit security table."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,8 @@ import numpy.typing as npt
 from phe import paillier
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.seal import StopCheck, check, never
 
 SCHEME = "paillier"
 # NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
@@ -41,6 +43,7 @@ MAX_KEY_BITS = 4096
 DEFAULT_KEY_BITS = 2048
 _SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % d for d in range(3, int(p**0.5) + 1, 2))]
 Mpz = Any  # gmpy2.mpz has no type stubs
+Kernel = Callable[[range, list[Mpz], Mpz, Callable[[], bool]], list[Mpz]]
 
 
 @dataclass(frozen=True)
@@ -287,10 +290,13 @@ def column_groups(W: npt.NDArray[np.int64]) -> Groups:
     return out
 
 
-def _first_columns(cts: list[Mpz], groups: Groups, cols: range, n2: Mpz) -> list[Mpz]:
+def _first_columns(
+    cts: list[Mpz], groups: Groups, cols: range, n2: Mpz, should_stop: StopCheck = never
+) -> list[Mpz]:
     """Enc(p_j) for j in `cols` by buckets and running products (see module doc)."""
     out = []
     for j in cols:
+        check(should_stop)
         buckets: dict[int, Mpz] = {}
         for value, rows in groups[j]:
             acc = gmpy2.mpz(1)
@@ -302,13 +308,14 @@ def _first_columns(cts: list[Mpz], groups: Groups, cols: range, n2: Mpz) -> list
 
 
 def _first_rows_paper(
-    cts: list[Mpz], row_groups: Groups, rows: range, d: int, n2: Mpz
+    cts: list[Mpz], row_groups: Groups, rows: range, d: int, n2: Mpz, should_stop: StopCheck = never
 ) -> list[Mpz]:
     """The paper's reuse as written: for input i, Enc(x_i)^v once per distinct value v in row
     i of A (one exponentiation each), multiplied into every output that uses it. Returns
     partial products over `rows` for all d outputs."""
     p = [gmpy2.mpz(1)] * d
     for i in rows:
+        check(should_stop)
         c, inverse = cts[i], None
         for value, cols in row_groups[i]:
             if value < 0 and inverse is None:
@@ -335,11 +342,14 @@ def _fold(buckets: dict[int, Mpz], n2: Mpz) -> Mpz:
     return result
 
 
-def _second_inputs(ps: list[Mpz], groups: Groups, inputs: range, m: int, n2: Mpz) -> list[Mpz]:
+def _second_inputs(
+    ps: list[Mpz], groups: Groups, inputs: range, m: int, n2: Mpz, should_stop: StopCheck = never
+) -> list[Mpz]:
     """prod_{j in inputs} Enc(p_j)^{Q_ij} for every item i, by power chains per input j;
     `groups` are the column groups of Q (column j of Q = the weights p_j meets)."""
     z = [gmpy2.mpz(1)] * m
     for j in inputs:
+        check(should_stop)
         inverse = None
         for sign in (1, -1):
             mine = [(v, rows) for v, rows in groups[j] if v * sign > 0]
@@ -466,27 +476,50 @@ class PaillierEvaluator:
             out.append(c)
         return out
 
-    def _map(self, fn: Any, count: int, data: list[Mpz]) -> list[list[Mpz]]:
+    def _run(
+        self, local: Kernel, remote: Any, count: int, data: list[Mpz], should_stop: StopCheck
+    ) -> list[list[Mpz]]:
+        """Run a kernel over `count` units split across the workers. In-process the kernel
+        checks `should_stop` per unit (milliseconds); with workers, it is polled every 50 ms and
+        a withdrawn request stops the work by restarting the pool."""
         parts = _split(count, self.workers)
-        args = [(part, data, self.n2) for part in parts]
-        if self._pool is None:
-            return [fn(a) for a in args]
-        return list(self._pool.map(fn, args))
+        if self.workers == 1:
+            return [local(part, data, self.n2, should_stop) for part in parts]
+        if self._pool is None:  # terminated by a cancellation: fork a fresh one
+            self._pool = mp.get_context("fork").Pool(self.workers, _init_worker, (self.model,))
+        pending = self._pool.map_async(remote, [(part, data, self.n2) for part in parts])
+        while not pending.ready():
+            pending.wait(0.05)
+            if should_stop():
+                self.close()  # the workers stop at once; the next query forks new ones
+                raise CancelledError("request withdrawn; computation stopped")
+        return list(pending.get())
 
-    def fast(self, query: list[Mpz]) -> list[bytes]:
+    def fast(self, query: list[Mpz], should_stop: StopCheck = never) -> list[bytes]:
         """Fast mode: packed, re-randomised Enc(b + x A Q^T) replies."""
-        n, n2 = self.n, self.n2
-        if self.method == "bucket":
-            ps = [c for part in self._map(_worker_first, self.model.dim, query) for c in part]
-        else:
-            partial = self._map(_worker_first_paper, self.model.items, query)
-            ps = partial[0]
-            for other in partial[1:]:
-                ps = [a * b % n2 for a, b in zip(ps, other, strict=True)]
-        partials = self._map(_worker_second, self.model.dim, ps)
-        z = partials[0]
-        for other in partials[1:]:
-            z = [a * b % n2 for a, b in zip(z, other, strict=True)]
+        n, n2, model = self.n, self.n2, self.model
+
+        def product(parts: list[list[Mpz]]) -> list[Mpz]:
+            out = parts[0]
+            for other in parts[1:]:
+                out = [a * b % n2 for a, b in zip(out, other, strict=True)]
+            return out
+
+        def first(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
+            return _first_columns(data, model.A_groups, part, mod, stop)
+
+        def paper(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
+            return _first_rows_paper(data, model.A_row_groups, part, model.dim, mod, stop)
+
+        def second(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
+            return _second_inputs(data, model.Q_groups, part, model.items, mod, stop)
+
+        if self.method == "bucket":  # columns split across workers: concatenate
+            parts = self._run(first, _worker_first, model.dim, query, should_stop)
+            ps = [c for part in parts for c in part]
+        else:  # rows split across workers: partial products, multiplied together
+            ps = product(self._run(paper, _worker_first_paper, model.items, query, should_stop))
+        z = product(self._run(second, _worker_second, model.dim, ps, should_stop))
         layout = self.layout
         starts = list(range(0, layout.items, layout.per_reply))
         groups = [starts[k :: self.workers] for k in range(self.workers)]

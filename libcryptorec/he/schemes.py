@@ -40,7 +40,7 @@ from libcryptorec.he.paillier import (
 )
 from libcryptorec.he.paillier import PublicMaterial as PaillierMaterial
 from libcryptorec.he.params import CKKS_FAST_8192
-from libcryptorec.he.seal import PublicMaterial
+from libcryptorec.he.seal import PublicMaterial, StopCheck, never
 from libcryptorec.model import CryptoRecModel, scaled_inputs
 
 SUPPORTED = (("ckks", "fast"), ("ckks", "accurate"), ("bfv", "fast"), ("paillier", "fast"))
@@ -265,7 +265,7 @@ def prepare(packed: CompressedModel, spec: SchemeSpec) -> Prepared:
 
 
 class Evaluator(Protocol):
-    def evaluate(self, ciphertexts: list[bytes]) -> list[bytes]: ...
+    def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]: ...
 
     def close(self) -> None: ...
 
@@ -275,19 +275,20 @@ class _Bound:
     prepared: Prepared
     backend: Any
 
-    def evaluate(self, ciphertexts: list[bytes]) -> list[bytes]:
+    def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
+        """Replies for one query; CancelledError within milliseconds once should_stop()."""
         spec, enc, be = self.prepared.spec, self.prepared.encoded, self.backend
         if len(ciphertexts) != spec.ciphertexts_per_query:
             raise InvalidCiphertextError(
                 f"expected {spec.ciphertexts_per_query} ciphertexts, got {len(ciphertexts)}"
             )
         if spec.scheme == "paillier":
-            return list(be.fast(be.load_query(ciphertexts)))
+            return list(be.fast(be.load_query(ciphertexts), should_stop))
         if spec.mode == "accurate":
             blocks = enc.plan.blocks
             vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(5)]
-            return list(be.accurate1(be.load_query(vectors, enc.plan), enc))
-        return list(be.fast(be.load_query(ciphertexts, enc.plan), enc))
+            return list(be.accurate1(be.load_query(vectors, enc.plan), enc, should_stop))
+        return list(be.fast(be.load_query(ciphertexts, enc.plan), enc, should_stop))
 
     def close(self) -> None:
         if hasattr(self.backend, "close"):

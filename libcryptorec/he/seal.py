@@ -4,6 +4,7 @@ method (`giant_steps`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
-from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
 
 # Serialized SEAL objects carry a 16-byte header plus 8 bytes per coefficient and limb.
@@ -103,10 +104,26 @@ def encode_diagonals(
     return out
 
 
-def baby_steps(he: Pyfhel, ct: PyCtxt, plan: DiagonalPlan) -> list[PyCtxt]:
+StopCheck = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
+
+
+def check(should_stop: StopCheck) -> None:
+    """Raise CancelledError if the caller has gone (checked every few milliseconds of work)."""
+    if should_stop():
+        raise CancelledError("request withdrawn; computation stopped")
+
+
+def baby_steps(
+    he: Pyfhel, ct: PyCtxt, plan: DiagonalPlan, should_stop: StopCheck = never
+) -> list[PyCtxt]:
     """[rot(ct, 0), rot(ct, 1), ..., rot(ct, B - 1)], by repeated rotation by one slot."""
     rotated = [ct]
     for _ in range(1, plan.baby):
+        check(should_stop)
         rotated.append(he.rotate(rotated[-1], 1, in_new_ctxt=True))
     return rotated
 
@@ -118,6 +135,7 @@ def giant_steps(
     plan: DiagonalPlan,
     *,
     rescale: bool,
+    should_stop: StopCheck = never,
 ) -> PyCtxt:
     """Horner over giant steps g of sum_c sum_b u'_{c,g,b} * rotated[c][b].
 
@@ -126,6 +144,7 @@ def giant_steps(
     """
     acc: PyCtxt | None = None
     for g in reversed(range(plan.giant)):
+        check(should_stop)
         inner: PyCtxt | None = None
         for c, row in enumerate(rotated):
             for b, ct in enumerate(row):
@@ -153,11 +172,12 @@ def first_product(
     plan: DiagonalPlan,
     *,
     rescale: bool = True,
+    should_stop: StopCheck = never,
 ) -> PyCtxt:
     """x M for the blocks of an item-indexed vector x: the result comes out repeated every W
     slots (the layout the second product reads), rescaled once when `rescale` (CKKS)."""
-    rotated = [baby_steps(he, ct, plan) for ct in blocks]
-    out = giant_steps(he, rotated, diagonals, plan, rescale=rescale)
+    rotated = [baby_steps(he, ct, plan, should_stop) for ct in blocks]
+    out = giant_steps(he, rotated, diagonals, plan, rescale=rescale, should_stop=should_stop)
     for step in plan.replication_steps:
         he.add(out, he.rotate(out, step, in_new_ctxt=True))
     return out

@@ -107,7 +107,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         if not context.is_active():
             return
         started = time.perf_counter()
-        replies = evaluator.evaluate(ciphertexts)
+        replies = evaluator.evaluate(ciphertexts, should_stop=lambda: not context.is_active())
         log.info("%s/%s on %s: %.3f s", scheme, mode, version, time.perf_counter() - started)
         yield from self._chunks(replies, spec, version, context)
 

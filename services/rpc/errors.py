@@ -11,6 +11,7 @@ import grpc
 
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.he.errors import (
+    CancelledError,
     InsecureParametersError,
     InvalidCiphertextError,
     InvalidKeyError,
@@ -33,6 +34,7 @@ def invalid(message: str) -> RequestError:
 
 
 STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (CancelledError, grpc.StatusCode.CANCELLED),
     (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
     (InsecureParametersError, grpc.StatusCode.INVALID_ARGUMENT),

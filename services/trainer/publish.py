@@ -35,10 +35,12 @@ def train_and_publish(
     config: TrainConfig = TrainConfig(),
     prune_fraction: float = SERVING_PRUNE_FRACTION,
     version: str | None = None,
+    retain: int = 5,
     show_progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> str:
-    """Train on `rows` (user indices; default all users), compress, publish; returns the id."""
+    """Train on `rows` (user indices; default all users), compress, publish, keep the newest
+    `retain` versions; returns the new version id."""
     R = ratings.to_csr()
     if rows is not None:
         R = R[rows]
@@ -57,6 +59,9 @@ def train_and_publish(
     version = version or new_version_id()
     bundle.publish(store, version, packed, catalogue)
     log(f"published model {version} to {store!r}")
+    removed = store.retain(retain)  # never the current version
+    if removed:
+        log(f"removed old versions {', '.join(removed)} (keeping {retain})")
     return version
 
 
