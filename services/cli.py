@@ -112,7 +112,10 @@ def _recommend(args: argparse.Namespace) -> int:
 
     ratings = {int(i): float(r) for i, r in _item_ratings(args.ratings)}
     client = CryptoRecClient(
-        args.target, key_target=args.key_target, evaluator_target=args.evaluator_target
+        args.target,
+        key_target=args.key_target,
+        evaluator_target=args.evaluator_target,
+        key_dir=args.key_dir,
     )
     try:
         result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
@@ -266,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mode", choices=("fast", "accurate"), default="fast")
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
+    rec.add_argument(
+        "--key-dir",
+        type=Path,
+        default=DEFAULT_CACHE / "client-keys",
+        help="where your keys (secret ones included, mode 0600) are kept between runs",
+    )
     rec.set_defaults(func=_recommend)
 
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")

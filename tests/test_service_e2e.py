@@ -302,3 +302,39 @@ def test_demo_runs_on_synthetic_data(tmp_path: Path) -> None:
         assert {"encrypt", "evaluate", "decrypt"} <= set(result.timings)
     finally:
         running.stop(grace=1.0)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "mode"), [("ckks", "fast"), ("paillier", "fast"), ("bfv", "fast")]
+)
+def test_keys_are_generated_once_and_cached_privately(
+    server: Running, tmp_path: Path, scheme: str, mode: str
+) -> None:
+    import stat
+
+    key_dir = tmp_path / "keys"
+    first = CryptoRecClient(f"127.0.0.1:{server.port}", key_dir=key_dir)
+    expected, result = first.predict(RATINGS, scheme=scheme, mode=mode)
+    assert "keygen" in result.timings
+    first.close()
+    files = list(key_dir.iterdir())
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
+    second = CryptoRecClient(f"127.0.0.1:{server.port}", key_dir=key_dir)  # a later run
+    predictions, result = second.predict(RATINGS, scheme=scheme, mode=mode)
+    assert "keygen" not in result.timings
+    assert "register" not in result.timings
+    np.testing.assert_allclose(predictions, expected, atol=1e-2)
+    # the registration expired: the same public keys re-register under the same id
+    info = second.model_info()
+    key_id = next(iter(second._keys.values())).key_id
+    server.store.delete_key(key_id)
+    third = CryptoRecClient(f"127.0.0.1:{server.port}", key_dir=key_dir)
+    predictions, result = third.predict(RATINGS, scheme=scheme, mode=mode)
+    assert "register" in result.timings
+    assert "keygen" not in result.timings
+    assert next(iter(third._keys.values())).key_id == key_id
+    assert info.version == "v1"
+    second.close()
+    third.close()

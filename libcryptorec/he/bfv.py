@@ -26,9 +26,11 @@ from libcryptorec.he.seal import (
     PublicMaterial,
     StopCheck,
     baby_steps,
+    export_all_keys,
     export_public,
     first_product,
     giant_steps,
+    import_all_keys,
     load_ciphertext,
     load_keys,
     never,
@@ -146,13 +148,26 @@ class BfvClient:
     """Holds the secret key; encrypts fixed-point inputs and decrypts exact integers."""
 
     def __init__(
-        self, params: BfvParams, plan: DiagonalPlan, input_bits: int, result_bits: int
+        self,
+        params: BfvParams,
+        plan: DiagonalPlan,
+        input_bits: int,
+        result_bits: int,
+        keys: dict[str, bytes] | None = None,
     ) -> None:
+        """New keys, or the client's own saved `keys` (from `export_keys`)."""
         self.params, self.plan = params, plan
         self.input_bits, self.result_bits = input_bits, result_bits
         self._he = _context(self.params)
-        self._he.keyGen()
-        self._he.rotateKeyGen(rot_steps=list(self.plan.rotation_steps))
+        if keys is not None:
+            import_all_keys(self._he, keys)
+        else:
+            self._he.keyGen()
+            self._he.rotateKeyGen(rot_steps=list(self.plan.rotation_steps))
+
+    def export_keys(self) -> dict[str, bytes]:
+        """All keys, the secret one included, for the client's local key cache."""
+        return export_all_keys(self._he, relin=False)
 
     @classmethod
     def for_model(cls, model: BfvModel) -> BfvClient:

@@ -29,9 +29,11 @@ from libcryptorec.he.seal import (
     StopCheck,
     baby_steps,
     encode_diagonals,
+    export_all_keys,
     export_public,
     first_product,
     giant_steps,
+    import_all_keys,
     load_ciphertext,
     load_keys,
     never,
@@ -57,13 +59,23 @@ def _context(params: CkksParams) -> Pyfhel:
 class CkksClient:
     """Holds the secret key; encrypts rating vectors and decrypts predictions."""
 
-    def __init__(self, params: CkksParams, plan: DiagonalPlan) -> None:
+    def __init__(
+        self, params: CkksParams, plan: DiagonalPlan, keys: dict[str, bytes] | None = None
+    ) -> None:
+        """New keys, or the client's own saved `keys` (from `export_keys`)."""
         if plan.slots != params.slots:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
         self.params, self.plan = params, plan
         self._he = _context(params)
-        self._he.keyGen()
-        self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+        if keys is not None:
+            import_all_keys(self._he, keys)
+        else:
+            self._he.keyGen()
+            self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+
+    def export_keys(self) -> dict[str, bytes]:
+        """All keys, the secret one included, for the client's local key cache."""
+        return export_all_keys(self._he, relin=False)
 
     def public_material(self) -> PublicMaterial:
         """Serialized public and Galois keys; never the secret key."""

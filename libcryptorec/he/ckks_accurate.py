@@ -39,8 +39,10 @@ from libcryptorec.he.seal import (
     StopCheck,
     baby_steps,
     encode_diagonals,
+    export_all_keys,
     first_product,
     giant_steps,
+    import_all_keys,
     load_ciphertext,
     load_keys,
     never,
@@ -136,14 +138,27 @@ def client_vectors(
 class AccurateClient:
     """Holds the secret key; encrypts the five vectors and decrypts the one reply block."""
 
-    def __init__(self, plan: DiagonalPlan, params: AccurateParams = ACCURATE_16384) -> None:
+    def __init__(
+        self,
+        plan: DiagonalPlan,
+        params: AccurateParams = ACCURATE_16384,
+        keys: dict[str, bytes] | None = None,
+    ) -> None:
+        """New keys, or the client's own saved `keys` (from `export_keys`)."""
         if plan.slots != params.slots:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
         self.params, self.plan = params, plan
         self._he = _context(params)
-        self._he.keyGen()
-        self._he.relinKeyGen()
-        self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+        if keys is not None:
+            import_all_keys(self._he, keys)
+        else:
+            self._he.keyGen()
+            self._he.relinKeyGen()
+            self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+
+    def export_keys(self) -> dict[str, bytes]:
+        """All keys, the secret one included, for the client's local key cache."""
+        return export_all_keys(self._he, relin=True)
 
     def public_material(self) -> AccurateMaterial:
         """Public, relinearisation and Galois keys; never the secret key."""

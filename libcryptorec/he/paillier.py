@@ -98,12 +98,21 @@ class PaillierClient:
     """Holds the private key; encrypts with precomputed randomness, decrypts packed replies."""
 
     def __init__(
-        self, key_bits: int = DEFAULT_KEY_BITS, encoding: PaillierEncoding | None = None
+        self,
+        key_bits: int = DEFAULT_KEY_BITS,
+        encoding: PaillierEncoding | None = None,
+        keys: dict[str, bytes] | None = None,
     ) -> None:
+        """New keys, or the client's own saved `keys` (p and q, from `export_keys`)."""
         if key_bits < MIN_KEY_BITS:
             raise ValueError(f"Paillier keys below {MIN_KEY_BITS} bits are not offered")
         self.encoding = encoding or PaillierEncoding()
-        public, self._private = paillier.generate_paillier_keypair(n_length=key_bits)
+        if keys is not None:
+            p, q = (int.from_bytes(keys[k], "big") for k in ("p", "q"))
+            public = paillier.PaillierPublicKey(p * q)
+            self._private = paillier.PaillierPrivateKey(public, p, q)
+        else:
+            public, self._private = paillier.generate_paillier_keypair(n_length=key_bits)
         self.key_bits = key_bits
         self.n = gmpy2.mpz(public.n)
         self.n2 = self.n * self.n
@@ -113,6 +122,11 @@ class PaillierClient:
     @property
     def ciphertext_bytes(self) -> int:
         return 2 * ((self.key_bits + 7) // 8)
+
+    def export_keys(self) -> dict[str, bytes]:
+        """p and q, for the client's local key cache only."""
+        size = (self.key_bits + 15) // 16
+        return {"p": int(self._p).to_bytes(size, "big"), "q": int(self._q).to_bytes(size, "big")}
 
     def public_material(self) -> PublicMaterial:
         """The modulus n; never p, q or lambda."""

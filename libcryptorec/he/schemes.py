@@ -179,6 +179,8 @@ class SchemeClient(Protocol):
 
     def key_blobs(self) -> dict[str, bytes]: ...
 
+    def export_keys(self) -> dict[str, bytes]: ...
+
     def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]: ...
 
     def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]: ...
@@ -202,6 +204,10 @@ class _Client:
             blobs["relin_key"] = m.relin_key
         return blobs
 
+    def export_keys(self) -> dict[str, bytes]:
+        """Every key including the secret one: for the client's own key cache only."""
+        return dict(self.backend.export_keys())
+
     def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]:
         """Ciphertexts for one user's (1, m) ratings, and the user's mean (kept locally)."""
         X, means = self.inputs.user_inputs(ratings)
@@ -219,25 +225,22 @@ class _Client:
         return np.asarray(self.backend.decrypt(replies))
 
 
-def new_client(spec: SchemeSpec, inputs: ClientInputs) -> SchemeClient:
-    """Generate keys for `spec` (the expensive, once-per-client step)."""
+def new_client(
+    spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+) -> SchemeClient:
+    """Generate keys for `spec` (the expensive, once-per-client step), or reuse `keys` saved
+    from an earlier client's `export_keys`."""
     if spec.scheme == "ckks" and spec.mode == "fast":
-        return _Client(spec, inputs, CkksClient(CKKS_FAST_8192, spec.plan()))
+        return _Client(spec, inputs, CkksClient(CKKS_FAST_8192, spec.plan(), keys))
     if spec.scheme == "ckks" and spec.mode == "accurate":
-        return _Client(spec, inputs, AccurateClient(spec.plan()))
+        return _Client(spec, inputs, AccurateClient(spec.plan(), keys=keys))
     if spec.scheme == "bfv":
-        return _Client(
-            spec, inputs, BfvClient(BFV_8192, spec.plan(), spec.input_bits, spec.result_bits)
-        )
+        bfv = BfvClient(BFV_8192, spec.plan(), spec.input_bits, spec.result_bits, keys)
+        return _Client(spec, inputs, bfv)
     if spec.scheme == "paillier":
         bits = int(spec.parameter_set.rsplit("-", 1)[1])
-        client = PaillierClient(bits)
-        return _Client(
-            spec,
-            inputs,
-            client,
-            ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext),
-        )
+        layout = ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext)
+        return _Client(spec, inputs, PaillierClient(bits, keys=keys), layout)
     raise ValueError(f"unsupported scheme/mode {spec.scheme}/{spec.mode}")
 
 

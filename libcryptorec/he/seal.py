@@ -50,6 +50,30 @@ def export_public(he: Pyfhel, scheme: str, name: str, plan: DiagonalPlan) -> Pub
     )
 
 
+SEAL_KEY_PARTS = ("secret_key", "public_key", "relin_key", "rotation_keys")
+
+
+def export_all_keys(he: Pyfhel, relin: bool) -> dict[str, bytes]:
+    """Every key `he` holds, the secret one included: for the client's own key cache only."""
+    keys = {
+        "secret_key": he.to_bytes_secret_key(compr_mode="none"),
+        "public_key": he.to_bytes_public_key(compr_mode="none"),
+        "rotation_keys": he.to_bytes_rotate_key(compr_mode="none"),
+    }
+    if relin:
+        keys["relin_key"] = he.to_bytes_relin_key(compr_mode="none")
+    return keys
+
+
+def import_all_keys(he: Pyfhel, keys: dict[str, bytes]) -> None:
+    """Load keys written by `export_all_keys` into a context built from the same parameters."""
+    he.from_bytes_secret_key(keys["secret_key"])
+    he.from_bytes_public_key(keys["public_key"])
+    he.from_bytes_rotate_key(keys["rotation_keys"])
+    if "relin_key" in keys:
+        he.from_bytes_relin_key(keys["relin_key"])
+
+
 def load_keys(he: Pyfhel, material: Any, *, scheme: str, name: str, limbs: int) -> None:
     """Check a client's key blobs against caps derived from the ring (`limbs` primes including
     the special one), then load them into `he`, whose context we built ourselves.

@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,6 +29,7 @@ from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from libcryptorec.he import schemes
+from services.client.keycache import KeyCache
 from services.rpc.checksum import chunk_checksum
 from services.rpc.options import CHANNEL_OPTIONS, CHUNK_BYTES
 from services.rpc.protocol import mode_enum, scheme_enum, spec_from_pb
@@ -72,8 +74,12 @@ class CryptoRecClient:
         key_target: str | None = None,
         evaluator_target: str | None = None,
         timeout: float = 120.0,
+        key_dir: Path | None = None,
     ) -> None:
+        """`key_dir`: where to keep generated keys between runs (None: this object only)."""
         self.timeout = timeout
+        self.key_target = key_target or target
+        self._cache = KeyCache(key_dir) if key_dir is not None else None
         self._channels = {
             t: grpc.insecure_channel(t, options=CHANNEL_OPTIONS)
             for t in {target, key_target or target, evaluator_target or target}
@@ -114,10 +120,18 @@ class CryptoRecClient:
         if cache_key in self._keys:
             return self._keys[cache_key]
         inputs = _inputs(info)
-        t0 = time.perf_counter()
-        client = schemes.new_client(spec, inputs)
+        saved = self._cache.load(self.key_target, spec) if self._cache else None
+        if saved is not None:
+            client = schemes.new_client(spec, inputs, keys=saved[0])
+            if self._registered(saved[1]):
+                keys = _Keys(client, saved[1])
+                self._keys[cache_key] = keys
+                return keys
+        else:
+            t0 = time.perf_counter()
+            client = schemes.new_client(spec, inputs)
+            timings["keygen"] = time.perf_counter() - t0
         blobs = client.key_blobs()
-        timings["keygen"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         header = key_pb.KeyHeader(
             scheme=scheme_enum(scheme),
@@ -141,7 +155,19 @@ class CryptoRecClient:
         sizes["keys"] = sum(len(b) for b in blobs.values())
         keys = _Keys(client, response.key_id)
         self._keys[cache_key] = keys
+        if self._cache is not None:
+            self._cache.save(self.key_target, spec, client.export_keys(), response.key_id)
         return keys
+
+    def _registered(self, key_id: str) -> bool:
+        """Whether the key service still holds `key_id` (registrations expire)."""
+        try:
+            self.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id=key_id), timeout=self.timeout)
+            return True
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False  # re-registering the same public keys gives the same id
+            raise
 
     def predict(
         self, ratings: dict[int, float], scheme: str = "ckks", mode: str = "fast", version: str = ""
