@@ -73,8 +73,13 @@ def _query(
     json_out: Path | None,
 ) -> dict[str, Any]:
     users = ratings.users
+    # A held-out user with a real history (>= 40 ratings to encrypt) and the most hidden
+    # ratings of 4 or more, so there is something to compare the recommendations with.
     feed_counts = np.bincount(users[split.feed], minlength=ratings.n_users)
-    user = int(split.new_users[np.argmax(feed_counts[split.new_users] >= 40)])
+    liked = split.test[ratings.values[split.test] >= 4]
+    liked_counts = np.bincount(users[liked], minlength=ratings.n_users)
+    candidates = split.new_users[feed_counts[split.new_users] >= 40]
+    user = int(candidates[np.argmax(liked_counts[candidates])])
     feed = split.feed[users[split.feed] == user]
     test = split.test[users[split.test] == user]
     known = {int(ratings.item_ids[ratings.items[k]]): float(ratings.values[k]) for k in feed}
