@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Create .venv and install cryptorec with its development tools.
+# Create a virtual environment and install cryptorec into it.
 #
 # Pyfhel ships no wheel: pip builds it from source, and its bundled SEAL would download three
 # optional dependencies from GitHub. cmake/pyfhel-offline.cmake switches those off so the build
 # needs only the package registry (about 3 minutes once; pip caches the wheel afterwards).
-# CI, the README and the container image all install through this one script.
+# CI, the README and the container image (Dockerfile) all install through this one script.
+#
+#   scripts/install.sh                          .venv, editable, with dev tools (development, CI)
+#   VENV=/opt/venv MODE=runtime scripts/install.sh    a plain install, no dev tools (image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+VENV=${VENV:-.venv}
+MODE=${MODE:-dev}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, got {sys.version}"'
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
-CMAKE_TOOLCHAIN_FILE="$PWD/cmake/pyfhel-offline.cmake" \
-  .venv/bin/python -m pip install --quiet --editable ".[dev]"
-.venv/bin/python -c 'import Pyfhel, phe, gmpy2; print("installed: cryptorec, Pyfhel", Pyfhel.__version__)'
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip wheel setuptools
+export CMAKE_TOOLCHAIN_FILE="$PWD/cmake/pyfhel-offline.cmake"
+if [ "$MODE" = dev ]; then
+  "$VENV/bin/python" -m pip install --quiet --editable ".[dev]"
+else
+  "$VENV/bin/python" -m pip install --quiet --no-cache-dir .
+fi
+"$VENV/bin/python" -c 'import Pyfhel, phe, gmpy2; print("installed: cryptorec, Pyfhel", Pyfhel.__version__)'

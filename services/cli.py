@@ -93,6 +93,10 @@ def _train(args: argparse.Namespace) -> int:
     from services.store import open_store
     from services.trainer.publish import train_and_publish
 
+    if args.download and not args.csv:
+        from libcryptorec.download import download
+
+        download(args.dataset, args.data_dir)
     ratings = read_csv(args.csv) if args.csv else load_movielens(args.dataset, args.data_dir)
     train_and_publish(
         ratings,
@@ -253,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
     tr.add_argument("--data-dir", type=Path, default=default_data_dir())
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
+    tr.add_argument("--download", action="store_true", help="fetch the dataset if missing")
     tr.add_argument("--store", default=os.environ.get("CRYPTOREC_STORE", "file://./store"))
     tr.add_argument("--version", help="version id (default: UTC time)")
     tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")

@@ -1,0 +1,29 @@
+# One image for every role; the command chooses it (cryptorec serve --role key|model|evaluator,
+# cryptorec train). Pyfhel is built in the builder stage with the same script CI runs.
+
+FROM python:3.11-slim-bookworm AS builder
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY cmake/ cmake/
+COPY scripts/ scripts/
+COPY libcryptorec/ libcryptorec/
+COPY services/ services/
+COPY cryptorec/ cryptorec/
+RUN VENV=/opt/venv MODE=runtime ./scripts/install.sh
+
+FROM python:3.11-slim-bookworm
+# No compilers, no sources, no secrets: the virtual environment only.
+RUN groupadd --gid 10001 cryptorec \
+ && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin cryptorec
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+EXPOSE 50051
+ENTRYPOINT ["cryptorec"]
+CMD ["serve", "--role", "all", "--port", "50051"]
