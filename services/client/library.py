@@ -11,6 +11,7 @@ from exactly the model the client encrypted for.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,12 +32,21 @@ from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from libcryptorec.he import schemes
 from services.client.keycache import KeyCache
 from services.rpc.checksum import chunk_checksum
-from services.rpc.options import CHANNEL_OPTIONS, CHUNK_BYTES
+from services.rpc.options import (
+    CHANNEL_OPTIONS,
+    CHUNK_BYTES,
+    PREDICT_ATTEMPTS,
+    PREDICT_BACKOFF_SECONDS,
+)
 from services.rpc.protocol import mode_enum, scheme_enum, spec_from_pb
 
 
 class ReplyError(RuntimeError):
     """The evaluator's reply stream is incomplete, reordered, duplicated or corrupt."""
+
+
+# Statuses after which sending the same query again can succeed (another replica, later).
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class CryptoRecClient:
         self.keys = key_grpc.KeyServiceStub(self._channels[key_target or target])
         self.evaluator = ev_grpc.EvaluatorServiceStub(self._channels[evaluator_target or target])
         self._keys: dict[tuple[Any, ...], _Keys] = {}
+        self.retries = 0  # Predict attempts repeated after a replica failed
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -247,9 +258,19 @@ class CryptoRecClient:
                     chunk=ev_pb.CiphertextChunk(chunk_index=index, ciphertexts=batch)
                 )
 
-        return verify_replies(
-            self.evaluator.Predict(stream(), timeout=self.timeout), version, items
-        )
+        # The query is idempotent: if the replica dies or the stream breaks, send it again;
+        # round-robin balancing takes the retry to another replica.
+        for attempt in range(PREDICT_ATTEMPTS):
+            try:
+                calls = self.evaluator.Predict(stream(), timeout=self.timeout)
+                return verify_replies(calls, version, items)
+            except (grpc.RpcError, ReplyError) as exc:
+                retryable = isinstance(exc, ReplyError) or exc.code() in RETRYABLE
+                if not retryable or attempt == PREDICT_ATTEMPTS - 1:
+                    raise
+                self.retries += 1
+                time.sleep(PREDICT_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
 
 def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 # Queries and replies travel as ~1 MiB chunks (a Paillier query for ml-1m is ~2 MB, a CKKS
 # accurate query ~9 MB), so messages stay small; 8 MiB leaves room for one large ciphertext
 # (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and refuses anything absurd early.
@@ -25,6 +27,31 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_connection_age_grace_ms", 120_000),  # let in-flight predictions finish
 ]
 
+# Unary calls are idempotent: retry them on UNAVAILABLE (a replica going away) with backoff.
+# Predict streams are retried whole by the client library (services/client/library.py), since
+# gRPC stops retrying once a reply has started.
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "cryptorec.v1.ModelService"},
+                    {"service": "cryptorec.v1.KeyService", "method": "GetKeyInfo"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+PREDICT_ATTEMPTS = 4
+PREDICT_BACKOFF_SECONDS = 0.25
+
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -33,6 +60,8 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     # Spread calls over every address a dns:/// target resolves to (evaluator replicas).
     ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", RETRY_SERVICE_CONFIG),
 ]
 
 # HE work holds the GIL: more threads than cores only queue; scale with processes instead.

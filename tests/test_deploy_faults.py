@@ -1,0 +1,132 @@
+"""Replica faults (RELIABILITY.md lines 16, 19, 20): SIGKILL mid-request, SIGTERM draining, a
+stalled Redis. Real `cryptorec serve` processes, real signals."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from services import bundle
+from services.client.library import CryptoRecClient
+from services.rpc.health import NOT_SERVING, SERVING, status
+from services.store.redis_store import RedisStore
+from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
+from tests.test_service_faults import free_port, serve, stop, wait_serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
+
+
+@pytest.fixture
+def store_url(redis_url: str):  # type: ignore[no-untyped-def]
+    prefix = f"deploy-{uuid.uuid4().hex[:8]}:"
+    store = RedisStore(redis_url, prefix=prefix)
+    bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    yield redis_url, prefix
+    for key in store._r.scan_iter(match=prefix + "*"):
+        store._r.delete(key)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
+
+
+def test_evaluator_killed_mid_request_the_client_retries_on_the_other_replica(store_url) -> None:  # type: ignore[no-untyped-def]
+    url, prefix = store_url
+    front, front_port = serve("all", url, prefix)
+    evaluators = [serve("evaluator", url, prefix) for _ in range(2)]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port in evaluators)
+    client = CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=target, timeout=60)
+    try:
+        client.predict(RATINGS, mode="accurate")  # warm both paths: keys registered
+        expected = _library_prediction("accurate")
+        before = {p.pid: _cpu_seconds(p.pid) for p, _ in evaluators}
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            result["predictions"] = client.predict(RATINGS, mode="accurate")[0]
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(0.4)
+        busy = max(evaluators, key=lambda e: _cpu_seconds(e[0].pid) - before[e[0].pid])
+        busy[0].send_signal(signal.SIGKILL)  # the replica computing this request
+        worker.join(timeout=60)
+        np.testing.assert_allclose(result["predictions"], expected, atol=1e-3)  # type: ignore[arg-type]
+        assert client.retries >= 1
+    finally:
+        client.close()
+        for proc, _ in [*evaluators, (front, front_port)]:
+            stop(proc)
+
+
+def test_sigterm_drains_in_flight_work_while_health_reports_not_serving(store_url) -> None:  # type: ignore[no-untyped-def]
+    url, prefix = store_url
+    proc, port = serve("all", url, prefix)
+    client = CryptoRecClient(f"127.0.0.1:{port}", timeout=60)
+    client.predict(RATINGS, mode="accurate")  # keys registered, model encoded
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["predictions"] = client.predict(RATINGS, mode="accurate")[0]
+        except grpc.RpcError as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert status(f"127.0.0.1:{port}") in (NOT_SERVING, None)  # flipped at once
+    worker.join(timeout=60)
+    assert "error" not in result, result.get("error")
+    np.testing.assert_allclose(result["predictions"], _library_prediction("accurate"), atol=1e-3)  # type: ignore[arg-type]
+    assert proc.wait(timeout=30) == 0  # drained and exited cleanly within the grace period
+    client.close()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_stalled_redis_fails_readiness_and_recovery_restores_it(tmp_path: Path) -> None:
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    server = None
+    try:
+        time.sleep(0.5)
+        bundle.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
+        server, sport = serve("evaluator", url, "cryptorec:")
+        redis_proc.send_signal(signal.SIGSTOP)  # alive but answering nothing
+        wait_serving(sport, timeout=30, want=NOT_SERVING)
+        redis_proc.send_signal(signal.SIGCONT)
+        wait_serving(sport, timeout=30, want=SERVING)
+    finally:
+        redis_proc.send_signal(signal.SIGCONT)
+        if server is not None:
+            stop(server)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
