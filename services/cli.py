@@ -82,9 +82,13 @@ def _serve(args: argparse.Namespace) -> int:
     from services.store import open_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from services.rpc.tls import ServerTls
+
     roles = ROLES if args.role == "all" else (args.role,)
     store = open_store(args.store, os.environ.get("CRYPTOREC_STORE_PREFIX", "cryptorec:"))
-    serve_forever(start(roles, store, port=args.port, host=args.host))
+    tls = ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    running = start(roles, store, args.port, args.host, tls, args.health_port if tls else None)
+    serve_forever(running)
     return 0
 
 
@@ -115,11 +119,14 @@ def _recommend(args: argparse.Namespace) -> int:
     from services.client.library import CryptoRecClient
 
     ratings = {int(i): float(r) for i, r in _item_ratings(args.ratings)}
+    from services.rpc.tls import ClientTls
+
     client = CryptoRecClient(
         args.target,
         key_target=args.key_target,
         evaluator_target=args.evaluator_target,
         key_dir=args.key_dir,
+        tls=ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
     )
     try:
         result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
@@ -173,6 +180,11 @@ def _data_download(args: argparse.Namespace) -> int:
     for name in args.datasets:
         print(f"{name}: {download(name, args.data_dir)}")
     return 0
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CRYPTOREC_STORE", "file://./store"),
         help="redis://HOST:PORT/DB or file://DIR (default $CRYPTOREC_STORE)",
     )
+    srv.add_argument("--tls-cert", type=Path, default=_env_path("CRYPTOREC_TLS_CERT"))
+    srv.add_argument("--tls-key", type=Path, default=_env_path("CRYPTOREC_TLS_KEY"))
+    srv.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_env_path("CRYPTOREC_TLS_CLIENT_CA"),
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    srv.add_argument(
+        "--health-port",
+        type=int,
+        default=50052,
+        help="plaintext health-only port when TLS is on (kubelet gRPC probes speak plaintext)",
+    )
     srv.set_defaults(func=_serve)
 
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
@@ -274,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mode", choices=("fast", "accurate"), default="fast")
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
+    rec.add_argument("--tls-ca", type=Path, help="CA of the services' certificates (enables TLS)")
+    rec.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
+    rec.add_argument("--tls-key", type=Path, help="client key for mutual TLS")
     rec.add_argument(
         "--key-dir",
         type=Path,

@@ -76,7 +76,10 @@ def test_services_have_native_grpc_probes_and_drain_time(target: str) -> None:
         spec = d["spec"]["template"]["spec"]
         c = spec["containers"][0]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert c[probe]["grpc"]["port"] == 50051, f"{name} {probe}"
+            assert c[probe]["grpc"]["port"] == 50052, f"{name} {probe}"  # plaintext health port
+        args = " ".join(c["args"])
+        assert "--tls-cert /etc/cryptorec/tls/tls.crt" in args, name
+        assert "--health-port 50052" in args, name
         assert c["readinessProbe"]["grpc"]["service"].startswith("cryptorec.v1."), name
         assert spec["terminationGracePeriodSeconds"] > 25, name  # the server drains for 25 s
         assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name

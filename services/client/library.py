@@ -39,6 +39,8 @@ from services.rpc.options import (
     PREDICT_BACKOFF_SECONDS,
 )
 from services.rpc.protocol import mode_enum, scheme_enum, spec_from_pb
+from services.rpc.tls import ClientTls
+from services.rpc.tls import channel as open_channel
 
 
 class ReplyError(RuntimeError):
@@ -85,13 +87,15 @@ class CryptoRecClient:
         evaluator_target: str | None = None,
         timeout: float = 120.0,
         key_dir: Path | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        """`key_dir`: where to keep generated keys between runs (None: this object only)."""
+        """`key_dir`: where to keep generated keys between runs (None: this object only);
+        `tls`: the CA (and client certificate for mutual TLS) when the services use TLS."""
         self.timeout = timeout
         self.key_target = key_target or target
         self._cache = KeyCache(key_dir) if key_dir is not None else None
         self._channels = {
-            t: grpc.insecure_channel(t, options=CHANNEL_OPTIONS)
+            t: open_channel(t, tls, CHANNEL_OPTIONS)
             for t in {target, key_target or target, evaluator_target or target}
         }
         self.models = model_grpc.ModelServiceStub(self._channels[target])

@@ -21,6 +21,7 @@ from services.evaluator.service import EvaluatorServicer
 from services.key_service import KeyServicer
 from services.model_service import ModelServicer
 from services.rpc import options
+from services.rpc.tls import ServerTls
 from services.store.base import Store, StoreError
 
 log = logging.getLogger("cryptorec.server")
@@ -41,6 +42,8 @@ class Running:
     health: health.HealthServicer
     roles: tuple[str, ...]
     store: Store
+    health_server: grpc.Server | None = None
+    health_port: int = 0
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -56,10 +59,24 @@ class Running:
         """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish."""
         self.set_serving(False)
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0)
 
 
-def start(roles: tuple[str, ...], store: Store, port: int = 0, host: str = "127.0.0.1") -> Running:
-    """Start a server for `roles` on host:port (0 = a free port) and return it."""
+def start(
+    roles: tuple[str, ...],
+    store: Store,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    tls: ServerTls | None = None,
+    health_port: int | None = None,
+) -> Running:
+    """Start a server for `roles` on host:port (0 = a free port) and return it.
+
+    With `tls`, every RPC needs TLS (and a client certificate if tls.client_ca is set); since
+    kubelet's gRPC probes speak plaintext, health checking alone is then also served without
+    TLS on `health_port` (0 = a free port).
+    """
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
@@ -78,9 +95,20 @@ def start(roles: tuple[str, ...], store: Store, port: int = 0, host: str = "127.
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [SERVICE_NAMES[r] for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, tls.credentials())
+        if tls
+        else server.add_insecure_port(address)
+    )
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store)
+    if tls is not None and health_port is not None:
+        probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
+        running.health_port = probe.add_insecure_port(f"{host}:{health_port}")
+        probe.start()
+        running.health_server = probe
     running.set_serving(_store_ok(store))
     return running
 
