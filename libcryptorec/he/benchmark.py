@@ -19,7 +19,6 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.api import open_fast
 from libcryptorec.he.ckks_accurate import (
     AccurateClient,
     AccurateEvaluator,
@@ -27,6 +26,7 @@ from libcryptorec.he.ckks_accurate import (
     client_vectors,
     reference_accurate1,
 )
+from libcryptorec.he.schemes import open_local
 from libcryptorec.model import CryptoRecModel
 
 
@@ -104,28 +104,26 @@ def measure_fast(
     """Fast mode of `scheme` for the first `users` rows of feed/test (n, m)."""
     model = packed.model
     t0 = time.perf_counter()
-    session = open_fast(scheme, packed, workers=os.cpu_count() or 1)
+    client, evaluator = open_local(packed, scheme, "fast", workers=os.cpu_count() or 1)
     setup_s = time.perf_counter() - t0
-    key_bytes = session.client.public_material().size
+    key_bytes = sum(len(b) for b in client.key_blobs().values())
     offline_s = 0.0
     rows: list[_Query] = []
     try:
         for u in range(users):
-            X, means = model.user_inputs(feed[u])
-            x = X.toarray().ravel()
-            precompute = getattr(getattr(session.client, "client", None), "precompute", None)
-            if precompute is not None:  # Paillier: r^n ahead of time (offline phase)
+            precompute = getattr(getattr(client, "backend", None), "precompute", None)
+            if precompute is not None:  # Paillier: r^n ahead of time (the offline phase)
                 t1 = time.perf_counter()
-                precompute(len(x))
+                precompute(model.n_items)
                 offline_s += time.perf_counter() - t1
             t1 = time.perf_counter()
-            query = session.client.encrypt(x)
+            query, rbar = client.encrypt(feed[u])
             t2 = time.perf_counter()
-            reply = session.evaluator.evaluate(query)
+            reply = evaluator.evaluate(query)
             t3 = time.perf_counter()
-            z = session.client.decrypt(reply)
+            z = client.decrypt(reply)
             t4 = time.perf_counter()
-            err, sq, count = _score(model, means[0] + z, model.predict(feed[u])[0], test, u)
+            err, sq, count = _score(model, rbar + z, model.predict(feed[u])[0], test, u)
             rows.append(
                 _Query(
                     t2 - t1,
@@ -143,7 +141,7 @@ def measure_fast(
                 f"decrypt {t4 - t3:.4f}s error {err:.1e}"
             )
     finally:
-        session.evaluator.close()
+        evaluator.close()
     return _summarise(rows, key_bytes, setup_s, offline_s / max(1, users))
 
 

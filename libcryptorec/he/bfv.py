@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from Pyfhel import PyCtxt, Pyfhel, PyPtxt
+from Pyfhel import PyCtxt, Pyfhel
 
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
+    Diagonals,
     PublicMaterial,
     StopCheck,
     baby_steps,
@@ -87,8 +88,8 @@ class BfvModel:
     A_int: npt.NDArray[np.int64]
     Q_int: npt.NDArray[np.int64]
     bias_int: npt.NDArray[np.int64]
-    first: list[list[list[PyPtxt]]]
-    second: list[list[list[PyPtxt]]]
+    first: Diagonals
+    second: Diagonals
 
     @property
     def result_bits(self) -> int:
@@ -120,9 +121,15 @@ class BfvModel:
         Q_int = np.rint(Q64 * 2.0**weight_bits).astype(np.int64)
         bias = np.rint(model.item_bias.astype(np.float64) * 2.0 ** (input_bits + 2 * weight_bits))
 
-        def encode(diags: npt.NDArray[np.float64]) -> list[list[list[PyPtxt]]]:
+        def encode(diags: npt.NDArray[np.float64]) -> Diagonals:
             return [
-                [[he.encodeInt(_row(np.rint(d), params.n)) for d in row] for row in block]
+                [
+                    [
+                        he.encodeInt(_row(np.rint(d), params.n)) if np.any(np.rint(d)) else None
+                        for d in row
+                    ]
+                    for row in block
+                ]
                 for block in diags
             ]
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from Pyfhel import PyCtxt, Pyfhel, PyPtxt
+from Pyfhel import PyCtxt, Pyfhel
 
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import CkksParams
 from libcryptorec.he.seal import (
+    Diagonals,
     PublicMaterial,
     StopCheck,
     baby_steps,
@@ -156,8 +157,8 @@ class CkksModel:
 
     params: CkksParams
     plan: DiagonalPlan
-    first: list[list[list[PyPtxt]]]
-    second: list[list[list[PyPtxt]]]
+    first: Diagonals
+    second: Diagonals
     bias: list[npt.NDArray[np.float64]]
 
     @classmethod

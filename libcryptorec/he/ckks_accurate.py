@@ -36,6 +36,7 @@ from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
+    Diagonals,
     StopCheck,
     baby_steps,
     encode_diagonals,
@@ -200,10 +201,10 @@ class AccurateModel:
 
     params: AccurateParams
     plan: DiagonalPlan
-    A_first: list[list[list[PyPtxt]]]  # p = x A, level 0
-    Qt_second: list[list[list[PyPtxt]]]  # z = p Q^T, level 1
-    Q_first: list[list[list[PyPtxt]]]  # g = e Q, level 3
-    Qt_final: list[list[list[PyPtxt]]]  # y1 = p' Q^T, level 4
+    A_first: Diagonals  # p = x A, level 0
+    Qt_second: Diagonals  # z = p Q^T, level 1
+    Q_first: Diagonals  # g = e Q, level 3
+    Qt_final: Diagonals  # y1 = p' Q^T, level 4
     bias: list[npt.NDArray[np.float64]]
 
     @classmethod

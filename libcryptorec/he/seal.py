@@ -111,18 +111,31 @@ def require_rotations(available: tuple[int, ...], plan: DiagonalPlan) -> None:
         raise InvalidKeyError(f"registered keys lack rotation steps {sorted(missing)}")
 
 
+# Encoded diagonals, (blocks, G, B); None marks a diagonal that is zero, which contributes
+# nothing and which SEAL refuses to multiply by ("result ciphertext is transparent").
+Diagonals = list[list[list[PyPtxt | None]]]
+
+
 def encode_diagonals(
     he: Pyfhel, diagonals: npt.NDArray[np.float64], scale: float, level: int
-) -> list[list[list[PyPtxt]]]:
-    """Encode (blocks, G, B, S) diagonals at `scale`, switched down to modulus `level`."""
-    out = []
+) -> Diagonals:
+    """Encode (blocks, G, B, S) diagonals at `scale`, switched down to modulus `level`.
+
+    A diagonal whose values are all below one unit at `scale` encodes to zero: it becomes None.
+    """
+    out: Diagonals = []
     for block in diagonals:
         rows = []
         for row in block:
-            encoded = [he.encodeFrac(np.ascontiguousarray(d), scale=scale) for d in row]
-            for pt in encoded:
+            encoded: list[PyPtxt | None] = []
+            for d in row:
+                if float(np.max(np.abs(d))) * scale < 1.0:
+                    encoded.append(None)
+                    continue
+                pt = he.encodeFrac(np.ascontiguousarray(d), scale=scale)
                 for _ in range(level):
                     he.mod_switch_to_next(pt)
+                encoded.append(pt)
             rows.append(encoded)
         out.append(rows)
     return out
@@ -155,7 +168,7 @@ def baby_steps(
 def giant_steps(
     he: Pyfhel,
     rotated: list[list[PyCtxt]],
-    diagonals: list[list[list[PyPtxt]]],
+    diagonals: Diagonals,
     plan: DiagonalPlan,
     *,
     rescale: bool,
@@ -164,7 +177,8 @@ def giant_steps(
     """Horner over giant steps g of sum_c sum_b u'_{c,g,b} * rotated[c][b].
 
     With `rescale`, each partial sum drops a limb before it is rotated, so the G - 1 giant
-    rotations run one limb cheaper. This is the one ciphertext loop of every diagonal product.
+    rotations run one limb cheaper. Zero diagonals (None) are skipped. This is the one
+    ciphertext loop of every diagonal product.
     """
     acc: PyCtxt | None = None
     for g in reversed(range(plan.giant)):
@@ -172,27 +186,31 @@ def giant_steps(
         inner: PyCtxt | None = None
         for c, row in enumerate(rotated):
             for b, ct in enumerate(row):
-                term = he.multiply_plain(ct, diagonals[c][g][b], in_new_ctxt=True)
+                diagonal = diagonals[c][g][b]
+                if diagonal is None:
+                    continue
+                term = he.multiply_plain(ct, diagonal, in_new_ctxt=True)
                 if inner is None:
                     inner = term
                 else:
                     he.add(inner, term)
-        assert inner is not None
-        if rescale:
+        if inner is not None and rescale:
             he.rescale_to_next(inner)
-        if acc is None:
-            acc = inner
+        if acc is not None:
+            he.rotate(acc, plan.baby)  # acc_g = rot(acc_{g+1}, B) + inner_g
+            if inner is not None:
+                he.add(acc, inner)
         else:
-            he.rotate(acc, plan.baby)
-            he.add(acc, inner)
-    assert acc is not None
+            acc = inner  # everything above g was zero
+    if acc is None:
+        raise ValueError("every diagonal of this matrix block is zero: nothing to compute")
     return acc
 
 
 def first_product(
     he: Pyfhel,
     blocks: list[PyCtxt],
-    diagonals: list[list[list[PyPtxt]]],
+    diagonals: Diagonals,
     plan: DiagonalPlan,
     *,
     rescale: bool = True,
