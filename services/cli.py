@@ -174,6 +174,14 @@ def _bench_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_load(args: argparse.Namespace) -> int:
+    from services.bench_load import run
+
+    plot = args.json.with_suffix(".png") if args.json else None
+    run(args.dataset, args.data_dir, args.model_cache, args.requests, args.json, plot)
+    return 0
+
+
 def _data_download(args: argparse.Namespace) -> int:
     from libcryptorec.download import download
 
@@ -253,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
     bs.add_argument("--json", type=Path)
     bs.set_defaults(func=_bench_service)
+
+    bl = bench.add_parser(
+        "load", help="throughput, latency, overload and memory, 1 and 2 processes"
+    )
+    bl.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
+    bl.add_argument("--data-dir", type=Path, default=default_data_dir())
+    bl.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    bl.add_argument("--requests", type=int, default=2000, help="per process count")
+    bl.add_argument("--json", type=Path)
+    bl.set_defaults(func=_bench_load)
 
     srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
     srv.add_argument("--role", choices=("key", "model", "evaluator", "all"), default="all")

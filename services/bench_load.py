@@ -1,0 +1,240 @@
+"""`cryptorec bench load`: drive 1 and 2 evaluator processes with concurrent clients.
+
+For CKKS fast mode on the ml-1m model, per process count:
+* sustained: closed loop, 2 clients per process, until `requests` answers: throughput,
+  p50/p95/p99 latency, error rate, and the evaluators' resident memory sampled every 0.5 s;
+* overload: open loop at twice the sustained rate for 20 s: what is refused
+  (RESOURCE_EXHAUSTED) and how fast, and the latency of what is accepted.
+Clients send a pre-encrypted query (the server cannot tell) so the client's own CPU stays out
+of the measurement as far as two cores allow. Writes JSON and a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from services import bundle
+from services.bench_service import _evaluator_process, _wait_ready
+from services.client.library import CryptoRecClient, _ratings_row
+from services.rpc.server import start
+from services.store.file_store import FileStore
+from services.trainer.he_report import load_or_train
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _Sampler(threading.Thread):
+    """Resident memory of the evaluator processes (MB, summed) every 0.5 s."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.stop = pids, threading.Event()
+        self.samples: list[tuple[float, float]] = []
+        self.t0 = time.perf_counter()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.samples.append((time.perf_counter() - self.t0, sum(_rss_mb(p) for p in self.pids)))
+
+
+def run(
+    dataset: str,
+    data_dir: Path,
+    cache: Path,
+    requests: int,
+    json_out: Path | None,
+    plot_out: Path | None,
+) -> dict[str, Any]:
+    packed, (ratings, split) = load_or_train(dataset, data_dir, cache, 0.016)
+    feed = ratings.to_csr(split.feed)[split.new_users]
+    user = {
+        int(ratings.item_ids[i]): float(r)
+        for i, r in zip(feed[0].indices, feed[0].data, strict=True)
+    }
+    results: dict[str, Any] = {"processes": {}, "requests": requests}
+    with tempfile.TemporaryDirectory(prefix="cryptorec-load-") as tmp:
+        store = FileStore(Path(tmp))
+        catalogue = [(int(i), ratings.titles.get(int(i), "")) for i in ratings.item_ids]
+        bundle.publish(store, "load", packed, catalogue)
+        front = start(("model", "key"), store)
+        try:
+            for n in (1, 2):
+                procs = [_evaluator_process(Path(tmp)) for _ in range(n)]
+                try:
+                    targets = [t for _, t in procs]
+                    _wait_ready(targets)
+                    results["processes"][str(n)] = _drive(
+                        front.port, targets, [p.pid for p, _ in procs], user, requests
+                    )
+                finally:
+                    for proc, _ in procs:
+                        proc.send_signal(signal.SIGTERM)
+                        proc.wait(timeout=60)
+        finally:
+            front.stop(grace=1.0)
+    one, two = results["processes"]["1"], results["processes"]["2"]
+    results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
+    print(table(results))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
+        _log(f"wrote {json_out}")
+    if plot_out:
+        plot(results, plot_out)
+        _log(f"wrote {plot_out}")
+    return results
+
+
+def _drive(
+    front_port: int, targets: list[str], pids: list[int], user: dict[int, float], requests: int
+) -> dict[str, Any]:
+    evaluator = "ipv4:" + ",".join(targets)
+    client = CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=evaluator, timeout=60)
+    info = client.model_info()
+    keys = client.ensure_keys(info, "ckks", "fast", {}, {})
+    query, _ = keys.client.encrypt(_ratings_row(info, user))
+
+    def once() -> tuple[float, str]:
+        t0 = time.perf_counter()
+        try:
+            client._evaluate(info.version, keys, "ckks", "fast", query, len(info.catalogue))
+            return time.perf_counter() - t0, "OK"
+        except grpc.RpcError as exc:
+            return time.perf_counter() - t0, exc.code().name
+
+    for _ in range(2 * len(targets)):  # warm-up: every replica loads and encodes the model
+        once()
+    sampler = _Sampler(pids)
+    sampler.start()
+    rss_start = sum(_rss_mb(p) for p in pids)
+    outcomes: list[tuple[float, str]] = []
+    lock = threading.Lock()
+    clients = 2 * len(targets)
+
+    def closed_loop() -> None:
+        while True:
+            with lock:
+                if len(outcomes) >= requests:
+                    return
+            outcome = once()
+            with lock:
+                outcomes.append(outcome)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=closed_loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    sampler.stop.set()
+    ok = [lat for lat, code in outcomes if code == "OK"]
+    throughput = len(ok) / elapsed
+    _log(f"{len(targets)} process(es): {throughput:.2f}/s over {len(outcomes)} requests")
+    overload = _overload(once, 2 * throughput, seconds=20.0)
+    client.close()
+    rss = [mb for _, mb in sampler.samples] or [rss_start]
+    return {
+        "throughput_rps": throughput,
+        "p50_ms": 1000 * float(np.percentile(ok, 50)),
+        "p95_ms": 1000 * float(np.percentile(ok, 95)),
+        "p99_ms": 1000 * float(np.percentile(ok, 99)),
+        "error_rate": 1 - len(ok) / len(outcomes),
+        "rss_mb_start": rss_start,
+        "rss_mb_end": rss[-1],
+        "rss_mb_max": max(rss),
+        "requests": len(outcomes),
+        "clients": clients,
+        "rss_series": [[round(t, 1), round(mb, 1)] for t, mb in sampler.samples],
+        "overload": overload,
+    }
+
+
+def _overload(once: Any, rate: float, seconds: float) -> dict[str, Any]:
+    """Open loop at `rate` requests/s for `seconds`: refusals must be fast, not queued."""
+    outcomes: list[tuple[float, str]] = []
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        futures, t0 = [], time.perf_counter()
+        k = 0
+        while time.perf_counter() - t0 < seconds:
+            due = t0 + k / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+            futures.append(pool.submit(once))
+            k += 1
+        outcomes = [f.result() for f in futures]
+    refused = [lat for lat, code in outcomes if code == "RESOURCE_EXHAUSTED"]
+    ok = [lat for lat, code in outcomes if code == "OK"]
+    return {
+        "offered_rps": rate,
+        "sent": len(outcomes),
+        "answered": len(ok),
+        "refused_resource_exhausted": len(refused),
+        "other_errors": len(outcomes) - len(ok) - len(refused),
+        "refusal_p99_ms": 1000 * float(np.percentile(refused, 99)) if refused else None,
+        "answered_p99_ms": 1000 * float(np.percentile(ok, 99)) if ok else None,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"{'processes':>9}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'errors':>8}"
+        f"{'RSS MB start -> end (max)':>28}   overload (2x): answered / refused, refusal p99"
+    ]
+    for n, r in results["processes"].items():
+        o = r["overload"]
+        lines.append(
+            f"{n:>9}{r['throughput_rps']:>8.2f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
+            f"{r['p99_ms']:>8.0f}{100 * r['error_rate']:>7.1f}%"
+            f"{r['rss_mb_start']:>12.0f} -> {r['rss_mb_end']:.0f} ({r['rss_mb_max']:.0f})"
+            f"{'':>6}{o['answered']} / {o['refused_resource_exhausted']}, "
+            f"{o['refusal_p99_ms'] or 0:.0f} ms"
+        )
+    lines.append(f"throughput, 2 processes vs 1: {results['scaling']:.2f}x")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
+    names = list(results["processes"])
+    left.bar(
+        [f"{n} proc" for n in names],
+        [results["processes"][n]["throughput_rps"] for n in names],
+        color="#c0392b",
+    )
+    left.set_ylabel("queries / s (CKKS fast, ml-1m)")
+    left.set_title(f"throughput ({results['scaling']:.2f}x with 2 processes)")
+    for n in names:
+        series = np.array(results["processes"][n]["rss_series"] or [[0, 0]])
+        right.plot(series[:, 0], series[:, 1], label=f"{n} process(es)")
+    right.set_xlabel("seconds")
+    right.set_ylabel("evaluators' resident memory, MB")
+    right.set_title(f"memory over {results['requests']} requests")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
