@@ -19,7 +19,7 @@ from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.compression import compress
 from libcryptorec.data import Ratings
 from libcryptorec.model import FineTuning, rmse
-from libcryptorec.protocol import paper_split
+from libcryptorec.protocol import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 
 CRYPTOREC_NAMES = ("CryptoRec-f", "CryptoRec-a(1)", "CryptoRec-a(n)")
@@ -57,9 +57,8 @@ def run_repeat(
 ) -> RepeatResult:
     """Run every model on one draw (`seed`) of the paper split of `ratings`."""
     split = paper_split(ratings, seed)
-    R_train = ratings.to_csr(split.train)[split.train_users]
-    feed = ratings.to_csr(split.feed)[split.new_users]
-    test = ratings.to_csr(split.test)[split.new_users]
+    m = split_matrices(ratings, split)
+    R_train, feed, test = m.train, m.feed, m.test
 
     started = time.perf_counter()
     result = train(R_train, replace(config, seed=seed), scale=ratings.scale)
@@ -155,9 +154,8 @@ def compression_sweep(
 ) -> list[dict[str, float]]:
     """Reuse ratio and fast-mode RMSE of one trained model under each (threshold, clusters)."""
     split = paper_split(ratings, seed)
-    R_train = ratings.to_csr(split.train)[split.train_users]
-    feed = ratings.to_csr(split.feed)[split.new_users]
-    test = ratings.to_csr(split.test)[split.new_users]
+    m = split_matrices(ratings, split)
+    R_train, feed, test = m.train, m.feed, m.test
     model = train(R_train, replace(config, seed=seed), scale=ratings.scale).model
     base = rmse(model.clamp(model.predict_at(feed, test)), test.data)
     rows = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from libcryptorec.data import IntArray, Ratings
 
@@ -90,3 +91,22 @@ def paper_split(
     train = np.flatnonzero(~rated_by_new)
     feed, test = holdout_per_user(ratings, np.flatnonzero(rated_by_new), test_fraction, rng)
     return Split(train_users, new_users, train, feed, test)
+
+
+@dataclass(frozen=True)
+class SplitMatrices:
+    """A split as rating matrices: `train` (training users, m), `feed` and `test` (new users,
+    m), rows in the order of split.train_users and split.new_users."""
+
+    train: sp.csr_matrix
+    feed: sp.csr_matrix
+    test: sp.csr_matrix
+
+
+def split_matrices(ratings: Ratings, split: Split) -> SplitMatrices:
+    """The CSR matrices every experiment on a split needs."""
+    return SplitMatrices(
+        train=ratings.to_csr(split.train)[split.train_users],
+        feed=ratings.to_csr(split.feed)[split.new_users],
+        test=ratings.to_csr(split.test)[split.new_users],
+    )

@@ -13,7 +13,7 @@ import numpy as np
 
 from libcryptorec.data import IntArray, Ratings
 from libcryptorec.model import rmse
-from libcryptorec.protocol import paper_split
+from libcryptorec.protocol import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 
 
@@ -53,9 +53,8 @@ def run_transfer(
     config = replace(config, seed=seed)
     source_model = train(src.to_csr(), config).model
     split = paper_split(tgt, seed)
-    R_train = tgt.to_csr(split.train)[split.train_users]
-    feed = tgt.to_csr(split.feed)[split.new_users]
-    test = tgt.to_csr(split.test)[split.new_users]
+    m = split_matrices(tgt, split)
+    R_train, feed, test = m.train, m.feed, m.test
     outcomes = []
     for init in (None, source_model):
         result = train(R_train, config, scale=tgt.scale, init=init)

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from libcryptorec.protocol import split_matrices
 from services import bundle
 from services.bench_service import _evaluator_process, _wait_ready
 from services.client.library import CryptoRecClient, _ratings_row
@@ -66,7 +67,7 @@ def run(
     plot_out: Path | None,
 ) -> dict[str, Any]:
     packed, (ratings, split) = load_or_train(dataset, data_dir, cache, 0.016)
-    feed = ratings.to_csr(split.feed)[split.new_users]
+    feed = split_matrices(ratings, split).feed
     user = {
         int(ratings.item_ids[i]): float(r)
         for i, r in zip(feed[0].indices, feed[0].data, strict=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from libcryptorec.he import schemes
+from libcryptorec.protocol import split_matrices
 from services import bundle
 from services.client.library import CryptoRecClient
 from services.rpc.health import wait_for
@@ -66,7 +67,7 @@ def run(
     dataset: str, data_dir: Path, cache: Path, queries: int, concurrent: int, json_out: Path | None
 ) -> dict[str, Any]:
     packed, (ratings, split) = load_or_train(dataset, data_dir, cache, 0.016)
-    feed = ratings.to_csr(split.feed)[split.new_users]
+    feed = split_matrices(ratings, split).feed
     users = [
         {
             int(ratings.item_ids[i]): float(r)

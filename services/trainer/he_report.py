@@ -11,7 +11,7 @@ from libcryptorec.compression import CompressedModel, compress
 from libcryptorec.data import load_movielens
 from libcryptorec.he.benchmark import measure_ckks_accurate1, measure_fast
 from libcryptorec.model import CryptoRecModel
-from libcryptorec.protocol import paper_split
+from libcryptorec.protocol import paper_split, split_matrices
 from libcryptorec.training import train
 
 # Paper Table 6 (ml1m): fast mode with Paillier on 8 cores; accurate mode with BFV.
@@ -38,7 +38,7 @@ def load_or_train(
         _log(f"loaded {path}")
     else:
         _log(f"training the {dataset} model (split seed 0) ...")
-        dense = train(ratings.to_csr(split.train)[split.train_users]).model
+        dense = train(split_matrices(ratings, split).train).model
         cache.mkdir(parents=True, exist_ok=True)
         artifact.save(dense, path)
         _log(f"saved {path}")
@@ -59,8 +59,8 @@ def run_he(
     if queries < 3:
         raise ValueError("measure at least 3 queries (medians)")
     packed, (ratings, split) = load_or_train(dataset, data_dir, cache, threshold)
-    feed = ratings.to_csr(split.feed)[split.new_users]
-    test = ratings.to_csr(split.test)[split.new_users]
+    matrices = split_matrices(ratings, split)
+    feed, test = matrices.feed, matrices.test
     _log(
         f"model: {packed.model.n_items} items (every rated id), d = {packed.model.dim}, "
         f"{packed.stats.clusters} shared values per matrix, pruned "
