@@ -188,25 +188,8 @@ class CryptoRecClient:
         self, ratings: dict[int, float], scheme: str = "ckks", mode: str = "fast", version: str = ""
     ) -> tuple[npt.NDArray[np.float64], RecommendResult]:
         """Encrypted predictions for every catalogue item, in catalogue order, unclamped."""
-        timings: dict[str, float] = {}
-        sizes: dict[str, int] = {}
-        t0 = time.perf_counter()
-        info = self.model_info(version)
-        timings["model"] = time.perf_counter() - t0
-        keys = self.ensure_keys(info, scheme, mode, timings, sizes)
-        row = _ratings_row(info, ratings)
-        t0 = time.perf_counter()
-        ciphertexts, rbar = keys.client.encrypt(row)
-        timings["encrypt"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        replies = self._evaluate(info.version, keys, scheme, mode, ciphertexts, len(info.catalogue))
-        timings["evaluate"] = time.perf_counter() - t0
-        sizes["up"] = sum(map(len, ciphertexts))
-        sizes["down"] = sum(map(len, replies))
-        t0 = time.perf_counter()
-        predictions = rbar + keys.client.decrypt(replies)
-        timings["decrypt"] = time.perf_counter() - t0
-        return predictions, RecommendResult(info.version, scheme, mode, [], timings, sizes)
+        info, result = self._describe(version, scheme, mode)
+        return self._predict(info, ratings, result), result
 
     def recommend(
         self,
@@ -217,8 +200,8 @@ class CryptoRecClient:
         version: str = "",
     ) -> RecommendResult:
         """Top-N unrated items by encrypted prediction, clamped to the rating scale."""
-        predictions, result = self.predict(ratings, scheme, mode, version)
-        info = self.model_info(result.model_version)
+        info, result = self._describe(version, scheme, mode)
+        predictions = self._predict(info, ratings, result)
         scores = np.clip(predictions, info.inputs.scale_min, info.inputs.scale_max)
         ids = np.array([c.item_id for c in info.catalogue])
         rated = np.isin(ids, list(ratings))
@@ -227,6 +210,37 @@ class CryptoRecClient:
             Recommendation(int(ids[i]), info.catalogue[i].title, float(scores[i])) for i in order
         ]
         return result
+
+    def _describe(
+        self, version: str, scheme: str, mode: str
+    ) -> tuple[model_pb.GetModelResponse, RecommendResult]:
+        """The model's description (one GetModel call) and a result to fill in."""
+        t0 = time.perf_counter()
+        info = self.model_info(version)
+        result = RecommendResult(info.version, scheme, mode, [])
+        result.timings["model"] = time.perf_counter() - t0
+        return info, result
+
+    def _predict(
+        self, info: model_pb.GetModelResponse, ratings: dict[int, float], result: RecommendResult
+    ) -> npt.NDArray[np.float64]:
+        """Encrypt, evaluate remotely, decrypt: (m,) predictions; phases into `result`."""
+        timings, sizes = result.timings, result.bytes
+        keys = self.ensure_keys(info, result.scheme, result.mode, timings, sizes)
+        t0 = time.perf_counter()
+        ciphertexts, rbar = keys.client.encrypt(_ratings_row(info, ratings))
+        timings["encrypt"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        replies = self._evaluate(
+            info.version, keys, result.scheme, result.mode, ciphertexts, len(info.catalogue)
+        )
+        timings["evaluate"] = time.perf_counter() - t0
+        sizes["up"] = sum(map(len, ciphertexts))
+        sizes["down"] = sum(map(len, replies))
+        t0 = time.perf_counter()
+        predictions = rbar + keys.client.decrypt(replies)
+        timings["decrypt"] = time.perf_counter() - t0
+        return np.asarray(predictions, dtype=np.float64)
 
     def _evaluate(
         self,
