@@ -34,54 +34,20 @@ def movielens_dir() -> Path:
     return SHARED_DATA
 
 
-def _redis_reachable(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """REDIS_URL if set, else 127.0.0.1:6379 if it answers, else a redis-server we start."""
     import shutil
-    import socket
-    import subprocess
-    import time
+
+    from tests.redis_server import reachable, start_redis
 
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    if _redis_reachable(url):
+    if reachable(url):
         yield url
         return
     if shutil.which("redis-server") is None:
         pytest.skip("no Redis reachable and no redis-server to start")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(50):
-        if _redis_reachable(url):
-            break
-        time.sleep(0.1)
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     proc.terminate()
     proc.wait(timeout=10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -19,8 +18,9 @@ from services import bundle
 from services.client.library import CryptoRecClient
 from services.rpc.health import NOT_SERVING, SERVING, status
 from services.store.redis_store import RedisStore
+from tests.redis_server import start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
-from tests.test_service_faults import free_port, serve, stop, wait_serving
+from tests.test_service_faults import serve, stop, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 
@@ -97,27 +97,9 @@ def test_sigterm_drains_in_flight_work_while_health_reports_not_serving(store_ur
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_stalled_redis_fails_readiness_and_recovery_restores_it(tmp_path: Path) -> None:
-    port = free_port()
-    redis_proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    redis_proc, url = start_redis(tmp_path)
     server = None
     try:
-        time.sleep(0.5)
         bundle.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
         server, sport = serve("evaluator", url, "cryptorec:")
         redis_proc.send_signal(signal.SIGSTOP)  # alive but answering nothing

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,16 +23,11 @@ from services import bundle
 from services.client.library import CryptoRecClient, _ratings_row, verify_replies
 from services.rpc.health import NOT_SERVING, SERVING, wait_for
 from services.store.redis_store import RedisStore
+from tests.redis_server import free_port, start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_serving(port: int, timeout: float = 30.0, want: int = SERVING) -> None:
@@ -191,24 +185,9 @@ def test_trainer_killed_before_the_pointer_moves_leaves_the_old_version_serving(
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_redis_restarted_mid_run_is_survived(tmp_path: Path) -> None:
     port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    cmd = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(tmp_path),
-        "--appendonly",
-        "yes",
-        "--save",
-        "",
-    ]
-    redis_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    redis_proc, url = start_redis(tmp_path, port=port, persist=True)
     server = None
     try:
-        time.sleep(0.5)
         store = RedisStore(url)
         bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
         server, sport = serve("all", url, "cryptorec:")
@@ -220,7 +199,7 @@ def test_redis_restarted_mid_run_is_survived(tmp_path: Path) -> None:
             client.model_info("")  # the current pointer lives in Redis
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         wait_serving(sport, want=NOT_SERVING)  # health reports NOT_SERVING while Redis is gone
-        redis_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        redis_proc, _ = start_redis(tmp_path, port=port, persist=True)  # same data, same port
         wait_serving(sport)  # and SERVING again once it is back
         predictions, result = client.predict(RATINGS)  # nothing lost: model and keys are there
         assert result.model_version == "v1"

@@ -27,8 +27,8 @@ from services.rpc.tls import ClientTls, ServerTls
 from services.store.base import StoreError
 from services.store.file_store import FileStore
 from services.store.redis_store import RedisStore
+from tests.redis_server import free_port, redis_command
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
-from tests.test_service_faults import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.he]
 
@@ -172,28 +172,18 @@ def test_mutual_tls_requires_a_client_certificate(pki, store) -> None:  # type: 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_redis_over_mutual_tls(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(pki["server_crt"]),
-            "--tls-key-file",
-            str(pki["server_key"]),
-            "--tls-ca-cert-file",
-            str(pki["ca"]),
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    tls = [
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(pki["server_crt"]),
+        "--tls-key-file",
+        str(pki["server_key"]),
+        "--tls-ca-cert-file",
+        str(pki["ca"]),
+    ]
+    # --port 0: no plaintext listener at all
+    proc = subprocess.Popen(redis_command(0, tmp_path, extra=tls), stdout=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
         if proc.poll() is not None:
