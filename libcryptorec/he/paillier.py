@@ -282,6 +282,9 @@ class PaillierModel:
 
 # --- server kernels -------------------------------------------------------------------------
 
+# The model as seen by one worker process of a PaillierEvaluator's pool, set by the pool's
+# initialiser in that process (each pool forks its own workers). Code in the evaluator's own
+# process never reads it: there the model is passed explicitly.
 _WORKER: dict[str, Any] = {}
 
 
@@ -394,13 +397,21 @@ def _pack(z: list[Mpz], bias: list[int], start: int, layout: ReplyLayout, n: Mpz
     return [acc]
 
 
-def _worker_pack(args: tuple[list[int], list[Mpz], Mpz, ReplyLayout]) -> list[Mpz]:
+PackArgs = tuple[list[int], list[Mpz], Mpz, ReplyLayout]
+
+
+def _pack_group(args: PackArgs, bias: list[int]) -> list[Mpz]:
+    """One packed reply per start in args[0], from the z values of those replies' items."""
     starts, z_slices, n, layout = args
     per = layout.per_reply
     return [
-        _pack(z_slices[k * per : (k + 1) * per], _WORKER["bias"], s, layout, n)[0]
+        _pack(z_slices[k * per : (k + 1) * per], bias, s, layout, n)[0]
         for k, s in enumerate(starts)
     ]
+
+
+def _worker_pack(args: PackArgs) -> list[Mpz]:
+    return _pack_group(args, _WORKER["bias"])
 
 
 def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
@@ -460,7 +471,6 @@ class PaillierEvaluator:
         self._pool = (
             mp.get_context("fork").Pool(workers, _init_worker, (model,)) if workers > 1 else None
         )
-        _init_worker(model)
         self._randomisers: list[Mpz] = []
 
     def close(self) -> None:
@@ -540,7 +550,7 @@ class PaillierEvaluator:
         per = layout.per_reply
         args = [(g, [c for s in g for c in z[s : s + per]], n, layout) for g in groups if g]
         packed_parts = (
-            [_worker_pack(a) for a in args]
+            [_pack_group(a, model.bias_int) for a in args]
             if self._pool is None
             else list(self._pool.map(_worker_pack, args))
         )
