@@ -18,7 +18,7 @@ from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.compression import compress
 from libcryptorec.data import Ratings
-from libcryptorec.model import FineTuning, rmse
+from libcryptorec.model import rmse
 from libcryptorec.protocol import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 
@@ -64,7 +64,7 @@ def run_repeat(
     result = train(R_train, replace(config, seed=seed), scale=ratings.scale)
     train_seconds = time.perf_counter() - started
     model = result.model
-    one_step = FineTuning(**model.meta["finetune_one_step"])
+    one_step = model.one_step_tuning()
     scores = {
         "CryptoRec-f": rmse(model.clamp(model.predict_at(feed, test)), test.data),
         "CryptoRec-a(1)": rmse(

@@ -85,6 +85,16 @@ class CryptoRecModel:
     def dim(self) -> int:
         return int(self.A.shape[1])
 
+    def one_step_tuning(self) -> FineTuning:
+        """The single fine-tuning step the encrypted accurate mode computes: the best one-step
+        setting chosen on validation users (`meta["finetune_one_step"]`, written by training),
+        else one step of `finetune.eta`. The one definition that both the served protocol and
+        every measurement of it use."""
+        chosen = self.meta.get("finetune_one_step")
+        if chosen is not None:
+            return FineTuning(**chosen)
+        return FineTuning(steps=1, eta=self.finetune.eta, l2=0.0)
+
     @property
     def item_bias(self) -> Vector:
         """(m,) b_i = rbar_i - mu."""

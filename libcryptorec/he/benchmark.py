@@ -19,13 +19,6 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.ckks_accurate import (
-    AccurateClient,
-    AccurateEvaluator,
-    AccurateModel,
-    client_vectors,
-    reference_accurate1,
-)
 from libcryptorec.he.schemes import open_local
 from libcryptorec.model import CryptoRecModel
 
@@ -93,18 +86,22 @@ def _summarise(rows: list[_Query], key_bytes: int, setup_s: float, offline_s: fl
     )
 
 
-def measure_fast(
+def measure(
     scheme: str,
+    mode: str,
     packed: CompressedModel,
     feed: sp.csr_matrix,
     test: sp.csr_matrix,
     users: int = 5,
     log: Callable[[str], None] = lambda _: None,
 ) -> Measurement:
-    """Fast mode of `scheme` for the first `users` rows of feed/test (n, m)."""
+    """`scheme`/`mode` for the first `users` rows of feed/test (n, m), through the same client
+    and evaluator the services use (`schemes.open_local`), so what is measured is what is
+    served. Errors are against `model.predict` (fast) or one step of
+    `model.one_step_tuning()` (accurate), the plaintext computations the protocols reproduce."""
     model = packed.model
     t0 = time.perf_counter()
-    client, evaluator = open_local(packed, scheme, "fast", workers=os.cpu_count() or 1)
+    client, evaluator = open_local(packed, scheme, mode, workers=os.cpu_count() or 1)
     setup_s = time.perf_counter() - t0
     key_bytes = sum(len(b) for b in client.key_blobs().values())
     offline_s = 0.0
@@ -123,7 +120,12 @@ def measure_fast(
             t3 = time.perf_counter()
             z = client.decrypt(reply)
             t4 = time.perf_counter()
-            err, sq, count = _score(model, rbar + z, model.predict(feed[u])[0], test, u)
+            reference = (
+                model.predict_accurate(feed[u], model.one_step_tuning())[0]
+                if mode == "accurate"
+                else model.predict(feed[u])[0]
+            )
+            err, sq, count = _score(model, rbar + z, reference, test, u)
             rows.append(
                 _Query(
                     t2 - t1,
@@ -137,60 +139,9 @@ def measure_fast(
                 )
             )
             log(
-                f"{scheme}/fast user {u}: encrypt {t2 - t1:.4f}s server {t3 - t2:.3f}s "
+                f"{scheme}/{mode} user {u}: encrypt {t2 - t1:.4f}s server {t3 - t2:.3f}s "
                 f"decrypt {t4 - t3:.4f}s error {err:.1e}"
             )
     finally:
         evaluator.close()
     return _summarise(rows, key_bytes, setup_s, offline_s / max(1, users))
-
-
-def measure_ckks_accurate1(
-    packed: CompressedModel,
-    feed: sp.csr_matrix,
-    test: sp.csr_matrix,
-    users: int = 3,
-    log: Callable[[str], None] = lambda _: None,
-) -> Measurement:
-    """CKKS accurate mode (one fine-tuning step) for the first `users` rows of feed/test."""
-    model = packed.model
-    eta = (
-        model.finetune.eta
-        if model.finetune.steps
-        else float(model.meta["finetune_one_step"]["eta"])
-    )
-    t0 = time.perf_counter()
-    encoded = AccurateModel.encode(model.A, model.Q, model.item_bias)
-    client = AccurateClient(encoded.plan)
-    material = client.public_material()
-    server = AccurateEvaluator(material)
-    setup_s = time.perf_counter() - t0
-    rows: list[_Query] = []
-    for u in range(users):
-        t1 = time.perf_counter()
-        vectors, rbar = client_vectors(model, feed[u], eta)
-        query = client.encrypt(vectors)
-        t2 = time.perf_counter()
-        reply = server.accurate1(server.load_query(query, encoded.plan), encoded)
-        t3 = time.perf_counter()
-        y = client.decrypt(reply)
-        t4 = time.perf_counter()
-        reference = rbar + reference_accurate1(model, feed[u], eta)
-        err, sq, count = _score(model, rbar + y, reference, test, u)
-        rows.append(
-            _Query(
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                sum(len(b) for v in query for b in v),
-                sum(map(len, reply)),
-                err,
-                sq,
-                count,
-            )
-        )
-        log(
-            f"ckks/accurate1 user {u}: encrypt {t2 - t1:.3f}s server {t3 - t2:.2f}s "
-            f"decrypt {t4 - t3:.4f}s error {err:.1e}"
-        )
-    return _summarise(rows, material.size, setup_s, 0.0)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -87,8 +86,7 @@ class ClientInputs:
 
     @classmethod
     def of(cls, model: CryptoRecModel) -> ClientInputs:
-        one = model.meta.get("finetune_one_step", {})
-        eta = float(one.get("eta", model.finetune.eta))
+        eta = model.one_step_tuning().eta
         return cls(model.n_items, model.global_mean, model.input_power, model.scale, eta)
 
     @property
@@ -333,7 +331,7 @@ def _backend(
     meta: dict[str, Any],
     blobs: dict[str, bytes],
     model: Any,
-    workers: int | None = None,
+    workers: int = 1,
 ) -> Any:
     """The scheme's evaluator object with the client's keys loaded (validated); `model` is
     the prepared encoding (None to validate keys only)."""
@@ -354,8 +352,6 @@ def _backend(
             if model is None:
                 validate_modulus(material)
                 return None
-            if workers is None:
-                workers = int(os.environ.get("CRYPTOREC_PAILLIER_WORKERS", "1"))
             return PaillierEvaluator(material, model, workers=workers)
         if spec.mode == "accurate":
             acc = AccurateMaterial(
@@ -389,15 +385,15 @@ def validate_keys(meta: dict[str, Any], blobs: dict[str, bytes]) -> None:
 
 
 def bind(
-    prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes], workers: int | None = None
+    prepared: Prepared, meta: dict[str, Any], blobs: dict[str, bytes], workers: int = 1
 ) -> Evaluator:
     """An evaluator for one registered key set (validated: scheme, parameter set, sizes).
-    `workers`: Paillier worker processes (default $CRYPTOREC_PAILLIER_WORKERS, else 1)."""
+    `workers`: Paillier worker processes (SEAL schemes compute in this process)."""
     return _Bound(prepared, _backend(prepared.spec, meta, blobs, prepared.encoded, workers))
 
 
 def open_local(
-    packed: CompressedModel, scheme: str, mode: str, workers: int | None = None
+    packed: CompressedModel, scheme: str, mode: str, workers: int = 1
 ) -> tuple[SchemeClient, Evaluator]:
     """A matched client and evaluator in this process (tests, benchmarks): what the services
     do across the network, without it."""

@@ -9,7 +9,8 @@ from typing import Any
 from libcryptorec import __version__, artifact
 from libcryptorec.compression import CompressedModel, compress
 from libcryptorec.data import load_movielens
-from libcryptorec.he.benchmark import measure_ckks_accurate1, measure_fast
+from libcryptorec.he import schemes as he_schemes
+from libcryptorec.he.benchmark import measure
 from libcryptorec.model import CryptoRecModel
 from libcryptorec.protocol import paper_split, split_matrices
 from libcryptorec.training import train
@@ -69,13 +70,11 @@ def run_he(
     results: dict[str, Any] = {}
     for scheme in schemes:
         for mode in modes:
-            if mode == "fast":
-                m = measure_fast(scheme, packed, feed, test, users=queries, log=_log)
-            elif scheme == "ckks":
-                m = measure_ckks_accurate1(packed, feed, test, users=queries, log=_log)
-            else:
+            served = "accurate" if mode == "accurate1" else mode
+            if (scheme, served) not in he_schemes.SUPPORTED:
                 _log(f"{scheme}/{mode}: not implemented (accurate mode runs on CKKS)")
                 continue
+            m = measure(scheme, served, packed, feed, test, users=queries, log=_log)
             results.setdefault(scheme, {})[mode] = m.to_dict()
     print(table(results))
     return results
