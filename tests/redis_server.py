@@ -47,12 +47,13 @@ def redis_command(
 
 
 def start_redis(
-    directory: Path, *, port: int | None = None, persist: bool = False
+    directory: Path, *, port: int | None = None, persist: bool = False, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server and wait until it answers; returns (process, redis:// URL)."""
+    """Start redis-server (with `extra` arguments) and wait until it answers; returns
+    (process, redis:// URL)."""
     port = port or free_port()
     proc = subprocess.Popen(
-        redis_command(port, directory, persist=persist), stdout=subprocess.DEVNULL
+        redis_command(port, directory, persist=persist, extra=extra), stdout=subprocess.DEVNULL
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.time() + 10

@@ -253,9 +253,14 @@ def test_key_service_refuses_secret_material_oversize_and_garbage(client: Crypto
         _status(lambda: _register(client, header([("modulus", 256)], even), even))
         == grpc.StatusCode.INVALID_ARGUMENT
     )
+    unknown = "0123456789abcdef" * 2  # well formed, never registered
+    assert (
+        _status(lambda: client.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id=unknown)))
+        == grpc.StatusCode.NOT_FOUND
+    )
     assert (
         _status(lambda: client.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id="nope")))
-        == grpc.StatusCode.NOT_FOUND
+        == grpc.StatusCode.INVALID_ARGUMENT
     )
 
 

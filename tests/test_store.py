@@ -3,16 +3,29 @@ complete and verified, and a publisher that dies mid-write leaves the old versio
 
 from __future__ import annotations
 
+import errno
+import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from services.rpc.server import _store_ok
 from services.store import open_store
-from services.store.base import CorruptError, NotFoundError, Store, StoreError
+from services.store.base import (
+    CorruptError,
+    InvalidIdError,
+    NotFoundError,
+    Store,
+    StoreError,
+    StoreFullError,
+)
 from services.store.file_store import FileStore
 from services.store.redis_store import RedisStore
+from tests.redis_server import free_port, start_redis
 
 
 @pytest.fixture(params=["file", "redis"])
@@ -101,8 +114,13 @@ def test_keys_are_content_addressed_and_expire(store: Store) -> None:
     store.delete_key(a.key_id)
     with pytest.raises(NotFoundError):
         store.get_key(a.key_id)
+    for bad in ("../../etc/passwd", "A" * 32, "a" * 300, "\u00e9" * 300, "", "0" * 31 + "\x00"):
+        with pytest.raises(InvalidIdError):
+            store.get_key(bad)
+        with pytest.raises(InvalidIdError):
+            store.delete_key(bad)
     with pytest.raises(NotFoundError):
-        store.get_key("../../etc/passwd")
+        store.get_key("0" * 32)  # well formed, never registered
 
 
 def test_file_store_detects_corrupt_chunk(tmp_path: Path) -> None:
@@ -124,3 +142,78 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store(f"file://{tmp_path}"), FileStore)
     assert isinstance(open_store(str(tmp_path)), FileStore)
     assert isinstance(open_store("redis://127.0.0.1:6379/0"), RedisStore)
+
+
+# Every operation of the contract, applied to a store whose backend has failed.
+OPERATIONS: dict[str, Callable[[Store], object]] = {
+    "ping": lambda s: s.ping(),
+    "publish": lambda s: s.publish("v9", {"model": b"x"}, {}),
+    "current": lambda s: s.current(),
+    "versions": lambda s: s.versions(),
+    "read": lambda s: s.read("v1"),
+    "retain": lambda s: s.retain(1),
+    "put_key": lambda s: s.put_key({"scheme": "ckks"}, b"k", 60),
+    "get_key": lambda s: s.get_key("0" * 32),
+    "delete_key": lambda s: s.delete_key("0" * 32),
+}
+
+
+def _failed_store(kind: str, tmp_path: Path) -> Store:
+    """A file store whose directory was removed, or a Redis store with no server behind it."""
+    if kind == "file":
+        store = FileStore(tmp_path / "gone")
+        store.publish("v1", {"model": b"m"}, {})
+        shutil.rmtree(tmp_path / "gone")
+        return store
+    return RedisStore(f"redis://127.0.0.1:{free_port()}/0")
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_every_operation_of_a_failed_store_raises_store_error(
+    kind: str, operation: str, tmp_path: Path
+) -> None:
+    with pytest.raises(StoreError):
+        OPERATIONS[operation](_failed_store(kind, tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_health_watcher_survives_a_failed_store(kind: str, tmp_path: Path) -> None:
+    # The watcher catches store errors only: anything else would kill it silently.
+    assert _store_ok(_failed_store(kind, tmp_path)) is False
+
+
+def test_full_redis_refuses_writes_and_keeps_serving_models(tmp_path: Path) -> None:
+    """Redis at maxmemory with noeviction (as k8s/base/redis.yaml runs it): writes are refused
+    with StoreFullError, nothing published is evicted, reads go on."""
+    proc, url = start_redis(
+        tmp_path, extra=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]
+    )
+    try:
+        store = RedisStore(url, prefix="full:")
+        store.publish("v1", {"model": b"m" * 100_000}, {})
+
+        def register_until_full() -> None:
+            for i in range(20):
+                store.put_key({"i": i}, bytes([i]) * 1_000_000, 60)
+
+        with pytest.raises(StoreFullError):
+            register_until_full()
+        with pytest.raises(StoreFullError):
+            store.publish("v2", {"model": b"n" * 8_000_000}, {})
+        assert store.current() == "v1"
+        assert store.read("v1")[1] == {"model": b"m" * 100_000}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_full_disk_is_store_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FileStore(tmp_path)
+
+    def no_space(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_space)
+    with pytest.raises(StoreFullError):
+        store.put_key({"scheme": "ckks"}, b"k", 60)

@@ -16,7 +16,13 @@ from libcryptorec.he.errors import (
     InvalidCiphertextError,
     InvalidKeyError,
 )
-from services.store.base import CorruptError, NotFoundError, StoreError
+from services.store.base import (
+    CorruptError,
+    InvalidIdError,
+    NotFoundError,
+    StoreError,
+    StoreFullError,
+)
 
 log = logging.getLogger("cryptorec.rpc")
 
@@ -38,7 +44,9 @@ STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
     (InsecureParametersError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidIdError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StoreFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CorruptError, grpc.StatusCode.DATA_LOSS),
     (ArtifactError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),

@@ -5,6 +5,11 @@ each kept as chunks. Publishing writes every chunk and a manifest, reads them ba
 their sha256, and only then moves the `current` pointer, atomically: a publisher that dies
 before that leaves the previous version serving and, at worst, an orphan that `retain` removes.
 Key sets are single blobs with a time to live, addressed by the sha256 of their content.
+
+Failures: every operation raises NotFoundError for an unknown version or key id,
+ValueError for an id that could never exist, StoreFullError when the backend has no room,
+and StoreError (CorruptError for bad bytes) when the backend is unreachable or broken;
+nothing else escapes. tests/test_store.py holds both backends to this.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class CorruptError(StoreError):
     """Stored bytes do not match their recorded sha256."""
 
 
+class StoreFullError(StoreError):
+    """The store refuses writes for lack of space (Redis at `maxmemory` with `noeviction`, a
+    full disk): nothing was written; retry once space is freed."""
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """A published model version: id, publication time and a small summary for listings."""
@@ -56,11 +66,37 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class InvalidIdError(ValueError):
+    """A version or key id that no store could hold (syntax or length): a client's mistake."""
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """`value` for a message or a log line: escaped, and cut to `limit` characters so that a
+    hostile megabyte-long id costs a line, not a megabyte."""
+    text = repr(value[:limit])
+    return text if len(value) <= limit else f"{text}... ({len(value)} chars)"
+
+
 def check_version_id(version: str) -> str:
     """Refuse ids that could escape a directory or a Redis key namespace."""
     if not version or len(version) > 64 or not set(version) <= VERSION_CHARS or version[0] == ".":
-        raise ValueError(f"invalid version id {version!r}: use [a-z0-9-_.], at most 64 chars")
+        raise InvalidIdError(
+            f"invalid version id {shown(version)}: use [a-z0-9-_.], at most 64 chars"
+        )
     return version
+
+
+KEY_ID_LENGTH = 32
+_HEX = set("0123456789abcdef")
+
+
+def check_key_id(key_id: str) -> str:
+    """Refuse anything but the 32 lowercase hex digits `key_id_for` makes."""
+    if len(key_id) != KEY_ID_LENGTH or not set(key_id) <= _HEX:
+        raise InvalidIdError(
+            f"invalid key id {shown(key_id)}: expected {KEY_ID_LENGTH} lowercase hex digits"
+        )
+    return key_id
 
 
 def chunks(blob: bytes) -> Iterator[bytes]:
@@ -138,7 +174,7 @@ def key_id_for(meta: dict[str, Any], blob: bytes) -> str:
     """Content address of a key set: same keys, same id, so registration is idempotent."""
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     h.update(blob)
-    return h.hexdigest()[:32]
+    return h.hexdigest()[:KEY_ID_LENGTH]
 
 
 def info_from_manifest(manifest: dict[str, Any]) -> VersionInfo:

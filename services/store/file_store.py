@@ -2,15 +2,20 @@
 
 Layout: models/<version>/{manifest.json, <part>.<i>} written into a temporary directory and
 renamed into place (atomic on POSIX), a `current` file replaced atomically, and keys/<id>.
+Operating-system failures (the directory gone, a full disk, no permission) surface as
+StoreError, or StoreFullError for lack of space, as the store contract promises.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,10 @@ from services.store.base import (
     CorruptError,
     KeyRecord,
     NotFoundError,
+    StoreError,
+    StoreFullError,
     VersionInfo,
+    check_key_id,
     check_version_id,
     chunks,
     info_from_manifest,
@@ -47,55 +55,74 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        (self.root / "models").mkdir(parents=True, exist_ok=True)
-        (self.root / "keys").mkdir(parents=True, exist_ok=True)
+        with self._io("create"):
+            (self.root / "models").mkdir(parents=True, exist_ok=True)
+            (self.root / "keys").mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
 
+    @contextlib.contextmanager
+    def _io(self, what: str) -> Iterator[None]:
+        """Turn the operating system's failures into the store's. FileNotFoundError inside an
+        operation means the store's own directories are gone (missing entries are handled
+        where they are expected)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFullError(f"{what}: no space left in {self.root}") from exc
+            raise StoreError(f"{what}: store directory {self.root} unusable ({exc})") from exc
+
     def ping(self) -> None:
-        if not (self.root / "models").is_dir():
-            raise NotFoundError(f"store directory {self.root} is gone")
+        if not (self.root / "models").is_dir() or not (self.root / "keys").is_dir():
+            raise StoreError(f"store directory {self.root} is gone")
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
         check_version_id(version)
         final = self.root / "models" / version
-        if final.exists():
-            raise ValueError(f"version {version} already exists; versions are immutable")
-        staging = Path(tempfile.mkdtemp(dir=self.root / "models", prefix=f".{version}."))
-        try:
-            manifest = manifest_for(version, parts, summary)
-            for name, blob in parts.items():
-                for i, piece in enumerate(chunks(blob)):
-                    (staging / f"{name}.{i}").write_bytes(piece)
-            (staging / "manifest.json").write_bytes(manifest)
-            self._read_dir(staging)  # verify what is on disk before it becomes visible
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        _atomic_write(self.root / "current", version.encode())
+        with self._io(f"publish {version}"):
+            if final.exists():
+                raise ValueError(f"version {version} already exists; versions are immutable")
+            staging = Path(tempfile.mkdtemp(dir=self.root / "models", prefix=f".{version}."))
+            try:
+                manifest = manifest_for(version, parts, summary)
+                for name, blob in parts.items():
+                    for i, piece in enumerate(chunks(blob)):
+                        (staging / f"{name}.{i}").write_bytes(piece)
+                (staging / "manifest.json").write_bytes(manifest)
+                self._read_dir(staging)  # verify what is on disk before it becomes visible
+                os.rename(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            _atomic_write(self.root / "current", version.encode())
 
     def current(self) -> str | None:
-        try:
-            return (self.root / "current").read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        self.ping()  # a vanished store is an outage, not "nothing published"
+        with self._io("current"):
+            try:
+                return (self.root / "current").read_text().strip() or None
+            except FileNotFoundError:
+                return None
 
     def versions(self) -> list[VersionInfo]:
         out = []
-        for d in (self.root / "models").iterdir():
-            if d.name.startswith(".") or not (d / "manifest.json").is_file():
-                continue
-            out.append(info_from_manifest(json.loads((d / "manifest.json").read_bytes())))
+        with self._io("versions"):
+            for d in (self.root / "models").iterdir():
+                if d.name.startswith(".") or not (d / "manifest.json").is_file():
+                    continue
+                out.append(info_from_manifest(json.loads((d / "manifest.json").read_bytes())))
         return sorted(out, key=lambda v: v.created_unix)
 
     def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
         check_version_id(version)
         d = self.root / "models" / version
-        if not (d / "manifest.json").is_file():
-            raise NotFoundError(f"model version {version} not found")
-        return self._read_dir(d)
+        self.ping()
+        with self._io(f"read {version}"):
+            if not (d / "manifest.json").is_file():
+                raise NotFoundError(f"model version {version} not found")
+            return self._read_dir(d)
 
     def _read_dir(self, d: Path) -> tuple[VersionInfo, dict[str, bytes]]:
         manifest = json.loads((d / "manifest.json").read_bytes())
@@ -116,35 +143,40 @@ class FileStore:
         current = self.current()
         complete = [v.version for v in self.versions()]
         doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
-        for d in (self.root / "models").iterdir():
-            orphan = d.name.startswith(".") and time.time() - d.stat().st_mtime > 3600
-            if d.name in doomed or orphan:
-                shutil.rmtree(d, ignore_errors=True)
+        with self._io("retain"):
+            for d in (self.root / "models").iterdir():
+                orphan = d.name.startswith(".") and time.time() - d.stat().st_mtime > 3600
+                if d.name in doomed or orphan:
+                    shutil.rmtree(d, ignore_errors=True)
         return doomed
 
     def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
         key_id = key_id_for(meta, blob)
         record = KeyRecord(key_id, meta, blob, time.time() + ttl_seconds)
-        _atomic_write(self.root / "keys" / f"{key_id}.blob", blob)
-        _atomic_write(
-            self.root / "keys" / f"{key_id}.json", json.dumps(record_dict(record)).encode()
-        )
+        with self._io("put_key"):
+            _atomic_write(self.root / "keys" / f"{key_id}.blob", blob)
+            _atomic_write(
+                self.root / "keys" / f"{key_id}.json", json.dumps(record_dict(record)).encode()
+            )
         return record
 
     def get_key(self, key_id: str) -> KeyRecord:
-        if not key_id.isalnum():
-            raise NotFoundError(f"key id {key_id!r} not found")
-        try:
-            info = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
-            blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"key id {key_id} not found") from None
+        check_key_id(key_id)
+        self.ping()
+        with self._io("get_key"):
+            try:
+                info = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
+                blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
+            except FileNotFoundError:
+                raise NotFoundError(f"key id {key_id} not found") from None
         if info["expires_unix"] < time.time():
             self.delete_key(key_id)
             raise NotFoundError(f"key id {key_id} expired")
         return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
 
     def delete_key(self, key_id: str) -> None:
-        if key_id.isalnum():
+        check_key_id(key_id)
+        self.ping()
+        with self._io("delete_key"):
             for suffix in (".json", ".blob"):
                 (self.root / "keys" / f"{key_id}{suffix}").unlink(missing_ok=True)

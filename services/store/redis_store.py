@@ -1,10 +1,15 @@
 """The deployment store: Redis, shared by every replica.
 
 Keys (prefix `cryptorec:` by default): model:<v>:manifest, model:<v>:part:<name>:<i>,
-models (sorted set of complete versions by time), current (the pointer), key:<id>:meta and
-key:<id>:blob (with TTL), and the pub/sub channel `events`. Publishing writes all parts and the
-manifest, reads them back to verify, and then in one MULTI adds the version and moves the
-pointer. Pub/sub drops messages while a subscriber is away, so evaluators also poll `current`.
+models (sorted set of complete versions by time), current (the pointer), and
+key:<id>:meta and key:<id>:blob (with TTL). Publishing writes all parts and the manifest,
+reads them back to verify, and then in one MULTI adds the version and moves the pointer.
+Evaluators read the pointer per request (one GET), so a new version serves from the next
+request on: no notification channel is needed, so none can be missed.
+
+Model versions and the pointer carry no TTL; run Redis with `maxmemory-policy noeviction`
+(k8s/base/redis.yaml): when full, it refuses writes (StoreFullError, RESOURCE_EXHAUSTED for a
+key registration) and never evicts a model. Every Redis failure surfaces as StoreError.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from services.store.base import (
     KeyRecord,
     NotFoundError,
     StoreError,
+    StoreFullError,
     VersionInfo,
+    check_key_id,
     check_version_id,
     chunks,
     info_from_manifest,
@@ -38,23 +45,30 @@ class RedisStore:
         self._r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
     def _call(self, fn: Any, *args: Any) -> Any:
+        """fn(*args) with every Redis failure turned into the store's errors."""
         try:
             return fn(*args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreError(f"Redis at {self.url} unavailable: {exc}") from exc
+            raise StoreError(f"Redis at {self._where} unavailable: {exc}") from exc
+        except redis.RedisError as exc:
+            if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in str(exc):
+                raise StoreFullError(f"Redis at {self._where} is full (maxmemory)") from exc
+            raise StoreError(f"Redis at {self._where} failed: {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        """The server's address without credentials (URLs may carry a password)."""
+        kwargs = self._r.connection_pool.connection_kwargs
+        return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
 
     def ping(self) -> None:
         self._call(self._r.ping)
-
-    @property
-    def events_channel(self) -> str:
-        return self._k("events")
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
         check_version_id(version)
@@ -72,7 +86,6 @@ class RedisStore:
         tx = self._r.pipeline(transaction=True)
         tx.zadd(self._k("models"), {version: created})
         tx.set(self._k("current"), version)
-        tx.publish(self.events_channel, json.dumps({"event": "published", "version": version}))
         self._call(tx.execute)
 
     def current(self) -> str | None:
@@ -118,14 +131,21 @@ class RedisStore:
         complete = [v.version for v in self.versions()]
         doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
         known = set(complete) - set(doomed)
-        for key in self._r.scan_iter(match=self._k("model", "*", "manifest")):
+        manifests = self._call(
+            lambda: list(self._r.scan_iter(match=self._k("model", "*", "manifest")))
+        )
+        for key in manifests:
             v = key.decode()[len(self._k("model", "")) :].rsplit(":", 1)[0]
-            raw = self._r.get(key)
+            raw = self._call(self._r.get, key)
             fresh = raw is not None and time.time() - json.loads(raw)["created_unix"] < 3600
             if v not in known and (v in doomed or not fresh):
-                for part_key in self._r.scan_iter(match=self._k("model", v, "*")):
-                    self._r.delete(part_key)
-                self._r.zrem(self._k("models"), v)
+                # The sorted set first: a half-deleted version is then never listed as complete.
+                self._call(self._r.zrem, self._k("models"), v)
+                parts = self._call(
+                    lambda v=v: list(self._r.scan_iter(match=self._k("model", v, "*")))
+                )
+                for start in range(0, len(parts), 512):
+                    self._call(self._r.delete, *parts[start : start + 512])
         return doomed
 
     def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
@@ -138,8 +158,7 @@ class RedisStore:
         return record
 
     def get_key(self, key_id: str) -> KeyRecord:
-        if not key_id.isalnum():
-            raise NotFoundError(f"key id {key_id!r} not found")
+        check_key_id(key_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self._k("key", key_id, "meta"))
         pipe.get(self._k("key", key_id, "blob"))
@@ -150,7 +169,5 @@ class RedisStore:
         return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
 
     def delete_key(self, key_id: str) -> None:
-        if key_id.isalnum():
-            self._call(
-                self._r.delete, self._k("key", key_id, "meta"), self._k("key", key_id, "blob")
-            )
+        check_key_id(key_id)
+        self._call(self._r.delete, self._k("key", key_id, "meta"), self._k("key", key_id, "blob"))
