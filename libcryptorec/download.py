@@ -9,6 +9,7 @@ SHA-256, so a truncated or altered download is refused rather than silently used
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import tempfile
 import urllib.request
@@ -59,6 +60,10 @@ RELEASES: dict[str, Release] = {
 
 class ChecksumError(ValueError):
     """A downloaded archive or extracted file does not match its published checksum."""
+
+
+class DownloadError(RuntimeError):
+    """The archive could not be fetched (no network, GroupLens unreachable, HTTP error)."""
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -113,6 +118,13 @@ def download(name: str, data_dir: Path, base_url: str = BASE_URL) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / RELEASES[name].archive
         url = f"{base_url}/{RELEASES[name].archive}"
-        with urllib.request.urlopen(url, timeout=60) as r, archive.open("wb") as f:
-            shutil.copyfileobj(r, f)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, archive.open("wb") as f:
+                shutil.copyfileobj(r, f)
+        except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(
+                f"cannot download {name} from {url} ({reason}); check the network, or unpack "
+                f"the GroupLens archive into {directory} yourself"
+            ) from exc
         return extract_verified(name, archive, data_dir)

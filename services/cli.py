@@ -1,24 +1,41 @@
-"""The `cryptorec` command: one entry point, one subcommand per job."""
+"""The `cryptorec` command: one entry point, one subcommand per job.
+
+Settings (store, prefix, data folder, TLS, limits) come from services/settings.py, read the
+same way by every subcommand. A failure a user can meet ends in one line on stderr saying what
+happened and what to do, and exit code 2 (bad input) or 3 (something unavailable); a bug ends
+in one line too, with the traceback only when CRYPTOREC_DEBUG=1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
-from libcryptorec.data import MOVIELENS_DATASETS, DatasetError
-from services.store.base import StoreError
+from libcryptorec.data import MOVIELENS_DATASETS
+from services import settings
+from services.cli_errors import CliError, explain
 
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cryptorec"
+MODEL_DATASETS = ("ml-100k", "ml-1m")
 
 
-def default_data_dir() -> Path:
-    """$CRYPTOREC_DATA, else a `shared/data` folder beside the checkout, else the user cache."""
-    if "CRYPTOREC_DATA" in os.environ:
-        return Path(os.environ["CRYPTOREC_DATA"])
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return beside if beside.is_dir() else DEFAULT_CACHE / "data"
+def _open_store(args: argparse.Namespace) -> Any:
+    from services.store import open_store
+
+    return open_store(args.store, args.store_prefix)
+
+
+def _fetch(args: argparse.Namespace, *names: str) -> None:
+    """Download the named releases into --data-dir when --download is given."""
+    if not getattr(args, "download", False):
+        return
+    from libcryptorec.download import download
+
+    for name in dict.fromkeys(names):
+        download(name, args.data_dir, args.download_url)
 
 
 def _bench_accuracy(args: argparse.Namespace) -> int:
@@ -26,12 +43,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     from services.trainer.accuracy_report import run
 
     plot_out = args.plot or (args.json.with_suffix(".png") if args.json else None)
-    if args.download:
-        from libcryptorec.download import download
-
-        needed = [args.dataset] + ([] if args.no_transfer else ["ml-1m", "ml-latest-small"])
-        for name in dict.fromkeys(needed):
-            download(name, args.data_dir)
+    _fetch(args, args.dataset, *(() if args.no_transfer else ("ml-1m", "ml-latest-small")))
     run(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -78,35 +90,68 @@ def _bench_he(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from services.rpc.server import ROLES, serve_forever, start
-    from services.store import open_store
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from services.rpc.server import ROLES, ServerConfig, serve_forever, start
     from services.rpc.tls import ServerTls
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     roles = ROLES if args.role == "all" else (args.role,)
-    store = open_store(args.store, os.environ.get("CRYPTOREC_STORE_PREFIX", "cryptorec:"))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together", 2)
     tls = ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-    running = start(roles, store, args.port, args.host, tls, args.health_port if tls else None)
+    _check_free(args.host, args.port)
+    if tls is not None:
+        _check_free(args.host, args.health_port)
+    config = ServerConfig(
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        key_ttl_seconds=args.key_ttl,
+        paillier_workers=args.paillier_workers,
+        drain_seconds=args.drain_seconds,
+    )
+    running = start(
+        roles,
+        _open_store(args),
+        args.port,
+        args.host,
+        tls,
+        args.health_port if tls else None,
+        config,
+    )
     serve_forever(running)
     return 0
 
 
+def _check_free(host: str, port: int) -> None:
+    """CliError (exit 3) if host:port cannot be bound, before gRPC tries and logs its own."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or choose "
+            "another --port",
+            3,
+        ) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from libcryptorec.data import load_movielens, read_csv
-    from services.store import open_store
     from services.trainer.publish import train_and_publish
 
-    if args.download and not args.csv:
-        from libcryptorec.download import download
-
-        download(args.dataset, args.data_dir)
+    if not args.csv:
+        _fetch(args, args.dataset)
+    store = _open_store(args)
+    store.ping()  # find an unreachable store before an hour of training, not after
     ratings = read_csv(args.csv) if args.csv else load_movielens(args.dataset, args.data_dir)
     train_and_publish(
         ratings,
-        open_store(args.store),
+        store,
         prune_fraction=args.prune_fraction,
         version=args.version,
+        retain=args.retain,
         show_progress=True,
     )
     return 0
@@ -117,10 +162,9 @@ def _recommend(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from services.client.library import CryptoRecClient
-
-    ratings = {int(i): float(r) for i, r in _item_ratings(args.ratings)}
     from services.rpc.tls import ClientTls
 
+    ratings = dict(_item_ratings(args.ratings))
     client = CryptoRecClient(
         args.target,
         key_target=args.key_target,
@@ -142,27 +186,27 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _item_ratings(path: Path) -> list[tuple[int, float]]:
-    """Rows of `item,rating` (a header line is allowed)."""
+    """Rows of `item,rating` (a header line is allowed); CliError names the first bad line."""
     import csv
 
     out = []
-    with path.open() as f:
-        for row in csv.reader(f):
-            if not row or not row[0].strip().isdigit():
-                continue
-            out.append((int(row[0]), float(row[1])))
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.reader(f), 1):
+            if not row or not row[0].strip() or (line == 1 and not row[0].strip().isdigit()):
+                continue  # blank lines and a header
+            try:
+                out.append((int(row[0]), float(row[1])))
+            except (ValueError, IndexError):
+                raise CliError(f"{path}:{line}: expected item,rating, got {row!r}", 2) from None
     if not out:
-        raise DatasetError(f"{path}: no item,rating rows")
+        raise CliError(f"{path}: no item,rating rows", 2)
     return out
 
 
 def _demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    if args.download:
-        from libcryptorec.download import download
-
-        download(args.dataset, args.data_dir)
+    _fetch(args, args.dataset)
     run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
     return 0
 
@@ -186,19 +230,24 @@ def _data_download(args: argparse.Namespace) -> int:
     from libcryptorec.download import download
 
     for name in args.datasets:
-        print(f"{name}: {download(name, args.data_dir)}")
+        print(f"{name}: {download(name, args.data_dir, args.download_url)}")
     return 0
 
 
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
+def _add_download(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--download", action="store_true", help="fetch missing datasets from GroupLens first"
+    )
+    settings.add(parser, "download_url")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="cryptorec", description="Privacy-preserving recommendation with CryptoRec."
+        prog="cryptorec",
+        description="Privacy-preserving recommendation with CryptoRec.",
+        epilog="Exit codes: 0 done, 2 bad input, 3 something unavailable (network, store, "
+        "service), 1 anything else. CRYPTOREC_DEBUG=1 shows tracebacks.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -206,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     acc = bench.add_parser(
         "accuracy", help="paper Figure 2 / Table 2 / Table 4 under the paper's protocol"
     )
-    acc.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    acc.add_argument("--data-dir", type=Path, default=default_data_dir())
+    acc.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
+    settings.add(acc, "data_dir")
     acc.add_argument("--repeats", type=int, default=5)
     acc.add_argument("--json", type=Path, help="write the results here")
     acc.add_argument(
@@ -219,16 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-transfer", action="store_true", help="skip the ml-1m/ml-latest-small transfer"
     )
     acc.add_argument("--no-baselines", action="store_true", help="CryptoRec only")
-    acc.add_argument(
-        "--download", action="store_true", help="fetch missing datasets from GroupLens first"
-    )
+    _add_download(acc)
     acc.set_defaults(func=_bench_accuracy)
 
     comp = bench.add_parser(
         "compression", help="pruning threshold x cluster count against reuse ratio and RMSE"
     )
-    comp.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    comp.add_argument("--data-dir", type=Path, default=default_data_dir())
+    comp.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
+    settings.add(comp, "data_dir")
     comp.add_argument(
         "--thresholds", type=float, nargs="+", default=[5e-4, 4e-3, 8e-3, 1.6e-2, 2.4e-2]
     )
@@ -237,9 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=_bench_compression)
 
     he = bench.add_parser("he", help="encrypted prediction: time, bytes and error per scheme")
-    he.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    he.add_argument("--data-dir", type=Path, default=default_data_dir())
-    he.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    he.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
+    settings.add(he, "data_dir", "model_cache")
     he.add_argument("--queries", type=int, default=5, help="held-out users to measure (>= 3)")
     he.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), help="default: all")
     he.add_argument("--mode", choices=("fast", "accurate1"), help="default: both")
@@ -254,9 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     he.set_defaults(func=_bench_he)
 
     bs = bench.add_parser("service", help="gRPC latency and throughput vs the in-process engine")
-    bs.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    bs.add_argument("--data-dir", type=Path, default=default_data_dir())
-    bs.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    bs.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
+    settings.add(bs, "data_dir", "model_cache")
     bs.add_argument("--queries", type=int, default=9)
     bs.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
     bs.add_argument("--json", type=Path)
@@ -265,9 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl = bench.add_parser(
         "load", help="throughput, latency, overload and memory, 1 and 2 processes"
     )
-    bl.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    bl.add_argument("--data-dir", type=Path, default=default_data_dir())
-    bl.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE / "models")
+    bl.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
+    settings.add(bl, "data_dir", "model_cache")
     bl.add_argument("--requests", type=int, default=2000, help="per process count")
     bl.add_argument("--json", type=Path)
     bl.set_defaults(func=_bench_load)
@@ -276,33 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--role", choices=("key", "model", "evaluator", "all"), default="all")
     srv.add_argument("--port", type=int, default=50051)
     srv.add_argument("--host", default="0.0.0.0")
-    srv.add_argument(
-        "--store",
-        default=os.environ.get("CRYPTOREC_STORE", "file://./store"),
-        help="redis://HOST:PORT/DB or file://DIR (default $CRYPTOREC_STORE)",
-    )
-    srv.add_argument("--tls-cert", type=Path, default=_env_path("CRYPTOREC_TLS_CERT"))
-    srv.add_argument("--tls-key", type=Path, default=_env_path("CRYPTOREC_TLS_KEY"))
-    srv.add_argument(
-        "--tls-client-ca",
-        type=Path,
-        default=_env_path("CRYPTOREC_TLS_CLIENT_CA"),
-        help="require client certificates signed by this CA (mutual TLS)",
-    )
-    srv.add_argument(
-        "--health-port",
-        type=int,
-        default=50052,
-        help="plaintext health-only port when TLS is on (kubelet gRPC probes speak plaintext)",
+    settings.add(
+        srv,
+        "store",
+        "store_prefix",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "health_port",
+        "max_concurrent_rpcs",
+        "key_ttl",
+        "paillier_workers",
+        "drain_seconds",
     )
     srv.set_defaults(func=_serve)
 
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
     tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
-    tr.add_argument("--data-dir", type=Path, default=default_data_dir())
+    settings.add(tr, "data_dir", "store", "store_prefix", "retain")
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
-    tr.add_argument("--download", action="store_true", help="fetch the dataset if missing")
-    tr.add_argument("--store", default=os.environ.get("CRYPTOREC_STORE", "file://./store"))
+    _add_download(tr)
     tr.add_argument("--version", help="version id (default: UTC time)")
     tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")
     tr.set_defaults(func=_train)
@@ -318,21 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mode", choices=("fast", "accurate"), default="fast")
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
-    rec.add_argument("--tls-ca", type=Path, help="CA of the services' certificates (enables TLS)")
-    rec.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
-    rec.add_argument("--tls-key", type=Path, help="client key for mutual TLS")
+    settings.add(rec, "tls_ca", "client_tls_cert", "client_tls_key")
     rec.add_argument(
         "--key-dir",
         type=Path,
-        default=DEFAULT_CACHE / "client-keys",
+        default=settings.CACHE_DIR / "client-keys",
         help="where your keys (secret ones included, mode 0600) are kept between runs",
     )
     rec.set_defaults(func=_recommend)
 
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
     demo.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-100k")
-    demo.add_argument("--data-dir", type=Path, default=default_data_dir())
-    demo.add_argument("--download", action="store_true", help="fetch the dataset if missing")
+    settings.add(demo, "data_dir")
+    _add_download(demo)
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
     demo.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), default="ckks")
     demo.add_argument("--mode", choices=("fast", "accurate"), default="fast")
@@ -343,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")
     dl.add_argument("datasets", nargs="+", choices=MOVIELENS_DATASETS)
-    dl.add_argument("--data-dir", type=Path, default=DEFAULT_CACHE / "data")
+    settings.add(dl, "data_dir", "download_url")
     dl.set_defaults(func=_data_download)
     return parser
 
@@ -353,14 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (DatasetError, FileNotFoundError) as exc:
-        print(f"cryptorec: {exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"cryptorec: store unavailable: {exc}", file=sys.stderr)
-        return 3
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if os.environ.get("CRYPTOREC_DEBUG"):
+            traceback.print_exc()
+        message, code = explain(exc)
+        print(f"cryptorec: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

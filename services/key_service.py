@@ -23,13 +23,12 @@ from services.rpc.protocol import mode_enum, mode_name, scheme_enum, scheme_name
 from services.store.base import Store
 
 log = logging.getLogger("cryptorec.keys")
-DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 
 
 class KeyServicer(pb_grpc.KeyServiceServicer):
     """Stateless: every key set lives in the store."""
 
-    def __init__(self, store: Store, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(self, store: Store, ttl_seconds: int) -> None:
         self.store, self.ttl = store, ttl_seconds
 
     @unary

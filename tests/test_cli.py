@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.cli import main
+from libcryptorec.data import synthetic
+from services import settings
+from services.cli import build_parser, main
+from services.store.redis_store import RedisStore
 
 
 def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,3 +114,152 @@ def test_bench_he_ckks_fast_on_ml_100k(movielens_dir: Path, tmp_path: Path) -> N
         assert key in r
     assert r["max_abs_err"] < 1e-3
     assert r["rmse"] > 0  # three users' ~30 ratings: too few for an RMSE band
+
+
+# --- one source of settings (flag, else environment, else default) ----------------------------
+
+
+def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                out[f"{prefix}{name}"] = child
+                out.update(_subparsers(child, f"{prefix}{name} "))
+    return out
+
+
+def test_every_command_reads_each_setting_from_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {
+        "store": "redis://10.0.0.1:6379/3",
+        "store_prefix": "other:",
+        "data_dir": "/srv/movielens",
+        "retain": "9",
+        "max_concurrent_rpcs": "7",
+        "key_ttl": "60",
+        "paillier_workers": "3",
+        "tls_ca": "/etc/ca.pem",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(settings.SETTINGS[name].env, value)
+    seen = 0
+    for command, parser in _subparsers(build_parser()).items():
+        for action in parser._actions:
+            for name, value in values.items():
+                if f"env {settings.SETTINGS[name].env};" in (action.help or ""):
+                    assert action.default == value, f"{command} {action.option_strings}"
+                    seen += 1
+    parse = build_parser().parse_args
+    assert parse(["train", "--csv", "x"]).store_prefix == "other:"
+    assert parse(["train", "--csv", "x"]).retain == 9
+    assert parse(["serve"]).max_concurrent_rpcs == 7
+    assert parse(["serve"]).store_prefix == "other:"
+    assert parse(["serve", "--store-prefix", "flag:"]).store_prefix == "flag:"  # flag wins
+    assert parse(["demo"]).data_dir == Path("/srv/movielens")
+    assert seen >= 12  # store and prefix in serve and train, data dir everywhere, ...
+
+
+def test_help_names_each_default_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("store", "store_prefix", "max_concurrent_rpcs", "key_ttl", "paillier_workers"):
+        assert f"env {settings.SETTINGS[name].env}; default" in text
+
+
+def test_train_honours_the_store_prefix_like_serve(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = tmp_path / "ratings.csv"
+    r = synthetic(n_users=40, n_items=20, rank=2, density=0.5, seed=3)
+    rows = zip(r.user_ids[r.users], r.item_ids[r.items], r.values, strict=True)
+    csv.write_text("".join(f"{u},{i},{v:.1f}\n" for u, i, v in rows))
+    prefix = f"cli-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setenv("CRYPTOREC_STORE_PREFIX", prefix)
+    assert main(["train", "--csv", str(csv), "--store", redis_url, "--version", "v1"]) == 0
+    store = RedisStore(redis_url, prefix=prefix)
+    try:
+        assert store.current() == "v1"  # where `serve` with the same environment looks
+    finally:
+        for key in store._r.scan_iter(match=prefix + "*"):
+            store._r.delete(key)
+
+
+# --- RELIABILITY.md line 31: every CLI failure is one clear line and a non-zero exit code ------
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _assert_one_line(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("cryptorec: ")
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.slow
+def test_demo_without_data_or_network_is_one_line_exit_3(tmp_path: Path) -> None:
+    """RELIABILITY.md line 31: `make demo` on a machine that cannot reach GroupLens."""
+    proc = _run_cli(
+        "demo",
+        "--download",
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--download-url",
+        f"http://127.0.0.1:{_closed_port()}/movielens",
+    )
+    _assert_one_line(proc, 3, "cannot download ml-100k", "check the network")
+
+
+@pytest.mark.slow
+def test_cli_failures_a_user_meets_are_one_line_each(tmp_path: Path) -> None:
+    """RELIABILITY.md line 31: missing data, unreachable store, bad files, no server."""
+    empty = tmp_path / "empty"
+    _assert_one_line(_run_cli("demo", "--data-dir", str(empty)), 2, "missing")
+    csv = tmp_path / "r.csv"
+    csv.write_text("1,1,5\n1,2,4\n2,1,3\n")
+    dead = f"redis://127.0.0.1:{_closed_port()}/0"
+    _assert_one_line(_run_cli("train", "--csv", str(csv), "--store", dead), 3, "store unavailable")
+    bad = tmp_path / "mine.csv"
+    bad.write_text("item,rating\n1,5\n2,five\n")
+    _assert_one_line(_run_cli("recommend", "--ratings", str(bad)), 2, "mine.csv:3")
+    good = tmp_path / "good.csv"
+    good.write_text("1,5\n")
+    target = f"127.0.0.1:{_closed_port()}"
+    _assert_one_line(
+        _run_cli("recommend", "--ratings", str(good), "--target", target), 3, "UNAVAILABLE"
+    )
+    _assert_one_line(_run_cli("recommend", "--ratings", str(tmp_path / "none.csv")), 2, "none.csv")
+    _assert_one_line(
+        _run_cli("serve", "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", "no.key"),
+        2,
+        "No such file",
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        _assert_one_line(
+            _run_cli("serve", "--host", "127.0.0.1", "--port", port, "--store", f"file://{empty}"),
+            3,
+            "cannot listen",
+        )

@@ -47,6 +47,10 @@ class ReplyError(RuntimeError):
     """The evaluator's reply stream is incomplete, reordered, duplicated or corrupt."""
 
 
+class InputError(ValueError):
+    """The caller's ratings or choices cannot be used with this model (nothing was sent)."""
+
+
 # Statuses after which sending the same query again can succeed (another replica, later).
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 
@@ -119,7 +123,7 @@ class CryptoRecClient:
         for p in info.schemes:
             if p.scheme == scheme_enum(scheme) and p.mode == mode_enum(mode):
                 return spec_from_pb(p, len(info.catalogue), info.dim)
-        raise ValueError(f"model {info.version} offers no {scheme}/{mode}")
+        raise InputError(f"model {info.version} offers no {scheme}/{mode}")
 
     def ensure_keys(
         self,
@@ -330,10 +334,10 @@ def _ratings_row(info: model_pb.GetModelResponse, ratings: dict[int, float]) -> 
     position = {c.item_id: k for k, c in enumerate(info.catalogue)}
     known = [(position[i], float(r)) for i, r in ratings.items() if i in position]
     if not known:
-        raise ValueError("none of the rated items is in the model's catalogue")
+        raise InputError("none of the rated items is in the model's catalogue")
     lo, hi = info.inputs.scale_min, info.inputs.scale_max
     if any(not lo <= r <= hi for _, r in known):
-        raise ValueError(f"ratings must lie in [{lo}, {hi}]")
+        raise InputError(f"ratings must lie in [{lo}, {hi}]")
     cols, vals = zip(*sorted(known), strict=True)
     return sp.csr_matrix(
         (np.array(vals, np.float32), (np.zeros(len(cols), int), np.array(cols))),

@@ -62,8 +62,9 @@ def item_ranges(spec: schemes.SchemeSpec, replies: int) -> list[tuple[int, int]]
 
 
 class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, paillier_workers: int = 1) -> None:
+        """`paillier_workers`: processes per Paillier query (SEAL schemes run in-process)."""
+        self.store, self.paillier_workers = store, paillier_workers
         self._bundles: LRU[str, bundle.Bundle] = LRU(2)
         self._prepared: LRU[tuple[str, str, str], schemes.Prepared] = LRU(4)
         self._bound: LRU[tuple[str, str, str, str], schemes.Evaluator] = LRU(16)
@@ -102,7 +103,12 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         )
         evaluator = self._bound.get(
             (header.key_id, version, scheme, mode),
-            lambda: schemes.bind(prepared, record.meta, split_blobs(record.meta, record.blob)),
+            lambda: schemes.bind(
+                prepared,
+                record.meta,
+                split_blobs(record.meta, record.blob),
+                workers=self.paillier_workers,
+            ),
         )
         if not context.is_active():
             return

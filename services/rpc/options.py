@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 # Queries and replies travel as ~1 MiB chunks (a Paillier query for ml-1m is ~2 MB, a CKKS
 # accurate query ~9 MB), so messages stay small; 8 MiB leaves room for one large ciphertext
@@ -67,8 +66,3 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 
 # HE work holds the GIL: more threads than cores only queue; scale with processes instead.
 SERVER_THREADS = 4
-# Calls beyond this many in flight per process are refused at once with RESOURCE_EXHAUSTED
-# rather than queued: one computing, one streaming, two arriving. Override per deployment.
-MAX_CONCURRENT_RPCS = int(os.environ.get("CRYPTOREC_MAX_CONCURRENT_RPCS", "4"))
-# SIGTERM: stop accepting, let in-flight streams finish for up to this long.
-SHUTDOWN_GRACE_SECONDS = 25.0

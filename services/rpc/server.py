@@ -22,15 +22,30 @@ from services.key_service import KeyServicer
 from services.model_service import ModelServicer
 from services.rpc import options
 from services.rpc.tls import ServerTls
+from services.settings import default_of
 from services.store.base import Store, StoreError
 
 log = logging.getLogger("cryptorec.server")
 ROLES = ("key", "model", "evaluator")
+# Health service names. Liveness says the process serves and stays SERVING through a store
+# outage, so the kubelet never restarts pods for Redis' sake; readiness (one name per role,
+# and "" for the whole server) follows the store, so an unusable pod leaves the rotation.
+LIVENESS = "liveness"
 SERVICE_NAMES = {
     "key": key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     "model": model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     "evaluator": evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name,
 }
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What an operator tunes per deployment (services/settings.py: flags and variables)."""
+
+    max_concurrent_rpcs: int = default_of("max_concurrent_rpcs")
+    key_ttl_seconds: int = default_of("key_ttl")
+    paillier_workers: int = default_of("paillier_workers")
+    drain_seconds: float = default_of("drain_seconds")
 
 
 @dataclass
@@ -42,25 +57,29 @@ class Running:
     health: health.HealthServicer
     roles: tuple[str, ...]
     store: Store
+    config: ServerConfig
     health_server: grpc.Server | None = None
     health_port: int = 0
 
     def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        """Readiness: every role's name and the overall "" (liveness is not touched)."""
+        status = _SERVING if serving else _NOT_SERVING
         for role in self.roles:
             self.health.set(SERVICE_NAMES[role], status)
         self.health.set("", status)
 
-    def stop(self, grace: float = options.SHUTDOWN_GRACE_SECONDS) -> None:
-        """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish."""
+    def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish within
+        `grace` seconds (default: the configured drain time)."""
         self.set_serving(False)
-        self.server.stop(grace).wait()
+        self.health.set(LIVENESS, _NOT_SERVING)
+        self.server.stop(self.config.drain_seconds if grace is None else grace).wait()
         if self.health_server is not None:
             self.health_server.stop(0)
+
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def start(
@@ -70,6 +89,7 @@ def start(
     host: str = "127.0.0.1",
     tls: ServerTls | None = None,
     health_port: int | None = None,
+    config: ServerConfig = ServerConfig(),
 ) -> Running:
     """Start a server for `roles` on host:port (0 = a free port) and return it.
 
@@ -83,14 +103,18 @@ def start(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.SERVER_THREADS),
         options=options.SERVER_OPTIONS,
-        maximum_concurrent_rpcs=options.MAX_CONCURRENT_RPCS,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     if "key" in roles:
-        key_grpc.add_KeyServiceServicer_to_server(KeyServicer(store), server)
+        key_grpc.add_KeyServiceServicer_to_server(
+            KeyServicer(store, config.key_ttl_seconds), server
+        )
     if "model" in roles:
         model_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
     if "evaluator" in roles:
-        ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(store), server)
+        ev_grpc.add_EvaluatorServiceServicer_to_server(
+            EvaluatorServicer(store, config.paillier_workers), server
+        )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [SERVICE_NAMES[r] for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -102,13 +126,14 @@ def start(
         else server.add_insecure_port(address)
     )
     server.start()
-    running = Running(server, bound, health_servicer, tuple(roles), store)
+    running = Running(server, bound, health_servicer, tuple(roles), store, config)
     if tls is not None and health_port is not None:
         probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
         running.health_port = probe.add_insecure_port(f"{host}:{health_port}")
         probe.start()
         running.health_server = probe
+    health_servicer.set(LIVENESS, _SERVING)
     running.set_serving(_store_ok(store))
     return running
 
@@ -136,5 +161,5 @@ def serve_forever(running: Running) -> None:
     watcher.start()
     log.info("serving %s on port %d", ",".join(running.roles), running.port)
     stop.wait()
-    log.info("draining (grace %.0f s)", options.SHUTDOWN_GRACE_SECONDS)
+    log.info("draining (grace %.0f s)", running.config.drain_seconds)
     running.stop()

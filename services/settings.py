@@ -1,0 +1,192 @@
+"""Every setting a `cryptorec` command reads, in one table, read one way: the flag, else the
+environment variable, else the default. `--help` shows each variable and default.
+
+Nothing else reads the environment for these: the library takes plain arguments, and the
+services take a `ServerConfig` built from the parsed flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from libcryptorec.download import BASE_URL
+
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cryptorec"
+
+
+def default_data_dir() -> Path:
+    """A `shared/data` folder beside the checkout if there is one, else the user cache."""
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else CACHE_DIR / "data"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its flag, environment variable, default (as typed on a command line;
+    None = unset) and converter."""
+
+    flag: str
+    env: str
+    default: str | None
+    help: str
+    type: Callable[[str], Any] = str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Add the flag; its default is the environment variable if set, else `default`
+        (argparse converts either with `type`, so a bad value fails like a bad flag)."""
+        shown = self.default if self.default is not None else "unset"
+        parser.add_argument(
+            self.flag,
+            type=self.type,
+            default=os.environ.get(self.env, self.default),
+            help=f"{self.help} [env {self.env}; default {shown}]",
+        )
+
+
+SETTINGS: dict[str, Setting] = {
+    "store": Setting(
+        "--store",
+        "CRYPTOREC_STORE",
+        "file://./store",
+        "model and key store: redis://HOST:PORT/DB, rediss://... (TLS) or file://DIR",
+    ),
+    "store_prefix": Setting(
+        "--store-prefix",
+        "CRYPTOREC_STORE_PREFIX",
+        "cryptorec:",
+        "namespace of every Redis key (several deployments can share one Redis)",
+    ),
+    "data_dir": Setting(
+        "--data-dir",
+        "CRYPTOREC_DATA",
+        str(default_data_dir()),
+        "MovieLens folder (one sub-folder per release, as GroupLens archives unpack)",
+        Path,
+    ),
+    "download_url": Setting(
+        "--download-url",
+        "CRYPTOREC_DOWNLOAD_URL",
+        BASE_URL,
+        "where --download fetches the official MovieLens archives (a mirror works too)",
+    ),
+    "model_cache": Setting(
+        "--model-cache",
+        "CRYPTOREC_MODEL_CACHE",
+        str(CACHE_DIR / "models"),
+        "where benchmarks keep the models they train",
+        Path,
+    ),
+    "tls_cert": Setting(
+        "--tls-cert", "CRYPTOREC_TLS_CERT", None, "server certificate (PEM; enables TLS)", Path
+    ),
+    "tls_key": Setting("--tls-key", "CRYPTOREC_TLS_KEY", None, "server private key (PEM)", Path),
+    "tls_client_ca": Setting(
+        "--tls-client-ca",
+        "CRYPTOREC_TLS_CLIENT_CA",
+        None,
+        "require client certificates signed by this CA (mutual TLS)",
+        Path,
+    ),
+    "tls_ca": Setting(
+        "--tls-ca",
+        "CRYPTOREC_TLS_CA",
+        None,
+        "CA of the services' certificates (enables TLS)",
+        Path,
+    ),
+    "client_tls_cert": Setting(
+        "--tls-cert",
+        "CRYPTOREC_CLIENT_TLS_CERT",
+        None,
+        "client certificate for mutual TLS",
+        Path,
+    ),
+    "client_tls_key": Setting(
+        "--tls-key", "CRYPTOREC_CLIENT_TLS_KEY", None, "client key for mutual TLS", Path
+    ),
+    "max_concurrent_rpcs": Setting(
+        "--max-concurrent-rpcs",
+        "CRYPTOREC_MAX_CONCURRENT_RPCS",
+        "4",
+        "calls in flight per process before new ones are refused with RESOURCE_EXHAUSTED",
+        _positive_int,
+    ),
+    "key_ttl": Setting(
+        "--key-ttl",
+        "CRYPTOREC_KEY_TTL_SECONDS",
+        str(7 * 24 * 3600),
+        "seconds a registered key set is kept (re-registering refreshes it)",
+        _positive_int,
+    ),
+    "retain": Setting(
+        "--retain",
+        "CRYPTOREC_RETAIN",
+        "5",
+        "model versions kept after a publication (never the current one)",
+        _positive_int,
+    ),
+    "paillier_workers": Setting(
+        "--paillier-workers",
+        "CRYPTOREC_PAILLIER_WORKERS",
+        "1",
+        "worker processes per Paillier query (HE work holds the GIL)",
+        _positive_int,
+    ),
+    "health_port": Setting(
+        "--health-port",
+        "CRYPTOREC_HEALTH_PORT",
+        "50052",
+        "plaintext health-only port when TLS is on (kubelet gRPC probes speak plaintext)",
+        _non_negative_int,
+    ),
+    "drain_seconds": Setting(
+        "--drain-seconds",
+        "CRYPTOREC_DRAIN_SECONDS",
+        "25",
+        "on SIGTERM, how long in-flight calls may finish (keep below the pod's grace period)",
+        _positive_float,
+    ),
+}
+
+
+def default_of(name: str) -> Any:
+    """The typed default of a setting, ignoring the environment (for library-level defaults,
+    so that a value is written down once)."""
+    setting = SETTINGS[name]
+    return None if setting.default is None else setting.type(setting.default)
+
+
+def add(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the named settings to `parser`."""
+    for name in names:
+        SETTINGS[name].add_to(parser)
