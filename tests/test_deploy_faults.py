@@ -112,3 +112,45 @@ def test_stalled_redis_fails_readiness_and_recovery_restores_it(tmp_path: Path) 
             stop(server)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_store_outage_fails_readiness_but_never_liveness(tmp_path: Path) -> None:
+    """RELIABILITY.md line 27: with the probe names the manifests use, a killed Redis takes
+    the pod out of rotation (readiness NOT_SERVING) and never gets it restarted (liveness
+    stays SERVING); readiness returns with Redis."""
+    from tests.test_k8s import by_kind, render
+
+    container = by_kind(render("base"), "Deployment")["evaluator"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    liveness = container["livenessProbe"]["grpc"]["service"]
+    readiness = container["readinessProbe"]["grpc"]["service"]
+    redis_proc, url = start_redis(tmp_path, persist=True)
+    port_url = url
+    server = None
+    try:
+        bundle.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
+        server, sport = serve("evaluator", url, "cryptorec:")
+        target = f"127.0.0.1:{sport}"
+        assert status(target, liveness) == SERVING
+        assert status(target, readiness) == SERVING
+        redis_proc.kill()
+        redis_proc.wait(timeout=10)
+        deadline = time.time() + 30
+        while status(target, readiness) != NOT_SERVING:
+            assert status(target, liveness) == SERVING
+            assert time.time() < deadline, "readiness never noticed the outage"
+            time.sleep(0.2)
+        for _ in range(10):  # for several watcher rounds, the process stays alive to kubelet
+            assert status(target, liveness) == SERVING
+            time.sleep(0.3)
+        port = int(port_url.rsplit(":", 1)[1].split("/")[0])
+        redis_proc, _ = start_redis(tmp_path, port=port, persist=True)
+        wait_serving(sport, timeout=30, want=SERVING)
+        assert status(target, readiness) == SERVING
+    finally:
+        if server is not None:
+            stop(server)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

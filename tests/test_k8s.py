@@ -4,30 +4,46 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from services.rpc.server import LIVENESS
+
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["base", "overlays/dev", "overlays/production"]
+TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/external"]
+FOR_REAL_USE = ["base", "overlays/production", "overlays/external"]
 K8S_VERSION = "1.30.0"
 
 
-def render(target: str) -> list[dict[str, Any]]:
+@functools.cache
+def _rendered(target: str) -> str:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl (with built-in kustomize) is not installed")
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s" / target)],
+    tree = ROOT / "k8s"
+    if target == "overlays/dev":  # its secretGenerator reads files the dev script writes
+        tree = Path(tempfile.mkdtemp(prefix="k8s-dev-")) / "k8s"
+        shutil.copytree(ROOT / "k8s", tree)
+        subprocess.run(
+            [str(tree / "overlays/dev/make-secrets.sh")], check=True, capture_output=True
+        )
+    return subprocess.run(
+        ["kubectl", "kustomize", str(tree / target)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def render(target: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(_rendered(target)) if d]
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -78,6 +94,9 @@ def test_services_have_native_grpc_probes_and_drain_time(target: str) -> None:
         c = spec["containers"][0]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             assert c[probe]["grpc"]["port"] == 50052, f"{name} {probe}"  # plaintext health port
+        # RELIABILITY.md line 27: liveness does not follow the store, readiness does.
+        assert c["livenessProbe"]["grpc"]["service"] == LIVENESS, name
+        assert c["startupProbe"]["grpc"]["service"] == LIVENESS, name
         args = " ".join(c["args"])
         assert "--tls-cert /etc/cryptorec/tls/tls.crt" in args, name
         assert "--health-port 50052" in args, name
@@ -100,10 +119,22 @@ def test_evaluator_scales_behind_a_headless_service_with_a_budget(target: str) -
     }
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    pdb = by_kind(objects, "PodDisruptionBudget")["evaluator"]
-    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "evaluator"}
-    deployment = by_kind(objects, "Deployment")["evaluator"]
-    assert pdb["spec"]["minAvailable"] < max(deployment["spec"]["replicas"], 1) + 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_deployment_has_a_disruption_budget_that_can_be_met(target: str) -> None:
+    objects = render(target)
+    budgets = by_kind(objects, "PodDisruptionBudget")
+    for name, deployment in by_kind(objects, "Deployment").items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        matching = [b for b in budgets.values() if b["spec"]["selector"]["matchLabels"] == selector]
+        assert len(matching) == 1, name
+        spec = matching[0]["spec"]
+        # Drainable at any replica count, one replica included.
+        assert (
+            spec.get("maxUnavailable", 0) >= 1
+            or spec["minAvailable"] < deployment["spec"]["replicas"]
+        ), name
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -113,12 +144,12 @@ def test_trainer_redis_config_and_secrets(target: str) -> None:
     assert "trainer" in by_kind(objects, "CronJob")
     redis = by_kind(objects, "StatefulSet")["redis"]
     assert redis["spec"]["volumeClaimTemplates"], "Redis keeps its data on a volume"
-    assert "--appendonly yes" in " ".join(
-        redis["spec"]["template"]["spec"]["containers"][0]["command"]
-    )
-    secrets = by_kind(objects, "Secret")
-    assert secrets["cryptorec-tls"]["type"] == "kubernetes.io/tls"
-    assert "CRYPTOREC_STORE" in secrets["cryptorec-redis"]["stringData"]
+    command = " ".join(redis["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert "--appendonly yes" in command
+    # Bounded, and full means refusing writes: never evicting a model, pointer or counter.
+    assert "--maxmemory 1536mb --maxmemory-policy noeviction" in command
+    limit = redis["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert limit == "2Gi"  # maxmemory leaves room for the AOF rewrite's fork and buffers
     assert "cryptorec-config" in by_kind(objects, "ConfigMap")
     for name, spec in pod_specs(objects).items():  # credentials only ever come from Secrets
         for c in spec["containers"]:
@@ -127,6 +158,68 @@ def test_trainer_redis_config_and_secrets(target: str) -> None:
     assert all(
         o["metadata"].get("namespace") == "cryptorec" for o in objects if o["kind"] != "Namespace"
     )
+
+
+@pytest.mark.parametrize("target", FOR_REAL_USE)
+def test_no_overlay_for_real_use_carries_secret_data(target: str) -> None:
+    """RELIABILITY.md line 28: deploying as documented never overwrites existing Secrets."""
+    assert by_kind(render(target), "Secret") == {}
+    text = _rendered(target).lower()
+    for placeholder in ("change-me", "replace me", "changeme", "password123"):
+        assert placeholder not in text
+
+
+def test_dev_overlay_generates_throwaway_secrets_and_references_them() -> None:
+    objects = render("overlays/dev")
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    redis_secret = next(n for n in secrets if n.startswith("cryptorec-redis-"))
+    tls_secret = next(n for n in secrets if n.startswith("cryptorec-tls-"))
+    assert secrets[tls_secret]["type"] == "kubernetes.io/tls"
+    assert {"REDIS_PASSWORD", "CRYPTOREC_STORE"} <= set(secrets[redis_secret]["data"])
+    rendered = _rendered("overlays/dev")
+    assert f"secretName: {tls_secret}" in rendered  # kustomize rewrote every reference
+    assert f"name: {redis_secret}" in rendered
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policies_admit_only_our_pods_to_redis_and_grpc_to_services(target: str) -> None:
+    objects = render(target)
+    policies = by_kind(objects, "NetworkPolicy")
+    default = policies["default-deny-ingress"]["spec"]
+    assert default["podSelector"] == {}
+    assert "ingress" not in default
+    redis = policies["redis-from-cryptorec-pods"]["spec"]
+    assert redis["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "redis"}
+    (rule,) = redis["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "cryptorec"}}}
+    ]
+    assert [p["port"] for p in rule["ports"]] == [6379]
+    for name in pod_specs(objects):  # so every pod of ours is admitted
+        kind, obj_name = name.split("/")
+        obj = by_kind(objects, kind)[obj_name]["spec"]
+        template = obj["jobTemplate"]["spec"]["template"] if kind == "CronJob" else obj["template"]
+        assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "cryptorec", name
+    services = policies["services-grpc-and-health-only"]["spec"]
+    assert set(services["podSelector"]["matchExpressions"][0]["values"]) == set(
+        by_kind(objects, "Deployment")
+    )
+    (rule,) = services["ingress"]
+    assert "from" not in rule  # clients come from anywhere ...
+    assert sorted(p["port"] for p in rule["ports"]) == [50051, 50052]  # ... on these ports only
+
+
+def test_external_overlay_exposes_each_role_over_tls() -> None:
+    objects = render("overlays/external")
+    services = by_kind(objects, "Service")
+    deployments = by_kind(objects, "Deployment")
+    for role in deployments:
+        external = services[f"{role}-external"]["spec"]
+        assert external["type"] == "LoadBalancer"
+        assert external["selector"] == {"app.kubernetes.io/name": role}
+        assert external["ports"][0]["targetPort"] == "grpc"
+        args = " ".join(deployments[role]["spec"]["template"]["spec"]["containers"][0]["args"])
+        assert "--tls-cert" in args  # the pods terminate TLS themselves
 
 
 def test_dockerfile_lints_clean_and_installs_like_ci() -> None:
