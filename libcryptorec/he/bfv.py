@@ -27,6 +27,8 @@ from libcryptorec.he.seal import (
     PublicMaterial,
     StopCheck,
     baby_steps,
+    context_bytes,
+    diagonals_bytes,
     export_all_keys,
     export_public,
     first_product,
@@ -36,6 +38,7 @@ from libcryptorec.he.seal import (
     load_keys,
     never,
     require_rotations,
+    resident_key_bytes,
 )
 from libcryptorec.model import CryptoRecModel
 
@@ -94,6 +97,13 @@ class BfvModel:
     @property
     def result_bits(self) -> int:
         return self.input_bits + 2 * self.weight_bits
+
+    @property
+    def nbytes(self) -> int:
+        """Resident memory: one word per coefficient per plaintext, and the integer matrices."""
+        n = self.params.n
+        arrays = self.A_int.nbytes + self.Q_int.nbytes + self.bias_int.nbytes
+        return diagonals_bytes(self.first, n, 1) + diagonals_bytes(self.second, n, 1) + arrays
 
     @staticmethod
     def fixed_point(model: CryptoRecModel, params: BfvParams = BFV_8192) -> tuple[int, int]:
@@ -197,9 +207,11 @@ class BfvClient:
         """The exact (m,) integer results."""
         if len(blobs) != self.plan.blocks:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
-        limbs = len(self.params.primes)
+        limbs = len(self.params.primes) - 1
         rows = [
-            np.asarray(self._he.decryptInt(load_ciphertext(self._he, b, limbs)))[: self.plan.slots]
+            np.asarray(self._he.decryptInt(load_ciphertext(self._he, b, limbs=limbs, scale=1.0)))[
+                : self.plan.slots
+            ]
             for b in blobs
         ]
         return np.concatenate(rows)[: self.plan.items].astype(np.int64)
@@ -217,12 +229,16 @@ class BfvEvaluator:
         self._he = _context(params)
         load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
         self.rotation_steps = material.rotation_steps
+        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
+            material.size
+        )
 
     def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, size and shape."""
+        """Validate the client's input blocks: count, then each as `load_ciphertext` does."""
         if len(blobs) != plan.blocks:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
-        return [load_ciphertext(self._he, b, len(self.params.primes)) for b in blobs]
+        limbs = len(self.params.primes) - 1
+        return [load_ciphertext(self._he, b, limbs=limbs, scale=1.0) for b in blobs]
 
     def fast(
         self, query: list[PyCtxt], model: BfvModel, should_stop: StopCheck = never

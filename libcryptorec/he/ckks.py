@@ -29,6 +29,8 @@ from libcryptorec.he.seal import (
     PublicMaterial,
     StopCheck,
     baby_steps,
+    context_bytes,
+    diagonals_bytes,
     encode_diagonals,
     export_all_keys,
     export_public,
@@ -39,6 +41,7 @@ from libcryptorec.he.seal import (
     load_keys,
     never,
     require_rotations,
+    resident_key_bytes,
 )
 
 SCHEME = "ckks"
@@ -99,7 +102,10 @@ class CkksClient:
             raise InvalidCiphertextError(
                 f"expected {self.plan.blocks} reply blocks, got {len(blobs)}"
             )
-        values = [self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1)) for blob in blobs]
+        values = [
+            self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1, scale=None))
+            for blob in blobs
+        ]
         return np.concatenate(values)[: self.plan.items]
 
 
@@ -111,21 +117,16 @@ class CkksEvaluator:
         self._he = _context(params)
         load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
         self.rotation_steps = material.rotation_steps
+        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
+            material.size
+        )
 
     def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, size, limbs and scale."""
+        """Validate the client's input blocks: count, then each as `load_ciphertext` does."""
         if len(blobs) != plan.blocks:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
-        cts = [load_ciphertext(self._he, b, limbs=2) for b in blobs]
-        for ct in cts:
-            if ct.mod_level != 0:
-                raise InvalidCiphertextError("input must be a fresh (top-level) ciphertext")
-            if ct.scale_bits != self.params.input_bits:
-                raise InvalidCiphertextError(
-                    f"input scale 2^{ct.scale_bits}; {self.params.name} expects "
-                    f"2^{self.params.input_bits}"
-                )
-        return cts
+        scale = 2.0**self.params.input_bits
+        return [load_ciphertext(self._he, b, limbs=2, scale=scale) for b in blobs]
 
     def fast(
         self, query: list[PyCtxt], model: CkksModel, should_stop: StopCheck = never
@@ -160,6 +161,16 @@ class CkksModel:
     first: Diagonals
     second: Diagonals
     bias: list[npt.NDArray[np.float64]]
+
+    @property
+    def nbytes(self) -> int:
+        """Resident memory of the encoding (both products at two limbs' capacity)."""
+        n, limbs = self.params.n, len(self.params.primes) - 1
+        return (
+            diagonals_bytes(self.first, n, limbs)
+            + diagonals_bytes(self.second, n, limbs)
+            + sum(b.nbytes for b in self.bias)
+        )
 
     @classmethod
     def encode(

@@ -39,6 +39,8 @@ from libcryptorec.he.seal import (
     Diagonals,
     StopCheck,
     baby_steps,
+    context_bytes,
+    diagonals_bytes,
     encode_diagonals,
     export_all_keys,
     first_product,
@@ -48,6 +50,7 @@ from libcryptorec.he.seal import (
     load_keys,
     never,
     require_rotations,
+    resident_key_bytes,
 )
 from libcryptorec.model import CryptoRecModel, FineTuning
 
@@ -191,7 +194,10 @@ class AccurateClient:
         """Decrypt reply blocks into the (m,) fine-tuned predictions minus rbar."""
         if len(blobs) != self.plan.blocks:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
-        values = [self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1)) for blob in blobs]
+        values = [
+            self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1, scale=None))
+            for blob in blobs
+        ]
         return np.concatenate(values)[: self.plan.items]
 
 
@@ -206,6 +212,13 @@ class AccurateModel:
     Q_first: Diagonals  # g = e Q, level 3
     Qt_final: Diagonals  # y1 = p' Q^T, level 4
     bias: list[npt.NDArray[np.float64]]
+
+    @property
+    def nbytes(self) -> int:
+        """Resident memory: four diagonal sets, each at the top level's capacity."""
+        n, limbs = self.params.n, self.params.data_limbs
+        sets = (self.A_first, self.Qt_second, self.Q_first, self.Qt_final)
+        return sum(diagonals_bytes(d, n, limbs) for d in sets) + sum(b.nbytes for b in self.bias)
 
     @classmethod
     def encode(
@@ -240,19 +253,19 @@ class AccurateEvaluator:
         self._he = _context(params)
         load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
         self.rotation_steps = material.rotation_steps
+        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
+            material.size
+        )
 
     def load_query(self, blobs: list[list[bytes]], plan: DiagonalPlan) -> list[list[PyCtxt]]:
         """Validate the five input vectors (blocks each): count, size, level and scale."""
         if len(blobs) != 5 or any(len(v) != plan.blocks for v in blobs):
             raise InvalidCiphertextError(f"expected 5 vectors of {plan.blocks} blocks")
-        out = []
-        for vector in blobs:
-            cts = [load_ciphertext(self._he, b, limbs=self.params.data_limbs) for b in vector]
-            for ct in cts:
-                if ct.mod_level != 0 or ct.scale_bits != self.params.scale_bits:
-                    raise InvalidCiphertextError("inputs must be fresh ciphertexts at scale 2^40")
-            out.append(cts)
-        return out
+        scale = 2.0**self.params.scale_bits
+        return [
+            [load_ciphertext(self._he, b, limbs=self.params.data_limbs, scale=scale) for b in v]
+            for v in blobs
+        ]
 
     def accurate1(
         self, query: list[list[PyCtxt]], model: AccurateModel, should_stop: StopCheck = never

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
+from libcryptorec.he import seal_format
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
 
@@ -22,6 +23,24 @@ _HEADER_SLACK = 4096
 def ciphertext_bytes(n: int, limbs: int) -> int:
     """Upper bound on a serialized 2-polynomial ciphertext of degree n with `limbs` limbs."""
     return 2 * limbs * n * 8 + _HEADER_SLACK
+
+
+def context_bytes(n: int, limbs: int) -> int:
+    """Resident memory of one more SEAL context (NTT and Galois tables) in a process that has
+    built one already, measured with its keys: about 16 words per coefficient and prime."""
+    return 16 * 8 * n * limbs
+
+
+def resident_key_bytes(serialized: int) -> int:
+    """Resident memory of loaded keys: about their serialized size (measured 0.96-1.5x)."""
+    return int(1.25 * serialized)
+
+
+def diagonals_bytes(diagonals: Diagonals, n: int, limbs: int) -> int:
+    """Resident memory of encoded diagonals: every plaintext keeps the capacity it was encoded
+    with (`limbs` words per coefficient; switching it down a level frees nothing)."""
+    count = sum(d is not None for block in diagonals for row in block for d in row)
+    return count * n * limbs * 8
 
 
 @dataclass(frozen=True)
@@ -74,27 +93,62 @@ def import_all_keys(he: Pyfhel, keys: dict[str, bytes]) -> None:
         he.from_bytes_relin_key(keys["relin_key"])
 
 
+def kswitch_cap(n: int, limbs: int, entries: int) -> int:
+    """Upper bound on serialized key-switching keys with `entries` keys (one ciphertext per
+    data limb each) in a ring of degree n with `limbs` primes; Galois keys also carry one
+    8-byte count per possible Galois element (n of them)."""
+    return entries * (limbs - 1) * ciphertext_bytes(n, limbs) + 8 * n + _HEADER_SLACK
+
+
+def key_set_cap(n: int, limbs: int, *, relin: bool) -> int:
+    """Largest key set a client can need for a ring of degree n and `limbs` primes (the special
+    one included): a public key, a relinearisation key if the circuit multiplies ciphertexts,
+    and Galois keys for every power-of-two rotation (the most any DiagonalPlan uses)."""
+    steps = (n // 2).bit_length() - 1
+    relin_cap = kswitch_cap(n, limbs, 1) if relin else 0
+    return ciphertext_bytes(n, limbs) + relin_cap + kswitch_cap(n, limbs, steps)
+
+
+def check_rotation_steps(steps: tuple[int, ...], n: int) -> None:
+    """InvalidKeyError unless `steps` are distinct powers of two below n/2 (every rotation a
+    DiagonalPlan uses is one, so no key set needs more than log2(n/2) of them)."""
+    if len(set(steps)) != len(steps) or any(s <= 0 or s & (s - 1) or s >= n // 2 for s in steps):
+        raise InvalidKeyError("rotation steps must be distinct powers of two below the slot count")
+
+
 def load_keys(he: Pyfhel, material: Any, *, scheme: str, name: str, limbs: int) -> None:
-    """Check a client's key blobs against caps derived from the ring (`limbs` primes including
-    the special one), then load them into `he`, whose context we built ourselves.
+    """Check a client's key blobs, then load them into `he`, whose context we built ourselves.
 
     `material` has scheme, params, public_key, rotation_keys, rotation_steps and, for circuits
-    that multiply ciphertexts, relin_key. Raises InvalidKeyError before SEAL reads anything
-    that is of another scheme or parameter set, or larger than such keys can be.
+    that multiply ciphertexts, relin_key; `limbs` counts the ring's primes, the special one
+    included. Raises InvalidKeyError before SEAL reads anything of another scheme or parameter
+    set, larger than such keys can be, shaped wrongly, with a zero polynomial, or with Galois
+    keys other than exactly the declared rotation steps.
     """
     if material.scheme != scheme or material.params != name:
         raise InvalidKeyError(
             f"keys are for {material.scheme}/{material.params}, not {scheme}/{name}"
         )
-    key_cap = ciphertext_bytes(he.n, limbs)
-    per_key = (limbs - 1) * key_cap  # a key-switching key: one ciphertext per data limb
+    check_rotation_steps(tuple(material.rotation_steps), he.n)
     relin = getattr(material, "relin_key", None)
-    if len(material.public_key) > key_cap:
+    if len(material.public_key) > ciphertext_bytes(he.n, limbs):
         raise InvalidKeyError("public key larger than the parameter set allows")
-    if relin is not None and len(relin) > per_key:
+    if relin is not None and len(relin) > kswitch_cap(he.n, limbs, 1):
         raise InvalidKeyError("relinearisation key larger than the parameter set allows")
-    if len(material.rotation_keys) > (len(material.rotation_steps) + 1) * per_key:
+    if len(material.rotation_keys) > kswitch_cap(he.n, limbs, len(material.rotation_steps)):
         raise InvalidKeyError("rotation keys larger than the declared steps allow")
+    seal_format.check_public_key(bytes(material.public_key), degree=he.n, limbs=limbs)
+    if relin is not None:
+        seal_format.check_kswitch_keys(
+            bytes(relin), degree=he.n, limbs=limbs, entries={0}, what="relinearisation key"
+        )
+    seal_format.check_kswitch_keys(
+        bytes(material.rotation_keys),
+        degree=he.n,
+        limbs=limbs,
+        entries={seal_format.galois_index(s, he.n) for s in material.rotation_steps},
+        what="rotation keys",
+    )
     try:
         he.from_bytes_public_key(bytes(material.public_key))
         if relin is not None:
@@ -225,16 +279,19 @@ def first_product(
     return out
 
 
-def load_ciphertext(he: Pyfhel, blob: bytes, limbs: int) -> PyCtxt:
-    """Deserialize and validate one ciphertext of at most `limbs` data limbs under the context
-    of `he` (size-capped before SEAL reads it)."""
+def load_ciphertext(he: Pyfhel, blob: bytes, *, limbs: int, scale: float | None) -> PyCtxt:
+    """Validate, then deserialize, one ciphertext of exactly `limbs` data limbs under the
+    context of `he`: size-capped, in the scheme's NTT form, at `scale` (None: any finite
+    positive scale), not transparent, nothing after it (seal_format.check_ciphertext), and
+    with coefficients SEAL accepts for this context. InvalidCiphertextError otherwise."""
     if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(he.n, limbs):
         raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
+    blob = bytes(blob)
+    ntt = he.scheme.name == "ckks"
+    seal_format.check_ciphertext(blob, degree=he.n, limbs=limbs, ntt=ntt, scale=scale)
     ct = PyCtxt(pyfhel=he)
     try:
-        ct.from_bytes(bytes(blob), he.scheme)
+        ct.from_bytes(blob, he.scheme)
     except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
         raise InvalidCiphertextError(f"not a ciphertext of this parameter set ({exc})") from exc
-    if ct.size() != 2:
-        raise InvalidCiphertextError("ciphertext must have exactly two polynomials")
     return ct
