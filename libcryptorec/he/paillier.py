@@ -20,9 +20,11 @@ The columns (first product) and inputs (second) are split across worker processe
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +43,14 @@ SCHEME = "paillier"
 MIN_KEY_BITS = 2048
 MAX_KEY_BITS = 4096
 DEFAULT_KEY_BITS = 2048
-_SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % d for d in range(3, int(p**0.5) + 1, 2))]
+# A registered modulus must have no prime factor below this bound (checked with one gcd against
+# the product of those primes). It cannot prove n = pq with p, q near 2^(bits/2): that is
+# factoring. It refuses the cheap mistakes and forgeries: even or prime moduli, perfect powers
+# and small factors.
+TRIAL_DIVISION_BOUND = 1 << 20
+# Resident memory of one bound evaluator: the key and the re-randomisers it keeps (worker
+# processes, if any, are processes of their own).
+PAILLIER_EVALUATOR_BYTES = 1 << 20
 Mpz = Any  # gmpy2.mpz has no type stubs
 Kernel = Callable[[range, list[Mpz], Mpz, Callable[[], bool]], list[Mpz]]
 
@@ -76,8 +85,25 @@ def _to_bytes(value: int, length: int) -> bytes:
     return int(value).to_bytes(length, "big")
 
 
+@functools.cache
+def _small_primes_product() -> Mpz:
+    """The product of every prime below TRIAL_DIVISION_BOUND (about 1.4 Mbit), built once."""
+    sieve = np.ones(TRIAL_DIVISION_BOUND, dtype=bool)
+    sieve[:2] = False
+    for p in range(2, int(TRIAL_DIVISION_BOUND**0.5) + 1):
+        if sieve[p]:
+            sieve[p * p :: p] = False
+    values = [gmpy2.mpz(int(p)) for p in np.flatnonzero(sieve)]
+    while len(values) > 1:  # balanced product tree: fast multiplication on equal sizes
+        pairs = [a * b for a, b in zip(values[::2], values[1::2], strict=False)]
+        values = pairs + ([values[-1]] if len(values) % 2 else [])
+    return values[0]
+
+
 def validate_modulus(material: PublicMaterial) -> Mpz:
-    """Check a registered modulus (size floor and cap, odd, no small factors) and return it."""
+    """Check a registered modulus and return it: declared size within the floor and cap, odd,
+    composite (Miller-Rabin), not a perfect power, no prime factor below
+    TRIAL_DIVISION_BOUND. InvalidKeyError otherwise."""
     if material.scheme != SCHEME:
         raise InvalidKeyError(f"keys are for {material.scheme}, not {SCHEME}")
     if not MIN_KEY_BITS <= material.key_bits <= MAX_KEY_BITS:
@@ -89,8 +115,14 @@ def validate_modulus(material: PublicMaterial) -> Mpz:
     n = gmpy2.mpz(int.from_bytes(material.n, "big"))
     if n.bit_length() != material.key_bits or n % 2 == 0:
         raise InvalidKeyError("modulus is not an odd number of the declared size")
-    if any(n % p == 0 for p in _SMALL_PRIMES) or gmpy2.is_square(n):
-        raise InvalidKeyError("modulus has a small factor or is a square: not an RSA modulus")
+    if gmpy2.is_prime(n, 40):
+        raise InvalidKeyError("modulus is prime: not a product of two primes")
+    if gmpy2.is_power(n):
+        raise InvalidKeyError("modulus is a perfect power: not an RSA modulus")
+    if gmpy2.gcd(n, _small_primes_product()) != 1:
+        raise InvalidKeyError(
+            f"modulus has a prime factor below {TRIAL_DIVISION_BOUND}: not an RSA modulus"
+        )
     return n
 
 
@@ -266,6 +298,18 @@ class PaillierModel:
             out.A_row_groups = column_groups(A_int.T)
             out.Q_groups = column_groups(Q_int)
         return out
+
+    @property
+    def nbytes(self) -> int:
+        """Resident memory: the integer matrices and the kernels' index lists (about 48 bytes
+        per listed row: a list slot, an int object, list over-allocation; measured)."""
+        listed = sum(
+            len(rows)
+            for g in (self.A_groups, self.A_row_groups, self.Q_groups)
+            for column in g
+            for _, rows in column
+        )
+        return self.A_int.nbytes + self.Q_int.nbytes + 48 * listed + 40 * len(self.bias_int)
 
     def reply_layout(self, key_bits: int) -> ReplyLayout:
         """Slots of bound_bits + 1 bits, as many as fit below n."""
@@ -468,13 +512,26 @@ class PaillierEvaluator:
         if self.layout.slot_bits * self.layout.per_reply >= self.key_bits:
             raise InvalidKeyError("key too small for the model's result size")
         self.workers = workers
+        self.nbytes = PAILLIER_EVALUATOR_BYTES
         self._pool = (
             mp.get_context("fork").Pool(workers, _init_worker, (model,)) if workers > 1 else None
         )
         self._randomisers: list[Mpz] = []
+        # close() may come from another thread (a cache evicting this evaluator) while a query
+        # runs: the pool then stops when that query is done, not under it.
+        self._lock = threading.Lock()
+        self._running = 0
+        self._closed = False
 
     def close(self) -> None:
-        """Stop the worker processes."""
+        """Stop the worker processes (now, or when the query in progress is done)."""
+        with self._lock:
+            self._closed = True
+            if self._running:
+                return
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
@@ -515,12 +572,26 @@ class PaillierEvaluator:
         while not pending.ready():
             pending.wait(0.05)
             if should_stop():
-                self.close()  # the workers stop at once; the next query forks new ones
+                self._stop_pool()  # the workers stop at once; the next query forks new ones
                 raise CancelledError("request withdrawn; computation stopped")
         return list(pending.get())
 
     def fast(self, query: list[Mpz], should_stop: StopCheck = never) -> list[bytes]:
         """Fast mode: packed, re-randomised Enc(b + x A Q^T) replies."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("evaluator closed")
+            self._running += 1
+        try:
+            return self._fast(query, should_stop)
+        finally:
+            with self._lock:
+                self._running -= 1
+                stop = self._closed and not self._running
+            if stop:
+                self._stop_pool()
+
+    def _fast(self, query: list[Mpz], should_stop: StopCheck) -> list[bytes]:
         n, n2, model = self.n, self.n2, self.model
 
         def product(parts: list[list[Mpz]]) -> list[Mpz]:
@@ -559,9 +630,7 @@ class PaillierEvaluator:
             for a, part in zip(args, packed_parts, strict=True)
             for s, c in zip(a[0], part, strict=True)
         }
-        if len(self._randomisers) < len(starts):
-            self.precompute_randomisers(len(starts) - len(self._randomisers))
-        rns, self._randomisers = self._randomisers[: len(starts)], self._randomisers[len(starts) :]
+        rns = self._take_randomisers(len(starts))
         return [
             _to_bytes(by_start[s] * rn % n2, self.ciphertext_bytes)
             for s, rn in zip(starts, rns, strict=True)
@@ -570,7 +639,15 @@ class PaillierEvaluator:
     def precompute_randomisers(self, count: int) -> None:
         """Offline phase: fresh r^n mod n^2 for re-randomising `count` future replies (the
         server has no factorisation, so each is a full exponentiation; do it while idle)."""
-        n, n2 = self.n, self.n2
-        self._randomisers.extend(
-            gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(n) - 1) + 1), n, n2) for _ in range(count)
-        )
+        fresh = [self._randomiser() for _ in range(count)]
+        with self._lock:
+            self._randomisers.extend(fresh)
+
+    def _randomiser(self) -> Mpz:
+        return gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1), self.n, self.n2)
+
+    def _take_randomisers(self, count: int) -> list[Mpz]:
+        """`count` randomisers, each used once even by concurrent queries."""
+        with self._lock:
+            taken, self._randomisers = self._randomisers[:count], self._randomisers[count:]
+        return taken + [self._randomiser() for _ in range(count - len(taken))]
