@@ -21,7 +21,7 @@ from libcryptorec.he.paillier import (
     _first_columns,
     _first_rows_paper,
 )
-from services.cli import DEFAULT_CACHE, default_data_dir
+from services.settings import CACHE_DIR, default_data_dir
 from services.trainer.he_report import load_or_train
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=50)
     parser.add_argument("--rows", type=int, default=371)
     args = parser.parse_args()
-    packed, _ = load_or_train("ml-1m", default_data_dir(), DEFAULT_CACHE / "models", 0.016)
+    packed, _ = load_or_train("ml-1m", default_data_dir(), CACHE_DIR / "models", 0.016)
     model = PaillierModel.encode(packed)
     client = PaillierClient(2048)
     x = np.random.default_rng(0).normal(0, 0.1, model.items)

@@ -81,6 +81,13 @@ class CompressedModel:
     Q: QuantizedMatrix
     stats: CompressionStats
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (dense model, codebooks and indices)."""
+        m = self.model
+        arrays = (m.A, m.Q, m.item_means, self.A.codebook, self.A.indices)
+        return sum(a.nbytes for a in (*arrays, self.Q.codebook, self.Q.indices))
+
 
 def kmeans_1d(
     values: npt.NDArray[np.float32], k: int, iterations: int = 30

@@ -21,6 +21,11 @@ class Bundle:
     catalogue: list[tuple[int, str]]
     summary: dict[str, Any]
 
+    @property
+    def nbytes(self) -> int:
+        """Resident memory of the model (the catalogue is small beside it)."""
+        return self.packed.nbytes + 64 * len(self.catalogue)
+
     @cached_property
     def specs(self) -> list[schemes.SchemeSpec]:
         """Public parameters per (scheme, mode); computed once (spectral norms take a second)."""

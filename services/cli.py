@@ -90,6 +90,7 @@ def _bench_he(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
+    from services.rpc.admission import Limits
     from services.rpc.server import ROLES, ServerConfig, serve_forever, start
     from services.rpc.tls import ServerTls
 
@@ -102,7 +103,15 @@ def _serve(args: argparse.Namespace) -> int:
     if tls is not None:
         _check_free(args.host, args.health_port)
     config = ServerConfig(
-        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        limits=Limits(
+            max_streams=args.max_streams,
+            max_streams_per_connection=args.max_streams_per_connection,
+            max_streams_per_host=args.max_streams_per_host,
+            work_slots=args.work_slots,
+            upload_grace_seconds=args.upload_grace,
+            upload_min_bytes_per_second=args.upload_min_rate,
+        ),
+        cache_bytes=args.cache_bytes,
         key_ttl_seconds=args.key_ttl,
         paillier_workers=args.paillier_workers,
         drain_seconds=args.drain_seconds,
@@ -328,7 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tls_key",
         "tls_client_ca",
         "health_port",
-        "max_concurrent_rpcs",
+        "max_streams",
+        "max_streams_per_connection",
+        "max_streams_per_host",
+        "work_slots",
+        "upload_grace",
+        "upload_min_rate",
+        "cache_bytes",
         "key_ttl",
         "paillier_workers",
         "drain_seconds",

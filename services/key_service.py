@@ -1,9 +1,10 @@
 """KeyService: clients register public and evaluation keys once; the id is their content hash.
 
 Checks happen in order of cost, each before the next: the header (enums, an allow-listed
-parameter set, only public blob names, declared sizes under caps), then the streamed bytes
-(exact sizes, sha256 per blob), then loading the keys under the parameter set. Only then is
-anything stored. Secret keys never arrive: their blob names are refused from the header.
+parameter set, only public blob names, plausible rotation steps, declared sizes under the
+(scheme, mode)'s cap), then the streamed bytes (exact sizes, sha256 per blob), then the keys'
+structure and loading them under the parameter set (in a work slot). Only then is anything
+stored. Secret keys never arrive: their blob names are refused from the header.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import grpc
 
 from cryptorec.v1 import key_service_pb2 as pb
 from cryptorec.v1 import key_service_pb2_grpc as pb_grpc
-from libcryptorec.he.schemes import KEY_BLOBS, PARAMETER_SETS, validate_keys
+from libcryptorec.he.schemes import (
+    KEY_BLOBS,
+    PARAMETER_SETS,
+    check_key_header,
+    key_set_cap,
+    validate_keys,
+)
+from services.rpc.admission import Admission, current_upload
 from services.rpc.errors import RequestError, invalid, unary
-from services.rpc.options import MAX_KEY_SET_BYTES
 from services.rpc.protocol import mode_enum, mode_name, scheme_enum, scheme_name
-from services.store.base import Store
+from services.store.base import Store, shown
 
 log = logging.getLogger("cryptorec.keys")
 
@@ -28,8 +35,8 @@ log = logging.getLogger("cryptorec.keys")
 class KeyServicer(pb_grpc.KeyServiceServicer):
     """Stateless: every key set lives in the store."""
 
-    def __init__(self, store: Store, ttl_seconds: int) -> None:
-        self.store, self.ttl = store, ttl_seconds
+    def __init__(self, store: Store, ttl_seconds: int, admission: Admission) -> None:
+        self.store, self.ttl, self.admission = store, ttl_seconds, admission
 
     @unary
     def RegisterKeys(
@@ -43,18 +50,24 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         parameter_set = PARAMETER_SETS.get((scheme, mode))
         if header.parameter_set != parameter_set:
             raise invalid(
-                f"parameter set {header.parameter_set!r} is not offered for {scheme}/{mode}"
+                f"parameter set {shown(header.parameter_set)} is not offered for {scheme}/{mode}"
             )
         allowed = KEY_BLOBS[(scheme, mode)]
         names = [b.name for b in header.blobs]
         if sorted(names) != sorted(allowed):
             raise invalid(f"{scheme}/{mode} registers exactly {list(allowed)} (public keys only)")
-        total = sum(b.size for b in header.blobs)
-        if any(b.size < 0 for b in header.blobs) or total > MAX_KEY_SET_BYTES:
+        if any(b.size < 0 for b in header.blobs):
+            raise invalid("blob sizes cannot be negative")
+        check_key_header(scheme, mode, tuple(header.rotation_steps))  # -> INVALID_ARGUMENT
+        total, cap = sum(b.size for b in header.blobs), key_set_cap(scheme, mode)
+        if total > cap:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"key set of {total} bytes exceeds the {MAX_KEY_SET_BYTES}-byte cap",
+                f"key set of {total} bytes exceeds the {cap}-byte cap for {scheme}/{mode}",
             )
+        upload = current_upload()
+        if upload is not None:
+            upload.expect(total)
         data = bytearray()
         for message in request_iterator:
             if message.WhichOneof("part") != "chunk":
@@ -78,7 +91,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             "rotation_steps": list(header.rotation_steps),
             "blobs": [[b.name, b.size] for b in header.blobs],
         }
-        validate_keys(meta, blobs)  # InvalidKeyError -> INVALID_ARGUMENT
+        with self.admission.work():  # loading keys into SEAL is the heavy part
+            validate_keys(meta, blobs)  # InvalidKeyError -> INVALID_ARGUMENT
         record = self.store.put_key(meta, bytes(data), self.ttl)
         log.info("registered key %s (%s/%s, %d bytes)", record.key_id, scheme, mode, total)
         return pb.RegisterKeysResponse(key_id=record.key_id, expires_unix=int(record.expires_unix))
@@ -87,21 +101,21 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     def GetKeyInfo(
         self, request: pb.GetKeyInfoRequest, context: grpc.ServicerContext
     ) -> pb.GetKeyInfoResponse:
-        record = self.store.get_key(request.key_id)
+        info = self.store.key_info(request.key_id)
         return pb.GetKeyInfoResponse(
-            key_id=record.key_id,
-            scheme=scheme_enum(record.meta["scheme"]),
-            mode=mode_enum(record.meta["mode"]),
-            parameter_set=record.meta["parameter_set"],
-            size=len(record.blob),
-            expires_unix=int(record.expires_unix),
+            key_id=info.key_id,
+            scheme=scheme_enum(info.meta["scheme"]),
+            mode=mode_enum(info.meta["mode"]),
+            parameter_set=info.meta["parameter_set"],
+            size=info.size,
+            expires_unix=int(info.expires_unix),
         )
 
     @unary
     def DeleteKeys(
         self, request: pb.DeleteKeysRequest, context: grpc.ServicerContext
     ) -> pb.DeleteKeysResponse:
-        self.store.get_key(request.key_id)  # NOT_FOUND if unknown
+        self.store.key_info(request.key_id)  # NOT_FOUND if unknown
         self.store.delete_key(request.key_id)
         return pb.DeleteKeysResponse()
 

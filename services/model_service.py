@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 
 import grpc
 
@@ -11,9 +10,10 @@ from cryptorec.v1 import model_service_pb2 as pb
 from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
 from libcryptorec.he.schemes import ClientInputs, SchemeSpec
 from services import bundle
+from services.evaluator.cache import ByteBudgetCache
 from services.rpc.errors import unary
 from services.rpc.protocol import mode_enum, scheme_enum
-from services.store.base import NotFoundError, Store
+from services.store.base import NotFoundError, Store, check_version_id
 
 
 def scheme_parameters(s: SchemeSpec) -> pb.SchemeParameters:
@@ -36,11 +36,15 @@ def scheme_parameters(s: SchemeSpec) -> pb.SchemeParameters:
 class ModelServicer(pb_grpc.ModelServiceServicer):
     """Reads only the store; any replica answers the same."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache_bytes: int = 64 << 20) -> None:
+        """`cache_bytes`: memory for described versions (responses only: the catalogue and
+        parameters; the models themselves are not kept)."""
         self.store = store
-        self._bundle = lru_cache(maxsize=4)(self._load)
+        self._responses: ByteBudgetCache[str, pb.GetModelResponse] = ByteBudgetCache(
+            cache_bytes, lambda response: response.ByteSize()
+        )
 
-    def _load(self, version: str) -> tuple[bundle.Bundle, pb.GetModelResponse]:
+    def _describe(self, version: str) -> pb.GetModelResponse:
         b = bundle.load(self.store, version)
         model, stats = b.packed.model, b.packed.stats
         inputs = ClientInputs.of(model)
@@ -64,7 +68,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             ),
             provenance_json=json.dumps(b.summary.get("provenance", {})),
         )
-        return b, response
+        return response
 
     @unary
     def ListModels(
@@ -87,7 +91,8 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     def GetModel(
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
-        version = request.version or self.store.current()
+        version = check_version_id(request.version) if request.version else ""
+        version = version or self.store.current() or ""
         if not version:
             raise NotFoundError("no model has been published yet")
-        return self._bundle(version)[1]
+        return self._responses.get(version, lambda: self._describe(version))

@@ -46,6 +46,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def byte_size(text: str) -> int:
+    """Bytes from "3221225472", "3G", "512M" or "64K" (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(text[-1:], 1)
+    value = float(text[:-1] if text[-1:] in units else text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return int(value * factor)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its flag, environment variable, default (as typed on a command line;
@@ -134,12 +145,59 @@ SETTINGS: dict[str, Setting] = {
     "client_tls_key": Setting(
         "--tls-key", "CRYPTOREC_CLIENT_TLS_KEY", None, "client key for mutual TLS", Path
     ),
-    "max_concurrent_rpcs": Setting(
-        "--max-concurrent-rpcs",
-        "CRYPTOREC_MAX_CONCURRENT_RPCS",
-        "4",
-        "calls in flight per process before new ones are refused with RESOURCE_EXHAUSTED",
+    "max_streams": Setting(
+        "--max-streams",
+        "CRYPTOREC_MAX_STREAMS",
+        "16",
+        "uploads (RegisterKeys, Predict) one process admits at once; more are refused with "
+        "RESOURCE_EXHAUSTED",
         _positive_int,
+    ),
+    "max_streams_per_connection": Setting(
+        "--max-streams-per-connection",
+        "CRYPTOREC_MAX_STREAMS_PER_CONNECTION",
+        "4",
+        "uploads one client connection may hold at once in one process",
+        _positive_int,
+    ),
+    "max_streams_per_host": Setting(
+        "--max-streams-per-host",
+        "CRYPTOREC_MAX_STREAMS_PER_HOST",
+        "8",
+        "uploads one client address may hold at once in one process (clients behind one NAT "
+        "share it)",
+        _positive_int,
+    ),
+    "work_slots": Setting(
+        "--work-slots",
+        "CRYPTOREC_WORK_SLOTS",
+        "2",
+        "encrypted computations at once per process (HE work holds the GIL: one computes, "
+        "one streams); complete requests beyond are refused at once with RESOURCE_EXHAUSTED",
+        _positive_int,
+    ),
+    "upload_grace": Setting(
+        "--upload-grace",
+        "CRYPTOREC_UPLOAD_GRACE_SECONDS",
+        "10",
+        "seconds an upload may take beyond its declared bytes at --upload-min-rate; an idle "
+        "stream is closed with DEADLINE_EXCEEDED after this",
+        _positive_float,
+    ),
+    "upload_min_rate": Setting(
+        "--upload-min-rate",
+        "CRYPTOREC_UPLOAD_MIN_RATE",
+        "250000",
+        "slowest upload served, bytes/s (2 Mbit/s: a CKKS accurate query of 7.3 MB gets 39 s)",
+        _positive_float,
+    ),
+    "cache_bytes": Setting(
+        "--cache-bytes",
+        "CRYPTOREC_CACHE_BYTES",
+        "3G",
+        "memory an evaluator process keeps for models, their encodings and clients' loaded "
+        "keys (K/M/G suffixes); size the pod's memory limit to this plus about 1 GiB",
+        byte_size,
     ),
     "key_ttl": Setting(
         "--key-ttl",

@@ -137,7 +137,7 @@ def test_every_command_reads_each_setting_from_its_variable(
         "store_prefix": "other:",
         "data_dir": "/srv/movielens",
         "retain": "9",
-        "max_concurrent_rpcs": "7",
+        "work_slots": "7",
         "key_ttl": "60",
         "paillier_workers": "3",
         "tls_ca": "/etc/ca.pem",
@@ -154,7 +154,7 @@ def test_every_command_reads_each_setting_from_its_variable(
     parse = build_parser().parse_args
     assert parse(["train", "--csv", "x"]).store_prefix == "other:"
     assert parse(["train", "--csv", "x"]).retain == 9
-    assert parse(["serve"]).max_concurrent_rpcs == 7
+    assert parse(["serve"]).work_slots == 7
     assert parse(["serve"]).store_prefix == "other:"
     assert parse(["serve", "--store-prefix", "flag:"]).store_prefix == "flag:"  # flag wins
     assert parse(["demo"]).data_dir == Path("/srv/movielens")
@@ -165,7 +165,14 @@ def test_help_names_each_default_and_variable(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name in ("store", "store_prefix", "max_concurrent_rpcs", "key_ttl", "paillier_workers"):
+    for name in (
+        "store",
+        "store_prefix",
+        "work_slots",
+        "cache_bytes",
+        "key_ttl",
+        "paillier_workers",
+    ):
         assert f"env {settings.SETTINGS[name].env}; default" in text
 
 

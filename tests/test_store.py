@@ -108,6 +108,8 @@ def test_keys_are_content_addressed_and_expire(store: Store) -> None:
     assert a.key_id == b.key_id != c.key_id
     assert store.get_key(a.key_id).blob == b"public bytes"
     assert store.get_key(a.key_id).meta == meta
+    info = store.key_info(a.key_id)
+    assert (info.meta, info.size) == (meta, len(b"public bytes"))
     time.sleep(1.2)
     with pytest.raises(NotFoundError):
         store.get_key(c.key_id)
@@ -154,6 +156,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "retain": lambda s: s.retain(1),
     "put_key": lambda s: s.put_key({"scheme": "ckks"}, b"k", 60),
     "get_key": lambda s: s.get_key("0" * 32),
+    "key_info": lambda s: s.key_info("0" * 32),
     "delete_key": lambda s: s.delete_key("0" * 32),
 }
 

@@ -27,10 +27,12 @@ from libcryptorec.he.ckks_accurate import (
     AccurateMaterial,
     AccurateModel,
 )
-from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.paillier import (
     DEFAULT_KEY_BITS,
+    MAX_KEY_BITS,
+    PAILLIER_EVALUATOR_BYTES,
     PaillierClient,
     PaillierEvaluator,
     PaillierModel,
@@ -39,7 +41,16 @@ from libcryptorec.he.paillier import (
 )
 from libcryptorec.he.paillier import PublicMaterial as PaillierMaterial
 from libcryptorec.he.params import CKKS_FAST_8192
-from libcryptorec.he.seal import PublicMaterial, StopCheck, never
+from libcryptorec.he.seal import (
+    PublicMaterial,
+    StopCheck,
+    check_rotation_steps,
+    ciphertext_bytes,
+    context_bytes,
+    never,
+    resident_key_bytes,
+)
+from libcryptorec.he.seal import key_set_cap as seal_key_set_cap
 from libcryptorec.model import CryptoRecModel, scaled_inputs
 
 SUPPORTED = (("ckks", "fast"), ("ckks", "accurate"), ("bfv", "fast"), ("paillier", "fast"))
@@ -254,6 +265,11 @@ class Prepared:
     encoded: Any
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def nbytes(self) -> int:
+        """Resident memory of the encoding (for caches bounded by bytes)."""
+        return int(self.encoded.nbytes)
+
 
 def prepare(packed: CompressedModel, spec: SchemeSpec) -> Prepared:
     """Encode the model for `spec` (seconds; cache per model version)."""
@@ -270,6 +286,9 @@ def prepare(packed: CompressedModel, spec: SchemeSpec) -> Prepared:
 
 
 class Evaluator(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
     def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]: ...
 
     def close(self) -> None: ...
@@ -280,6 +299,12 @@ class _Bound:
     prepared: Prepared
     backend: Any
 
+    @property
+    def nbytes(self) -> int:
+        """Resident memory of this client's loaded keys and context (the encoding not
+        included: it is shared)."""
+        return int(self.backend.nbytes)
+
     def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
         """Replies for one query; CancelledError within milliseconds once should_stop()."""
         spec, enc, be = self.prepared.spec, self.prepared.encoded, self.backend
@@ -288,12 +313,28 @@ class _Bound:
                 f"expected {spec.ciphertexts_per_query} ciphertexts, got {len(ciphertexts)}"
             )
         if spec.scheme == "paillier":
-            return list(be.fast(be.load_query(ciphertexts), should_stop))
-        if spec.mode == "accurate":
+            query: Any = be.load_query(ciphertexts)
+        elif spec.mode == "accurate":
             blocks = enc.plan.blocks
             vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(5)]
-            return list(be.accurate1(be.load_query(vectors, enc.plan), enc, should_stop))
-        return list(be.fast(be.load_query(ciphertexts, enc.plan), enc, should_stop))
+            query = be.load_query(vectors, enc.plan)
+        else:
+            query = be.load_query(ciphertexts, enc.plan)
+        try:
+            if spec.scheme == "paillier":
+                return list(be.fast(query, should_stop))
+            if spec.mode == "accurate":
+                return list(be.accurate1(query, enc, should_stop))
+            return list(be.fast(query, enc, should_stop))
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, HEError):
+                raise
+            # The query passed every check we know of and still failed inside the HE library:
+            # it is the client's input that it refused (ours is encoded and tested ahead).
+            raise InvalidCiphertextError(
+                f"the encrypted computation refused this query ({type(exc).__name__}: "
+                f"{str(exc)[:200]})"
+            ) from exc
 
     def close(self) -> None:
         if hasattr(self.backend, "close"):
@@ -317,6 +358,51 @@ PARAMETER_SETS: dict[tuple[str, str], str] = {
     ("bfv", "fast"): BFV_8192.name,
     ("paillier", "fast"): f"paillier-{DEFAULT_KEY_BITS}",
 }
+
+
+# Ring degree and primes (the special one included) of each SEAL (scheme, mode); Paillier
+# has neither. What key-set caps and rotation-step checks are derived from.
+_RINGS: dict[tuple[str, str], tuple[int, int]] = {
+    ("ckks", "fast"): (CKKS_FAST_8192.n, len(CKKS_FAST_8192.primes)),
+    ("ckks", "accurate"): (ACCURATE_16384.n, len(ACCURATE_16384.primes)),
+    ("bfv", "fast"): (BFV_8192.n, len(BFV_8192.primes)),
+}
+
+
+def key_set_cap(scheme: str, mode: str) -> int:
+    """The most bytes a legitimate key set for (scheme, mode) can have: fast mode's caps are
+    far below accurate mode's (relinearisation key, a 16384-degree ring with 8 primes)."""
+    if (scheme, mode) not in _RINGS:
+        return (MAX_KEY_BITS + 7) // 8  # a Paillier modulus
+    n, limbs = _RINGS[(scheme, mode)]
+    return seal_key_set_cap(n, limbs, relin=mode == "accurate")
+
+
+def query_bytes(spec: SchemeSpec) -> int:
+    """The most bytes a legitimate query for `spec` can take (to size upload deadlines)."""
+    if (spec.scheme, spec.mode) not in _RINGS:
+        return spec.ciphertexts_per_query * 2 * ((MAX_KEY_BITS + 7) // 8)
+    n, limbs = _RINGS[(spec.scheme, spec.mode)]
+    return spec.ciphertexts_per_query * ciphertext_bytes(n, limbs - 1)
+
+
+def bound_bytes(spec: SchemeSpec, key_set_bytes: int) -> int:
+    """Resident memory an evaluator bound to a key set of `key_set_bytes` will hold (what
+    `bind(...).nbytes` reports once built), known before building it."""
+    if (spec.scheme, spec.mode) not in _RINGS:
+        return PAILLIER_EVALUATOR_BYTES
+    n, limbs = _RINGS[(spec.scheme, spec.mode)]
+    return context_bytes(n, limbs) + resident_key_bytes(key_set_bytes)
+
+
+def check_key_header(scheme: str, mode: str, rotation_steps: tuple[int, ...]) -> None:
+    """InvalidKeyError unless the declared rotation steps can be those of a key set for
+    (scheme, mode): distinct powers of two below the slot count (none for Paillier)."""
+    if (scheme, mode) not in _RINGS:
+        if rotation_steps:
+            raise InvalidKeyError(f"{scheme} keys have no rotation steps")
+        return
+    check_rotation_steps(rotation_steps, _RINGS[(scheme, mode)][0])
 
 
 @dataclass(frozen=True)

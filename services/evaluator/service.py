@@ -2,18 +2,18 @@
 
 Stateless: the model version is resolved per request (the current pointer, or the version the
 client names) and every request is answered wholly from that version, so a publication during
-a stream never mixes versions. Models, their encodings and clients' bound keys are cached.
-Every failure leaves as a precise status (see services/rpc/errors.py).
+a stream never mixes versions. Models, their encodings and clients' bound keys share one cache
+bounded by bytes. The work (encoding, loading keys, evaluating) takes a work slot only once the
+request is complete and valid. Every failure leaves as a precise status
+(services/rpc/errors.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -21,38 +21,16 @@ from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
 from libcryptorec.he import schemes
 from services import bundle
+from services.evaluator.cache import ByteBudgetCache
 from services.key_service import split_blobs
+from services.rpc.admission import Admission, current_upload
 from services.rpc.checksum import chunk_checksum
 from services.rpc.errors import invalid, streaming
 from services.rpc.options import CHUNK_BYTES
 from services.rpc.protocol import mode_name, scheme_name
-from services.store.base import NotFoundError, Store
+from services.store.base import NotFoundError, Store, check_key_id, check_version_id
 
 log = logging.getLogger("cryptorec.evaluator")
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A small thread-safe LRU cache; `close` is called on evicted values that have one."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self._data, self._lock = size, OrderedDict[K, V](), threading.Lock()
-
-    def get(self, key: K, make: Callable[[], V]) -> V:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        value = make()  # outside the lock: building can take seconds
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.size:
-                _, old = self._data.popitem(last=False)
-                close = getattr(old, "close", None)
-                if close is not None:
-                    close()
-            return value
 
 
 def item_ranges(spec: schemes.SchemeSpec, replies: int) -> list[tuple[int, int]]:
@@ -62,12 +40,19 @@ def item_ranges(spec: schemes.SchemeSpec, replies: int) -> list[tuple[int, int]]
 
 
 class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
-    def __init__(self, store: Store, paillier_workers: int = 1) -> None:
-        """`paillier_workers`: processes per Paillier query (SEAL schemes run in-process)."""
-        self.store, self.paillier_workers = store, paillier_workers
-        self._bundles: LRU[str, bundle.Bundle] = LRU(2)
-        self._prepared: LRU[tuple[str, str, str], schemes.Prepared] = LRU(4)
-        self._bound: LRU[tuple[str, str, str, str], schemes.Evaluator] = LRU(16)
+    def __init__(
+        self,
+        store: Store,
+        admission: Admission,
+        cache_bytes: int,
+        paillier_workers: int = 1,
+    ) -> None:
+        """`cache_bytes`: memory for models, their encodings and clients' loaded keys, shared
+        by all three; `paillier_workers`: processes per Paillier query."""
+        self.store, self.admission, self.paillier_workers = store, admission, paillier_workers
+        self.cache: ByteBudgetCache[tuple[str, ...], Any] = ByteBudgetCache(
+            cache_bytes, lambda value: int(value.nbytes)
+        )
 
     @streaming
     def Predict(
@@ -78,10 +63,12 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
             raise invalid("the first message must be a PredictHeader")
         header = first.header
         scheme, mode = scheme_name(header.scheme), mode_name(header.mode)
-        version = header.model_version or self.store.current()
+        key_id = check_key_id(header.key_id)
+        version = check_version_id(header.model_version) if header.model_version else ""
+        version = version or self.store.current() or ""
         if not version:
             raise NotFoundError("no model has been published yet")
-        b = self._bundles.get(version, lambda: bundle.load(self.store, version))
+        b = self.cache.get(("bundle", version), lambda: bundle.load(self.store, version))
         try:
             spec = schemes.find_spec(b.specs, scheme, mode)
         except ValueError as exc:
@@ -91,31 +78,37 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                 f"{scheme}/{mode} on model {version} takes {spec.ciphertexts_per_query} "
                 f"ciphertexts, the header announces {header.ciphertext_count}"
             )
-        record = self.store.get_key(header.key_id)
-        if (record.meta["scheme"], record.meta["mode"]) != (scheme, mode):
+        key = self.store.key_info(key_id)  # metadata only: the bytes only if not yet bound
+        if (key.meta["scheme"], key.meta["mode"]) != (scheme, mode):
             raise invalid(
-                f"key {header.key_id} is for {record.meta['scheme']}/{record.meta['mode']}, "
+                f"key {key_id} is for {key.meta['scheme']}/{key.meta['mode']}, "
                 f"the request is {scheme}/{mode}"
             )
+        upload = current_upload()
+        if upload is not None:
+            upload.expect(schemes.query_bytes(spec))
         ciphertexts = self._receive(request_iterator, spec.ciphertexts_per_query)
-        prepared = self._prepared.get(
-            (version, scheme, mode), lambda: schemes.prepare(b.packed, spec)
-        )
-        evaluator = self._bound.get(
-            (header.key_id, version, scheme, mode),
-            lambda: schemes.bind(
-                prepared,
-                record.meta,
-                split_blobs(record.meta, record.blob),
-                workers=self.paillier_workers,
-            ),
-        )
-        if not context.is_active():
-            return
-        started = time.perf_counter()
-        replies = evaluator.evaluate(ciphertexts, should_stop=lambda: not context.is_active())
+        with self.admission.work():  # taken only now: the request is complete and valid
+            prepared = self.cache.get(
+                ("prepared", version, scheme, mode), lambda: schemes.prepare(b.packed, spec)
+            )
+            evaluator = self.cache.get(
+                ("bound", key_id, version, scheme, mode),
+                lambda: self._bind(prepared, key_id),
+                expected_size=schemes.bound_bytes(spec, key.size),
+            )
+            if not context.is_active():
+                return
+            started = time.perf_counter()
+            replies = evaluator.evaluate(ciphertexts, should_stop=lambda: not context.is_active())
         log.info("%s/%s on %s: %.3f s", scheme, mode, version, time.perf_counter() - started)
         yield from self._chunks(replies, spec, version, context)
+
+    def _bind(self, prepared: schemes.Prepared, key_id: str) -> schemes.Evaluator:
+        record = self.store.get_key(key_id)
+        meta, blobs = record.meta, split_blobs(record.meta, record.blob)
+        del record  # the blobs are copies: let the whole go before the keys are loaded
+        return schemes.bind(prepared, meta, blobs, workers=self.paillier_workers)
 
     def _receive(self, request_iterator: Iterator[pb.PredictRequest], expected: int) -> list[bytes]:
         ciphertexts: list[bytes] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
@@ -16,12 +17,14 @@ from libcryptorec.he.errors import (
     InvalidCiphertextError,
     InvalidKeyError,
 )
+from services.rpc.admission import RefusedError
 from services.store.base import (
     CorruptError,
     InvalidIdError,
     NotFoundError,
     StoreError,
     StoreFullError,
+    shown,
 )
 
 log = logging.getLogger("cryptorec.rpc")
@@ -41,6 +44,7 @@ def invalid(message: str) -> RequestError:
 
 STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (CancelledError, grpc.StatusCode.CANCELLED),
+    (RefusedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
     (InsecureParametersError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -66,7 +70,9 @@ def abort_for(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         context.abort(exc.code, str(exc)[:500])
     code = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
-        log.exception("internal error", exc_info=exc)
+        # Where it happened, and the message cut short: a message can carry what a client sent.
+        where = "".join(traceback.format_tb(exc.__traceback__)[-8:])
+        log.error("internal error %s: %s\n%s", type(exc).__name__, shown(str(exc), 300), where)
         context.abort(code, "internal error")
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     context.abort(code, message[:500])

@@ -6,10 +6,9 @@ import json
 
 # Queries and replies travel as ~1 MiB chunks (a Paillier query for ml-1m is ~2 MB, a CKKS
 # accurate query ~9 MB), so messages stay small; 8 MiB leaves room for one large ciphertext
-# (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and refuses anything absurd early.
+# (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and refuses anything absurd early. Key
+# sets are capped per (scheme, mode) by libcryptorec.he.schemes.key_set_cap.
 MAX_MESSAGE_BYTES = 8 << 20
-# A key set for CKKS accurate mode is ~105 MB; the key service accepts streams up to this.
-MAX_KEY_SET_BYTES = 256 << 20
 # Bytes per response/request chunk when streaming ciphertexts.
 CHUNK_BYTES = 1 << 20
 
@@ -63,6 +62,3 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.enable_retries", 1),
     ("grpc.service_config", RETRY_SERVICE_CONFIG),
 ]
-
-# HE work holds the GIL: more threads than cores only queue; scale with processes instead.
-SERVER_THREADS = 4

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +21,7 @@ from services.evaluator.service import EvaluatorServicer
 from services.key_service import KeyServicer
 from services.model_service import ModelServicer
 from services.rpc import options
+from services.rpc.admission import Admission, Limits
 from services.rpc.tls import ServerTls
 from services.settings import default_of
 from services.store.base import Store, StoreError
@@ -42,7 +43,8 @@ SERVICE_NAMES = {
 class ServerConfig:
     """What an operator tunes per deployment (services/settings.py: flags and variables)."""
 
-    max_concurrent_rpcs: int = default_of("max_concurrent_rpcs")
+    limits: Limits = field(default_factory=Limits)
+    cache_bytes: int = default_of("cache_bytes")
     key_ttl_seconds: int = default_of("key_ttl")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
@@ -100,20 +102,25 @@ def start(
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
+    admission = Admission(config.limits)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=options.SERVER_THREADS),
+        # Threads for every admitted stream and then some, so unary calls and health checks
+        # always find one; beyond them, calls are refused at once rather than queued.
+        futures.ThreadPoolExecutor(max_workers=config.limits.threads),
         options=options.SERVER_OPTIONS,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        interceptors=[admission],
+        maximum_concurrent_rpcs=config.limits.threads,
     )
     if "key" in roles:
         key_grpc.add_KeyServiceServicer_to_server(
-            KeyServicer(store, config.key_ttl_seconds), server
+            KeyServicer(store, config.key_ttl_seconds, admission), server
         )
     if "model" in roles:
         model_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
     if "evaluator" in roles:
         ev_grpc.add_EvaluatorServiceServicer_to_server(
-            EvaluatorServicer(store, config.paillier_workers), server
+            EvaluatorServicer(store, admission, config.cache_bytes, config.paillier_workers),
+            server,
         )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

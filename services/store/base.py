@@ -62,6 +62,16 @@ class KeyRecord:
     expires_unix: float
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """A registered key set without its bytes (cheap to read on every request)."""
+
+    key_id: str
+    meta: dict[str, Any]
+    size: int
+    expires_unix: float
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -163,6 +173,10 @@ class Store(Protocol):
         """A registered key set; NotFoundError if unknown or expired."""
         ...
 
+    def key_info(self, key_id: str) -> KeyInfo:
+        """A registered key set's metadata and size, without reading its bytes."""
+        ...
+
     def delete_key(self, key_id: str) -> None: ...
 
     def ping(self) -> None:
@@ -182,7 +196,12 @@ def info_from_manifest(manifest: dict[str, Any]) -> VersionInfo:
 
 
 def record_dict(record: KeyRecord) -> dict[str, Any]:
-    """A KeyRecord's metadata for storage (without the blob)."""
+    """A KeyRecord's metadata for storage: everything but the blob, and the blob's size."""
     out = asdict(record)
-    out.pop("blob")
+    out["size"] = len(out.pop("blob"))
     return out
+
+
+def info_from_record(key_id: str, stored: dict[str, Any]) -> KeyInfo:
+    """The KeyInfo of a stored `record_dict`."""
+    return KeyInfo(key_id, stored["meta"], int(stored["size"]), float(stored["expires_unix"]))

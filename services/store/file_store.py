@@ -21,6 +21,7 @@ from typing import Any
 
 from services.store.base import (
     CorruptError,
+    KeyInfo,
     KeyRecord,
     NotFoundError,
     StoreError,
@@ -30,6 +31,7 @@ from services.store.base import (
     check_version_id,
     chunks,
     info_from_manifest,
+    info_from_record,
     key_id_for,
     manifest_for,
     record_dict,
@@ -160,19 +162,27 @@ class FileStore:
             )
         return record
 
-    def get_key(self, key_id: str) -> KeyRecord:
+    def key_info(self, key_id: str) -> KeyInfo:
         check_key_id(key_id)
         self.ping()
+        with self._io("key_info"):
+            try:
+                stored = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
+            except FileNotFoundError:
+                raise NotFoundError(f"key id {key_id} not found") from None
+        if stored["expires_unix"] < time.time():
+            self.delete_key(key_id)
+            raise NotFoundError(f"key id {key_id} expired")
+        return info_from_record(key_id, stored)
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        info = self.key_info(key_id)
         with self._io("get_key"):
             try:
-                info = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
                 blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
             except FileNotFoundError:
                 raise NotFoundError(f"key id {key_id} not found") from None
-        if info["expires_unix"] < time.time():
-            self.delete_key(key_id)
-            raise NotFoundError(f"key id {key_id} expired")
-        return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
+        return KeyRecord(key_id, info.meta, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
         check_key_id(key_id)

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from services.store.base import (
+    KeyInfo,
     KeyRecord,
     NotFoundError,
     StoreError,
@@ -30,6 +31,7 @@ from services.store.base import (
     check_version_id,
     chunks,
     info_from_manifest,
+    info_from_record,
     key_id_for,
     manifest_for,
     record_dict,
@@ -156,6 +158,13 @@ class RedisStore:
         tx.set(self._k("key", key_id, "meta"), json.dumps(record_dict(record)), ex=ttl_seconds)
         self._call(tx.execute)
         return record
+
+    def key_info(self, key_id: str) -> KeyInfo:
+        check_key_id(key_id)
+        stored = self._call(self._r.get, self._k("key", key_id, "meta"))
+        if stored is None:
+            raise NotFoundError(f"key id {key_id} not found or expired")
+        return info_from_record(key_id, json.loads(stored))
 
     def get_key(self, key_id: str) -> KeyRecord:
         check_key_id(key_id)
