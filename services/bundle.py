@@ -3,15 +3,21 @@ summary. The catalogue lists (item id, title) in the model's item order."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from libcryptorec import artifact
+from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import schemes
-from services.store.base import Store
+from services.cache import ByteBudgetCache
+from services.store.base import CorruptError, NotFoundError, Store, check_version_id
+
+log = logging.getLogger("cryptorec.models")
 
 
 @dataclass
@@ -35,10 +41,12 @@ class Bundle:
 def publish(
     store: Store, version: str, packed: CompressedModel, catalogue: list[tuple[int, str]]
 ) -> None:
-    """Write a version (artifact + catalogue) and make it current once verified."""
+    """Write a version (artifact + catalogue) and make it current once verified; an artifact
+    this code cannot read back is refused before anything is written."""
     if len(catalogue) != packed.model.n_items:
         raise ValueError("the catalogue must name every item of the model, in model order")
     data, digest = artifact.dumps(packed)
+    artifact.loads(data, label=f"model {version}")  # ArtifactError: never becomes current
     model = packed.model
     summary = {
         "items": model.n_items,
@@ -58,3 +66,49 @@ def load(store: Store, version: str) -> Bundle:
         raise ValueError(f"model {version} is not compressed")
     catalogue = [(int(i), str(t)) for i, t in json.loads(parts["catalogue"])]
     return Bundle(version, packed, catalogue, info.summary)
+
+
+class Versions:
+    """Model versions as the services see them: loaded through `cache`, and "current"
+    resolved to the newest version this process can load. A current version that cannot be
+    loaded (another schema from a newer trainer, a corrupt part) is logged and skipped, so the
+    previous version keeps serving; asked for by name, it is refused (FAILED_PRECONDITION,
+    DATA_LOSS). Whether a version loads is learnt once per process."""
+
+    def __init__(self, store: Store, cache: ByteBudgetCache[tuple[str, ...], Any]) -> None:
+        self.store, self.cache = store, cache
+        self._loads: dict[str, bool] = {}
+
+    def load(self, version: str) -> Bundle:
+        """The version called `version` (NotFoundError, ArtifactError, CorruptError)."""
+        check_version_id(version)
+        try:
+            value: Bundle = self.cache.get(("bundle", version), lambda: load(self.store, version))
+        except (ArtifactError, CorruptError) as exc:
+            if self._loads.get(version, True):
+                log.error("model %s cannot be loaded: %s", version, exc)
+            self._loads[version] = False
+            raise
+        self._loads[version] = True
+        return value
+
+    def _loadable(self, version: str) -> bool:
+        if version not in self._loads:
+            with contextlib.suppress(ArtifactError, CorruptError):
+                self.load(version)
+        return self._loads.get(version, False)
+
+    def resolve(self, requested: str = "") -> str:
+        """The version to serve: `requested` if given (checked), else the current one, else the
+        newest before it that loads. NotFoundError if there is none."""
+        if requested:
+            return check_version_id(requested)
+        current = self.store.current()
+        if current is None:
+            raise NotFoundError("no model has been published yet")
+        if self._loadable(current):
+            return current
+        for info in reversed(self.store.versions()):
+            if info.version != current and self._loadable(info.version):
+                return info.version
+        raise NotFoundError(f"no loadable model version (current {current} cannot be loaded)")

@@ -10,10 +10,10 @@ from cryptorec.v1 import model_service_pb2 as pb
 from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
 from libcryptorec.he.schemes import ClientInputs, SchemeSpec
 from services import bundle
-from services.evaluator.cache import ByteBudgetCache
+from services.cache import ByteBudgetCache
 from services.rpc.errors import unary
 from services.rpc.protocol import mode_enum, scheme_enum
-from services.store.base import NotFoundError, Store, check_version_id
+from services.store.base import Store
 
 
 def scheme_parameters(s: SchemeSpec) -> pb.SchemeParameters:
@@ -43,9 +43,10 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         self._responses: ByteBudgetCache[str, pb.GetModelResponse] = ByteBudgetCache(
             cache_bytes, lambda response: response.ByteSize()
         )
+        # Models are loaded only to be described: a small cache of them suffices.
+        self.versions = bundle.Versions(store, ByteBudgetCache(1, lambda value: int(value.nbytes)))
 
-    def _describe(self, version: str) -> pb.GetModelResponse:
-        b = bundle.load(self.store, version)
+    def _describe(self, b: bundle.Bundle) -> pb.GetModelResponse:
         model, stats = b.packed.model, b.packed.stats
         inputs = ClientInputs.of(model)
         response = pb.GetModelResponse(
@@ -91,8 +92,5 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     def GetModel(
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
-        version = check_version_id(request.version) if request.version else ""
-        version = version or self.store.current() or ""
-        if not version:
-            raise NotFoundError("no model has been published yet")
-        return self._responses.get(version, lambda: self._describe(version))
+        version = self.versions.resolve(request.version)
+        return self._responses.get(version, lambda: self._describe(self.versions.load(version)))

@@ -69,6 +69,8 @@ def test_paillier_ciphertext_zero_too_large_or_sharing_a_factor_is_rejected(
     client: PaillierClient,
     setup,  # type: ignore[no-untyped-def]
 ) -> None:
+    """RELIABILITY.md line 3: 0, values >= n^2 and values sharing a factor with n are refused
+    (InvalidCiphertextError, which the services answer INVALID_ARGUMENT)."""
     _, _, server, x = setup
     good = client.encrypt(x)
     size = client.ciphertext_bytes
@@ -89,6 +91,7 @@ def test_truncated_ciphertext_and_wrong_count_are_rejected(client: PaillierClien
 
 
 def test_public_key_under_the_size_floor_is_refused() -> None:
+    """RELIABILITY.md line 4: keys under 2048 bits are refused at registration."""
     from phe import paillier
 
     public, _ = paillier.generate_paillier_keypair(n_length=1024)
@@ -113,6 +116,14 @@ def test_malformed_moduli_are_refused(client: PaillierClient) -> None:
         ),
         PublicMaterial("paillier", 8192, b"\x01" * 1024),
     ]
+    prime = gmpy2.next_prime(gmpy2.mpz(n))
+    if prime.bit_length() == 2048:
+        cases.append(PublicMaterial("paillier", 2048, int(prime).to_bytes(256, "big")))
+    p = gmpy2.next_prime(gmpy2.mpz(1) << 1023)
+    cases.append(PublicMaterial("paillier", 2048, int(p * p).to_bytes(256, "big")))  # a square
+    small = gmpy2.next_prime(999_983)  # a prime factor below the trial-division bound
+    other = gmpy2.next_prime((gmpy2.mpz(1) << 2047) // small + 1)
+    cases.append(PublicMaterial("paillier", 2048, int(small * other).to_bytes(256, "big")))
     for material in cases:
         with pytest.raises(InvalidKeyError):
             validate_modulus(material)

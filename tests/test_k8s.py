@@ -239,3 +239,29 @@ def test_dockerfile_lints_clean_and_installs_like_ci() -> None:
     assert "COPY --from=builder /opt/venv /opt/venv" in final
     assert "USER 10001" in final
     assert "COPY" not in final.replace("COPY --from=builder /opt/venv /opt/venv", "")
+
+
+def _quantity(text: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_evaluator_memory_covers_its_cache_budget(target: str) -> None:
+    """The evaluator's limit holds the process at rest, its cache budget and a query in
+    flight, as measured in benchmarks/results/evaluator-memory.json."""
+    from services.settings import byte_size
+
+    objects = render(target)
+    budget = byte_size(
+        by_kind(objects, "ConfigMap")["cryptorec-config"]["data"]["CRYPTOREC_CACHE_BYTES"]
+    )
+    resources = by_kind(objects, "Deployment")["evaluator"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["resources"]
+    limit = _quantity(resources["limits"]["memory"])
+    assert limit >= budget + (75 << 20) + (300 << 20)
+    assert _quantity(resources["requests"]["memory"]) == limit  # no burst into the cache

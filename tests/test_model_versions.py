@@ -8,14 +8,31 @@ query packed or finished with the other version's biases is off by far more than
 
 from __future__ import annotations
 
+import io
+import json
+import uuid
+import zipfile
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
+from libcryptorec import artifact
+from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import compress
 from libcryptorec.he import schemes
+from services import bundle
+from services.client.library import CryptoRecClient
+from services.rpc.server import start
+from services.store.file_store import FileStore
+from services.store.redis_store import RedisStore
 from tests.test_model import make_model, random_ratings
+from tests.test_service_e2e import ITEMS as ITEMS_E2E
+from tests.test_service_e2e import RATINGS, _library_prediction
+from tests.test_service_e2e import _packed as _service_packed
 
 pytestmark = pytest.mark.he
 ITEMS, DIM = 50, 6
@@ -64,3 +81,61 @@ def test_two_versions_in_one_process_each_answer_from_their_own(
             evaluator2.close()
     finally:
         evaluator1.close()
+
+
+def _other_schema(data: bytes) -> bytes:
+    """The artifact `data` as a writer with another schema version would have written it."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for name in zin.namelist():
+            content = zin.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(content)
+                manifest["schema_version"] = 99
+                content = json.dumps(manifest).encode()
+            zout.writestr(name, content)
+    return out.getvalue()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_unloadable_current_version_leaves_the_previous_one_serving(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md line 15: a version whose artifact has another schema is refused (by the
+    publisher, and by name at the services) while the previous version keeps serving."""
+    store: Any = (
+        FileStore(tmp_path)
+        if kind == "file"
+        else RedisStore(request.getfixturevalue("redis_url"), prefix=f"v-{uuid.uuid4().hex}:")
+    )
+    packed = _service_packed()
+    catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS_E2E)]
+    bundle.publish(store, "v1", packed, catalogue)
+    good, _ = artifact.dumps(packed)
+    bad = _other_schema(good)
+    with monkeypatch.context() as patched:  # our publisher never lets it become current ...
+        patched.setattr(artifact, "dumps", lambda _: (bad, "sha"))
+        with pytest.raises(ArtifactError):
+            bundle.publish(store, "v2", packed, catalogue)
+    assert store.current() == "v1"
+    # ... but a writer of another schema (a newer trainer mid-upgrade) can publish it.
+    parts = {"model": bad, "catalogue": json.dumps(catalogue).encode()}
+    store.publish("v2", parts, {"items": ITEMS_E2E, "dim": 8})
+    assert store.current() == "v2"
+    running = start(("key", "model", "evaluator"), store)
+    client = CryptoRecClient(f"127.0.0.1:{running.port}")
+    try:
+        assert client.model_info().version == "v1"
+        predictions, result = client.predict(RATINGS)
+        assert result.model_version == "v1"
+        np.testing.assert_allclose(predictions, _library_prediction("fast"), atol=1e-3)
+        with pytest.raises(grpc.RpcError) as refused:
+            client.model_info("v2")
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        client.close()
+        running.stop(grace=1.0)
+        if isinstance(store, RedisStore):
+            for key in store._r.scan_iter(match=store.prefix + "*"):
+                store._r.delete(key)

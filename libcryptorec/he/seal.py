@@ -32,8 +32,9 @@ def context_bytes(n: int, limbs: int) -> int:
 
 
 def resident_key_bytes(serialized: int) -> int:
-    """Resident memory of loaded keys: about their serialized size (measured 0.96-1.5x)."""
-    return int(1.25 * serialized)
+    """Resident memory of loaded keys: measured 1.4-2.3x their serialized size per key set
+    bound by an evaluator process (benchmarks/results/evaluator-memory.json)."""
+    return int(1.5 * serialized)
 
 
 def diagonals_bytes(diagonals: Diagonals, n: int, limbs: int) -> int:

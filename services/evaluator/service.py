@@ -21,14 +21,14 @@ from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
 from libcryptorec.he import schemes
 from services import bundle
-from services.evaluator.cache import ByteBudgetCache
+from services.cache import ByteBudgetCache
 from services.key_service import split_blobs
 from services.rpc.admission import Admission, current_upload
 from services.rpc.checksum import chunk_checksum
 from services.rpc.errors import invalid, streaming
 from services.rpc.options import CHUNK_BYTES
 from services.rpc.protocol import mode_name, scheme_name
-from services.store.base import NotFoundError, Store, check_key_id, check_version_id
+from services.store.base import Store, check_key_id
 
 log = logging.getLogger("cryptorec.evaluator")
 
@@ -53,6 +53,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         self.cache: ByteBudgetCache[tuple[str, ...], Any] = ByteBudgetCache(
             cache_bytes, lambda value: int(value.nbytes)
         )
+        self.versions = bundle.Versions(store, self.cache)
 
     @streaming
     def Predict(
@@ -64,11 +65,8 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         header = first.header
         scheme, mode = scheme_name(header.scheme), mode_name(header.mode)
         key_id = check_key_id(header.key_id)
-        version = check_version_id(header.model_version) if header.model_version else ""
-        version = version or self.store.current() or ""
-        if not version:
-            raise NotFoundError("no model has been published yet")
-        b = self.cache.get(("bundle", version), lambda: bundle.load(self.store, version))
+        version = self.versions.resolve(header.model_version)
+        b = self.versions.load(version)
         try:
             spec = schemes.find_spec(b.specs, scheme, mode)
         except ValueError as exc:

@@ -17,15 +17,19 @@ V = TypeVar("V")
 class ByteBudgetCache(Generic[K, V]):
     """Least-recently-used entries are evicted (and closed, if they have `close`) until the
     sizes (`size_of(value)`, bytes) of those kept fit `budget`. An entry larger than the whole
-    budget is still kept, alone: serving it beats rebuilding it for every request, and the log
-    says the budget is too small.
+    budget is still kept, alone (unless `keep_oversized` is False): serving it beats rebuilding
+    it for every request, and the log says the budget is too small.
 
     Each key is built once even when several threads ask for it at the same time (encoding a
     model takes seconds and gigabytes; two at once would double both).
     """
 
-    def __init__(self, budget: int, size_of: Callable[[V], int]) -> None:
-        self.budget, self._size_of = budget, size_of
+    def __init__(
+        self, budget: int, size_of: Callable[[V], int], *, keep_oversized: bool = True
+    ) -> None:
+        """`keep_oversized`: keep an entry larger than the budget alone (and warn), rather
+        than hand it out without keeping it."""
+        self.budget, self._size_of, self.keep_oversized = budget, size_of, keep_oversized
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[K, threading.Lock] = {}
@@ -75,6 +79,8 @@ class ByteBudgetCache(Generic[K, V]):
 
     def _put(self, key: K, value: V) -> None:
         size = max(0, int(self._size_of(value)))
+        if size > self.budget and not self.keep_oversized:
+            return
         self._evict(size)
         with self._lock:
             self._entries[key] = (value, size)
