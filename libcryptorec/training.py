@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from libcryptorec.model import CryptoRecModel, FineTuning, Matrix, rmse
 from libcryptorec.optim import make_optimizer
-from libcryptorec.protocol import holdout_mask
 from libcryptorec.sparse_ops import sampled_product, with_data
+from libcryptorec.splits import holdout_mask
 
 
 @dataclass(frozen=True)

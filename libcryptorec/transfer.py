@@ -13,7 +13,7 @@ import numpy as np
 
 from libcryptorec.data import IntArray, Ratings
 from libcryptorec.model import rmse
-from libcryptorec.protocol import paper_split, split_matrices
+from libcryptorec.splits import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 
 

@@ -9,17 +9,19 @@ in one line too, with the traceback only when CRYPTOREC_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from benchmarks import DRIVERS
 from libcryptorec.data import MOVIELENS_DATASETS
+from libcryptorec.he import registry
 from services import settings
 from services.cli_errors import CliError, explain
-
-MODEL_DATASETS = ("ml-100k", "ml-1m")
+from services.rpc.server import ROLES
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -38,64 +40,15 @@ def _fetch(args: argparse.Namespace, *names: str) -> None:
         download(name, args.data_dir, args.download_url)
 
 
-def _bench_accuracy(args: argparse.Namespace) -> int:
-    from libcryptorec.experiments import CompressionSetting
-    from services.trainer.accuracy_report import run
-
-    plot_out = args.plot or (args.json.with_suffix(".png") if args.json else None)
-    _fetch(args, args.dataset, *(() if args.no_transfer else ("ml-1m", "ml-latest-small")))
-    run(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        repeats=args.repeats,
-        json_out=args.json,
-        plot_out=plot_out,
-        transfer=not args.no_transfer,
-        baselines=not args.no_baselines,
-        compression=CompressionSetting(args.prune_threshold, args.clusters),
-    )
-    return 0
-
-
-def _bench_compression(args: argparse.Namespace) -> int:
-    from services.trainer.accuracy_report import run_sweep
-
-    run_sweep(args.dataset, args.data_dir, tuple(args.thresholds), tuple(args.clusters), args.json)
-    return 0
-
-
-def _bench_he(args: argparse.Namespace) -> int:
-    import json
-
-    from services.trainer.he_report import run_he
-
-    schemes = [args.scheme] if args.scheme else ["ckks", "bfv", "paillier"]
-    modes = [args.mode] if args.mode else ["fast", "accurate1"]
-    result = run_he(
-        args.dataset,
-        args.data_dir,
-        args.model_cache,
-        args.queries,
-        schemes,
-        modes,
-        args.prune_threshold,
-    )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from services.rpc.admission import Limits
-    from services.rpc.server import ROLES, ServerConfig, serve_forever, start
+    from services.rpc.server import ServerConfig, serve_forever, start
     from services.rpc.tls import ServerTls
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    roles = ROLES if args.role == "all" else (args.role,)
+    roles = tuple(ROLES) if args.role == "all" else (args.role,)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", 2)
     tls = ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
@@ -213,25 +166,10 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from services.demo import run_demo
+    from services.client.demo import run_demo
 
     _fetch(args, args.dataset)
     run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
-    return 0
-
-
-def _bench_service(args: argparse.Namespace) -> int:
-    from services.bench_service import run
-
-    run(args.dataset, args.data_dir, args.model_cache, args.queries, args.concurrent, args.json)
-    return 0
-
-
-def _bench_load(args: argparse.Namespace) -> int:
-    from services.bench_load import run
-
-    plot = args.json.with_suffix(".png") if args.json else None
-    run(args.dataset, args.data_dir, args.model_cache, args.requests, args.json, plot)
     return 0
 
 
@@ -261,72 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
-    acc = bench.add_parser(
-        "accuracy", help="paper Figure 2 / Table 2 / Table 4 under the paper's protocol"
-    )
-    acc.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
-    settings.add(acc, "data_dir")
-    acc.add_argument("--repeats", type=int, default=5)
-    acc.add_argument("--json", type=Path, help="write the results here")
-    acc.add_argument(
-        "--plot", type=Path, help="PNG of the accuracy table (default: JSON path .png)"
-    )
-    acc.add_argument("--prune-threshold", type=float, default=5e-4)
-    acc.add_argument("--clusters", type=int, default=512)
-    acc.add_argument(
-        "--no-transfer", action="store_true", help="skip the ml-1m/ml-latest-small transfer"
-    )
-    acc.add_argument("--no-baselines", action="store_true", help="CryptoRec only")
-    _add_download(acc)
-    acc.set_defaults(func=_bench_accuracy)
-
-    comp = bench.add_parser(
-        "compression", help="pruning threshold x cluster count against reuse ratio and RMSE"
-    )
-    comp.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
-    settings.add(comp, "data_dir")
-    comp.add_argument(
-        "--thresholds", type=float, nargs="+", default=[5e-4, 4e-3, 8e-3, 1.6e-2, 2.4e-2]
-    )
-    comp.add_argument("--clusters", type=int, nargs="+", default=[128, 256, 512])
-    comp.add_argument("--json", type=Path, help="write the rows here")
-    comp.set_defaults(func=_bench_compression)
-
-    he = bench.add_parser("he", help="encrypted prediction: time, bytes and error per scheme")
-    he.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
-    settings.add(he, "data_dir", "model_cache")
-    he.add_argument("--queries", type=int, default=5, help="held-out users to measure (>= 3)")
-    he.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), help="default: all")
-    he.add_argument("--mode", choices=("fast", "accurate1"), help="default: both")
-    he.add_argument(
-        "--prune-threshold",
-        type=float,
-        default=0.016,
-        help="pruning for the served model (0.016 prunes ~58%% of ml-1m's weights at no RMSE "
-        "cost; see bench compression)",
-    )
-    he.add_argument("--json", type=Path)
-    he.set_defaults(func=_bench_he)
-
-    bs = bench.add_parser("service", help="gRPC latency and throughput vs the in-process engine")
-    bs.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
-    settings.add(bs, "data_dir", "model_cache")
-    bs.add_argument("--queries", type=int, default=9)
-    bs.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
-    bs.add_argument("--json", type=Path)
-    bs.set_defaults(func=_bench_service)
-
-    bl = bench.add_parser(
-        "load", help="throughput, latency, overload and memory, 1 and 2 processes"
-    )
-    bl.add_argument("--dataset", choices=MODEL_DATASETS, default="ml-1m")
-    settings.add(bl, "data_dir", "model_cache")
-    bl.add_argument("--requests", type=int, default=2000, help="per process count")
-    bl.add_argument("--json", type=Path)
-    bl.set_defaults(func=_bench_load)
+    for name, module_name in DRIVERS.items():
+        driver = importlib.import_module(module_name)
+        p = bench.add_parser(name, help=driver.HELP, description=driver.__doc__)
+        driver.add_arguments(p)
+        p.set_defaults(func=driver.main)
 
     srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
-    srv.add_argument("--role", choices=("key", "model", "evaluator", "all"), default="all")
+    srv.add_argument("--role", choices=(*ROLES, "all"), default="all")
     srv.add_argument("--port", type=int, default=50051)
     srv.add_argument("--host", default="0.0.0.0")
     settings.add(
@@ -366,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--key-target")
     rec.add_argument("--evaluator-target")
-    rec.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), default="ckks")
-    rec.add_argument("--mode", choices=("fast", "accurate"), default="fast")
+    rec.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
+    rec.add_argument("--mode", choices=registry.mode_names(), default="fast")
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
     settings.add(rec, "tls_ca", "client_tls_cert", "client_tls_key")
@@ -384,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add(demo, "data_dir")
     _add_download(demo)
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
-    demo.add_argument("--scheme", choices=("ckks", "bfv", "paillier"), default="ckks")
-    demo.add_argument("--mode", choices=("fast", "accurate"), default="fast")
+    demo.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
+    demo.add_argument("--mode", choices=registry.mode_names(), default="fast")
     demo.add_argument("--top", type=int, default=10)
     demo.add_argument("--json", type=Path)
     demo.set_defaults(func=_demo)

@@ -28,7 +28,7 @@ import pytest
 
 from libcryptorec.he import ckks, seal_format
 from libcryptorec.he.params import CKKS_FAST_8192
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient, _ratings_row
 from services.rpc.health import SERVING, wait_for
 from services.store.file_store import FileStore
@@ -89,7 +89,7 @@ def server(
     else:
         folder = tmp_path_factory.mktemp("store")
         url, store = f"file://{folder}", FileStore(folder)
-    bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     running = Server(url, prefix, tmp_path_factory.mktemp("log") / "server.log")
     yield running
     running.stop()

@@ -9,7 +9,7 @@ from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.data import Ratings
 from libcryptorec.model import rmse
-from libcryptorec.protocol import paper_split
+from libcryptorec.splits import paper_split
 
 
 @pytest.mark.parametrize(

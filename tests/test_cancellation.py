@@ -14,7 +14,7 @@ import time
 import pytest
 
 from libcryptorec.compression import compress
-from libcryptorec.he import schemes
+from libcryptorec.he import registry
 from libcryptorec.he.errors import CancelledError
 from tests.test_model import make_model, random_ratings
 
@@ -51,7 +51,7 @@ def test_cancelled_computation_stops_within_100_ms(
     model.A *= 0.05
     model.Q *= 0.05
     packed = compress(model, 0.0, 256)
-    client, evaluator = schemes.open_local(packed, scheme, mode, workers=workers)
+    client, evaluator = registry.open_local(packed, scheme, mode, workers=workers)
     try:
         cts, _ = client.encrypt(random_ratings(1, items, 0.05, 2))
         counter = _Counter()

@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient
 from services.rpc.health import NOT_SERVING, SERVING, status
 from services.store.redis_store import RedisStore
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 def store_url(redis_url: str):  # type: ignore[no-untyped-def]
     prefix = f"deploy-{uuid.uuid4().hex[:8]}:"
     store = RedisStore(redis_url, prefix=prefix)
-    bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     yield redis_url, prefix
     for key in store._r.scan_iter(match=prefix + "*"):
         store._r.delete(key)
@@ -100,7 +100,7 @@ def test_stalled_redis_fails_readiness_and_recovery_restores_it(tmp_path: Path) 
     redis_proc, url = start_redis(tmp_path)
     server = None
     try:
-        bundle.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
+        versions.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
         server, sport = serve("evaluator", url, "cryptorec:")
         redis_proc.send_signal(signal.SIGSTOP)  # alive but answering nothing
         wait_serving(sport, timeout=30, want=NOT_SERVING)
@@ -130,7 +130,7 @@ def test_store_outage_fails_readiness_but_never_liveness(tmp_path: Path) -> None
     port_url = url
     server = None
     try:
-        bundle.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
+        versions.publish(RedisStore(url), "v1", _packed(), [(i + 1, "x") for i in range(ITEMS)])
         server, sport = serve("evaluator", url, "cryptorec:")
         target = f"127.0.0.1:{sport}"
         assert status(target, liveness) == SERVING

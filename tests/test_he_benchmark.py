@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks import he as benchmark
 from libcryptorec.compression import compress
-from libcryptorec.he import benchmark, ckks_accurate, schemes
+from libcryptorec.he import ckks_accurate, registry
+from libcryptorec.he.backend import ClientInputs
 from libcryptorec.model import FineTuning
 from tests.test_model import make_model, random_ratings
 
@@ -21,7 +23,7 @@ def test_accurate_benchmark_uses_the_served_step_size(monkeypatch: pytest.Monkey
     model.finetune = FineTuning(steps=3, eta=0.3, l2=0.0)
     model.meta["finetune_one_step"] = {"steps": 1, "eta": 1.0, "l2": 0.0}
     packed = compress(model, 0.0, 64)
-    served = schemes.ClientInputs.of(packed.model).step_size
+    served = ClientInputs.of(packed.model).step_size
     assert served == 1.0
     seen: list[float] = []
     original = ckks_accurate.client_vectors
@@ -36,4 +38,4 @@ def test_accurate_benchmark_uses_the_served_step_size(monkeypatch: pytest.Monkey
     result = benchmark.measure("ckks", "accurate", packed, ratings, ratings, users=1)
     assert seen
     assert set(seen) == {served}
-    assert result.max_abs_err < schemes.TOLERANCE["ckks"]
+    assert result.max_abs_err < registry.get("ckks", "accurate").tolerance

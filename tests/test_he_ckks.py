@@ -8,7 +8,7 @@ import pytest
 from libcryptorec.he.ckks import CkksClient, CkksEvaluator, CkksModel
 from libcryptorec.he.errors import InsecureParametersError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.params import CKKS_FAST_8192, CkksParams, check_security, ckks_params
-from libcryptorec.he.seal import PublicMaterial
+from libcryptorec.he.seal import SealPublicKeys
 
 pytestmark = pytest.mark.he
 PARAMS = CKKS_FAST_8192
@@ -92,12 +92,12 @@ def test_keys_of_another_scheme_or_parameter_set_are_rejected() -> None:
     with pytest.raises(InvalidKeyError, match="paillier"):
         CkksEvaluator(
             PARAMS,
-            PublicMaterial("paillier", m.params, m.public_key, m.rotation_keys, m.rotation_steps),
+            SealPublicKeys("paillier", m.params, m.public_key, m.rotation_keys, m.rotation_steps),
         )
     with pytest.raises(InvalidKeyError):
         CkksEvaluator(
             PARAMS,
-            PublicMaterial("ckks", "ckks-other", m.public_key, m.rotation_keys, m.rotation_steps),
+            SealPublicKeys("ckks", "ckks-other", m.public_key, m.rotation_keys, m.rotation_steps),
         )
 
 
@@ -107,7 +107,7 @@ def test_oversized_key_blob_is_rejected_before_loading() -> None:
     with pytest.raises(InvalidKeyError, match="larger"):
         CkksEvaluator(
             PARAMS,
-            PublicMaterial(
+            SealPublicKeys(
                 "ckks",
                 m.params,
                 m.public_key + b"\x00" * 10_000_000,
@@ -118,7 +118,7 @@ def test_oversized_key_blob_is_rejected_before_loading() -> None:
     with pytest.raises(InvalidKeyError, match="larger"):
         CkksEvaluator(
             PARAMS,
-            PublicMaterial("ckks", m.params, m.public_key, m.rotation_keys * 20, m.rotation_steps),
+            SealPublicKeys("ckks", m.params, m.public_key, m.rotation_keys * 20, m.rotation_steps),
         )
 
 
@@ -128,7 +128,7 @@ def test_garbage_keys_are_rejected() -> None:
     with pytest.raises(InvalidKeyError):
         CkksEvaluator(
             PARAMS,
-            PublicMaterial("ckks", m.params, b"\x01" * 1000, m.rotation_keys, m.rotation_steps),
+            SealPublicKeys("ckks", m.params, b"\x01" * 1000, m.rotation_keys, m.rotation_steps),
         )
 
 
@@ -141,7 +141,7 @@ def test_public_material_carries_no_secret_key() -> None:
     assert body not in m.rotation_keys
     with pytest.raises(InvalidKeyError):  # a secret key posing as a public key does not load
         CkksEvaluator(
-            PARAMS, PublicMaterial("ckks", m.params, secret, m.rotation_keys, m.rotation_steps)
+            PARAMS, SealPublicKeys("ckks", m.params, secret, m.rotation_keys, m.rotation_steps)
         )
 
 
@@ -151,7 +151,7 @@ def test_missing_rotation_keys_are_refused_before_work() -> None:
     m = client.public_material()
     rotation_keys = client._he.to_bytes_rotate_key(compr_mode="none")
     server = CkksEvaluator(
-        PARAMS, PublicMaterial("ckks", m.params, m.public_key, rotation_keys, (1,))
+        PARAMS, SealPublicKeys("ckks", m.params, m.public_key, rotation_keys, (1,))
     )
     with pytest.raises(InvalidKeyError, match="rotation steps"):
         server.fast(server.load_query(client.encrypt(x), model.plan), model)

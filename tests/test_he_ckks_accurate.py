@@ -8,12 +8,12 @@ import pytest
 from libcryptorec.he.ckks_accurate import (
     AccurateClient,
     AccurateEvaluator,
-    AccurateMaterial,
     AccurateModel,
     client_vectors,
     reference_accurate1,
 )
 from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.seal import SealPublicKeys
 from tests.test_model import make_model, random_ratings
 
 pytestmark = [pytest.mark.he, pytest.mark.slow]
@@ -57,18 +57,23 @@ def test_fast_mode_keys_are_not_accurate_mode_keys(setup) -> None:  # type: igno
     m = client.public_material()
     with pytest.raises(InvalidKeyError):
         AccurateEvaluator(
-            AccurateMaterial(
+            SealPublicKeys(
                 "ckks",
                 "ckks-8192-fast",
                 m.public_key,
-                m.relin_key,
                 m.rotation_keys,
                 m.rotation_steps,
+                m.relin_key,
             )
         )
     with pytest.raises(InvalidKeyError, match="larger"):
         AccurateEvaluator(
-            AccurateMaterial(
-                m.scheme, m.params, m.public_key, m.relin_key * 3, m.rotation_keys, m.rotation_steps
+            SealPublicKeys(
+                m.scheme,
+                m.params,
+                m.public_key,
+                m.rotation_keys,
+                m.rotation_steps,
+                (m.relin_key or b"") * 3,
             )
         )

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import resource, struct, sys
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
     from libcryptorec.he.ckks import CkksClient, CkksEvaluator
-    from libcryptorec.he.seal import PublicMaterial
+    from libcryptorec.he.seal import SealPublicKeys
     from libcryptorec.he.errors import InvalidKeyError
     from libcryptorec.he.layout import DiagonalPlan
     from libcryptorec.he.params import CKKS_FAST_8192 as P
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     for key, rot in ((forged, m.rotation_keys), (m.public_key, m.rotation_keys[:8]
                       + struct.pack("<Q", 1 << 40) + m.rotation_keys[16:])):
         try:
-            CkksEvaluator(P, PublicMaterial("ckks", P.name, key, rot, m.rotation_steps))
+            CkksEvaluator(P, SealPublicKeys("ckks", P.name, key, rot, m.rotation_steps))
         except InvalidKeyError as exc:
             print("refused:", str(exc)[:80])
         else:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libcryptorec.compression import compress
-from libcryptorec.he import schemes
+from libcryptorec.he import registry
 from libcryptorec.he.errors import HEError
 from tests.test_model import make_model, random_ratings
 
@@ -30,7 +30,7 @@ def engines():  # type: ignore[no-untyped-def]
     packed = compress(model, 0.0, 64)
     out = {}
     for scheme, mode in [*SEAL_FAST, ("paillier", "fast")]:
-        client, evaluator = schemes.open_local(packed, scheme, mode)
+        client, evaluator = registry.open_local(packed, scheme, mode)
         query, _ = client.encrypt(random_ratings(1, 50, 0.3, 3))
         out[scheme] = (client, evaluator, query)
     yield out
@@ -84,14 +84,8 @@ def test_mutated_ciphertexts_compute_or_are_refused(engines, scheme: str, data) 
 @given(data=st.data())
 def test_mutated_keys_load_or_are_refused(engines, scheme: str, mode: str, data) -> None:  # type: ignore[no-untyped-def]
     client = engines[scheme][0]
-    spec = client.spec
     blobs = client.key_blobs()
+    keys = registry.key_set_for(client.spec, blobs)
     name = data.draw(st.sampled_from(sorted(blobs)))
     blobs[name] = data.draw(mutations(blobs[name]))
-    meta = {
-        "scheme": scheme,
-        "mode": mode,
-        "parameter_set": spec.parameter_set,
-        "rotation_steps": list(spec.rotation_steps),
-    }
-    _computes_or_refuses(lambda: schemes.validate_keys(meta, blobs))
+    _computes_or_refuses(lambda: registry.get(scheme, mode).validate_keys(keys, blobs))

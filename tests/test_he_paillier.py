@@ -12,7 +12,7 @@ from libcryptorec.he.paillier import (
     PaillierClient,
     PaillierEvaluator,
     PaillierModel,
-    PublicMaterial,
+    PaillierPublicKey,
     validate_modulus,
 )
 from tests.test_model import make_model
@@ -95,7 +95,7 @@ def test_public_key_under_the_size_floor_is_refused() -> None:
     from phe import paillier
 
     public, _ = paillier.generate_paillier_keypair(n_length=1024)
-    weak = PublicMaterial("paillier", 1024, public.n.to_bytes(128, "big"))
+    weak = PaillierPublicKey("paillier", 1024, public.n.to_bytes(128, "big"))
     with pytest.raises(InvalidKeyError, match="2048"):
         validate_modulus(weak)
     with pytest.raises(ValueError, match="2048"):
@@ -106,24 +106,24 @@ def test_malformed_moduli_are_refused(client: PaillierClient) -> None:
     good = client.public_material()
     n = int.from_bytes(good.n, "big")
     cases = [
-        PublicMaterial("ckks", 2048, good.n),
-        PublicMaterial("paillier", 2048, good.n[:-1]),
-        PublicMaterial("paillier", 2048, (n - 1).to_bytes(256, "big")),  # even
-        PublicMaterial(
+        PaillierPublicKey("ckks", 2048, good.n),
+        PaillierPublicKey("paillier", 2048, good.n[:-1]),
+        PaillierPublicKey("paillier", 2048, (n - 1).to_bytes(256, "big")),  # even
+        PaillierPublicKey(
             "paillier",
             2048,
             (n // 3 * 3 + 3 if (n // 3 * 3 + 3) % 2 else n // 3 * 3 + 6).to_bytes(256, "big"),
         ),
-        PublicMaterial("paillier", 8192, b"\x01" * 1024),
+        PaillierPublicKey("paillier", 8192, b"\x01" * 1024),
     ]
     prime = gmpy2.next_prime(gmpy2.mpz(n))
     if prime.bit_length() == 2048:
-        cases.append(PublicMaterial("paillier", 2048, int(prime).to_bytes(256, "big")))
+        cases.append(PaillierPublicKey("paillier", 2048, int(prime).to_bytes(256, "big")))
     p = gmpy2.next_prime(gmpy2.mpz(1) << 1023)
-    cases.append(PublicMaterial("paillier", 2048, int(p * p).to_bytes(256, "big")))  # a square
+    cases.append(PaillierPublicKey("paillier", 2048, int(p * p).to_bytes(256, "big")))  # a square
     small = gmpy2.next_prime(999_983)  # a prime factor below the trial-division bound
     other = gmpy2.next_prime((gmpy2.mpz(1) << 2047) // small + 1)
-    cases.append(PublicMaterial("paillier", 2048, int(small * other).to_bytes(256, "big")))
+    cases.append(PaillierPublicKey("paillier", 2048, int(small * other).to_bytes(256, "big")))
     for material in cases:
         with pytest.raises(InvalidKeyError):
             validate_modulus(material)

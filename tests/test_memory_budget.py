@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient
 from services.rpc.health import SERVING, wait_for
 from services.rpc.server import start
@@ -36,7 +36,7 @@ def _peak_rss(pid: int) -> int:
 
 def test_evaluator_memory_stays_under_baseline_plus_cache_budget(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "store")
-    bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     front = start(("model", "key"), store)
     port = free_port()
     evaluator = subprocess.Popen(

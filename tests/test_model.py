@@ -166,7 +166,7 @@ def test_finetuning_lowers_the_users_training_loss() -> None:
 
 def test_trained_model_beats_biases(small: Ratings) -> None:
     from libcryptorec.model import rmse
-    from libcryptorec.protocol import paper_split
+    from libcryptorec.splits import paper_split
     from libcryptorec.training import TrainConfig, train
 
     s = paper_split(small, 0)
@@ -201,7 +201,7 @@ def test_item_means_are_damped_toward_the_global_mean() -> None:
 
 
 def test_learning_rate_decays_on_plateau_then_stops(small: Ratings) -> None:
-    from libcryptorec.protocol import paper_split
+    from libcryptorec.splits import paper_split
     from libcryptorec.training import TrainConfig, train
 
     s = paper_split(small, 1)

@@ -23,8 +23,8 @@ import pytest
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import compress
-from libcryptorec.he import schemes
-from services import bundle
+from libcryptorec.he import registry
+from services import versions
 from services.client.library import CryptoRecClient
 from services.rpc.server import start
 from services.store.file_store import FileStore
@@ -36,7 +36,7 @@ from tests.test_service_e2e import _packed as _service_packed
 
 pytestmark = pytest.mark.he
 ITEMS, DIM = 50, 6
-CASES = [(s, m, 1) for s, m in schemes.SUPPORTED] + [("paillier", "fast", 2)]
+CASES = [(s, m, 1) for s, m in registry.supported()] + [("paillier", "fast", 2)]
 
 
 def _versions():  # type: ignore[no-untyped-def]
@@ -48,10 +48,8 @@ def _versions():  # type: ignore[no-untyped-def]
     return compress(model, 0.005, 64), compress(shifted, 0.005, 64)
 
 
-def _expected(packed, ratings, mode: str) -> np.ndarray:  # type: ignore[no-untyped-def]
-    if mode == "accurate":
-        return packed.model.predict_accurate(ratings, packed.model.one_step_tuning())[0]
-    return packed.model.predict(ratings)[0]
+def _expected(packed, ratings, scheme: str, mode: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return registry.get(scheme, mode).reference(packed.model, ratings)
 
 
 @pytest.mark.parametrize(("scheme", "mode", "workers"), CASES)
@@ -60,9 +58,9 @@ def test_two_versions_in_one_process_each_answer_from_their_own(
 ) -> None:
     v1, v2 = _versions()
     ratings = random_ratings(1, ITEMS, 0.3, 5)
-    client1, evaluator1 = schemes.open_local(v1, scheme, mode, workers=workers)
+    client1, evaluator1 = registry.open_local(v1, scheme, mode, workers=workers)
     try:
-        client2, evaluator2 = schemes.open_local(v2, scheme, mode, workers=workers)
+        client2, evaluator2 = registry.open_local(v2, scheme, mode, workers=workers)
         try:
             # Version 2 was bound last; version 1's queries must still use version 1 only.
             for client, evaluator, packed in (
@@ -74,8 +72,8 @@ def test_two_versions_in_one_process_each_answer_from_their_own(
                 predicted = rbar + client.decrypt(evaluator.evaluate(query))
                 np.testing.assert_allclose(
                     predicted,
-                    _expected(packed, ratings, mode),
-                    atol=schemes.TOLERANCE[scheme],
+                    _expected(packed, ratings, scheme, mode),
+                    atol=registry.get(scheme, mode).tolerance,
                 )
         finally:
             evaluator2.close()
@@ -111,13 +109,13 @@ def test_unloadable_current_version_leaves_the_previous_one_serving(
     )
     packed = _service_packed()
     catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS_E2E)]
-    bundle.publish(store, "v1", packed, catalogue)
+    versions.publish(store, "v1", packed, catalogue)
     good, _ = artifact.dumps(packed)
     bad = _other_schema(good)
     with monkeypatch.context() as patched:  # our publisher never lets it become current ...
         patched.setattr(artifact, "dumps", lambda _: (bad, "sha"))
         with pytest.raises(ArtifactError):
-            bundle.publish(store, "v2", packed, catalogue)
+            versions.publish(store, "v2", packed, catalogue)
     assert store.current() == "v1"
     # ... but a writer of another schema (a newer trainer mid-upgrade) can publish it.
     parts = {"model": bad, "catalogue": json.dumps(catalogue).encode()}

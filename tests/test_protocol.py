@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libcryptorec.data import synthetic
-from libcryptorec.protocol import holdout_mask, paper_split
+from libcryptorec.splits import holdout_mask, paper_split
 
 
 @settings(max_examples=25, deadline=None)

@@ -22,9 +22,9 @@ from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
 from libcryptorec.compression import compress
 from libcryptorec.data import synthetic
-from libcryptorec.he import schemes
+from libcryptorec.he import registry
 from libcryptorec.model import FineTuning
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient, ReplyError, verify_replies
 from services.rpc.checksum import chunk_checksum
 from services.rpc.server import Running, start
@@ -55,7 +55,7 @@ def server(
     else:
         store = FileStore(tmp_path_factory.mktemp("store"))
     catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
-    bundle.publish(store, "v1", _packed(), catalogue)
+    versions.publish(store, "v1", _packed(), catalogue)
     running = start(("key", "model", "evaluator"), store)
     yield running
     running.stop(grace=1.0)
@@ -88,7 +88,7 @@ def _library_prediction(mode: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("scheme", "mode"), schemes.SUPPORTED)
+@pytest.mark.parametrize(("scheme", "mode"), registry.supported())
 def test_every_scheme_and_mode_equals_the_library(
     client: CryptoRecClient, scheme: str, mode: str
 ) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import types_pb2
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient, _ratings_row, verify_replies
 from services.rpc.health import NOT_SERVING, SERVING, wait_for
 from services.store.redis_store import RedisStore
@@ -74,7 +74,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def published(redis_url: str) -> Iterator[tuple[str, str]]:
     prefix = f"faults-{uuid.uuid4().hex[:8]}:"
     store = RedisStore(redis_url, prefix=prefix)
-    bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     yield redis_url, prefix
     for key in store._r.scan_iter(match=prefix + "*"):
         store._r.delete(key)
@@ -131,7 +131,7 @@ def test_publishing_during_a_stream_leaves_it_wholly_on_one_version(
             time.sleep(0.5)  # the server has resolved "current" by now
             model = _packed()
             model.model.A[:] = 0.0  # a visibly different v2
-            bundle.publish(store, "v2", model, [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+            versions.publish(store, "v2", model, [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
             yield ev_pb.PredictRequest(
                 chunk=ev_pb.CiphertextChunk(chunk_index=0, ciphertexts=query)
             )
@@ -156,14 +156,14 @@ def test_trainer_killed_before_the_pointer_moves_leaves_the_old_version_serving(
     script = textwrap.dedent(f"""
         import os, signal
         import services.store.redis_store as rs
-        from services import bundle
+        from services import versions
         from services.store.redis_store import RedisStore
         from tests.test_service_e2e import _packed, ITEMS
         def die(*_):
             os.kill(os.getpid(), signal.SIGKILL)  # after every part is written
         rs.verify_parts = die
         store = RedisStore({url!r}, prefix={prefix!r})
-        bundle.publish(store, "v2", _packed(), [(i + 1, "x") for i in range(ITEMS)])
+        versions.publish(store, "v2", _packed(), [(i + 1, "x") for i in range(ITEMS)])
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60)
     assert done.returncode == -signal.SIGKILL
@@ -189,7 +189,7 @@ def test_redis_restarted_mid_run_is_survived(tmp_path: Path) -> None:
     server = None
     try:
         store = RedisStore(url)
-        bundle.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+        versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
         server, sport = serve("all", url, "cryptorec:")
         client = CryptoRecClient(f"127.0.0.1:{sport}", timeout=20)
         client.predict(RATINGS)  # keys registered, model cached

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from libcryptorec.he.backend import KeySet
 from services.rpc.server import _store_ok
 from services.store import open_store
 from services.store.base import (
@@ -38,6 +39,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-un
     yield redis_store
     for key in redis_store._r.scan_iter(match=redis_store.prefix + "*"):
         redis_store._r.delete(key)
+
+
+def _keys(size: int) -> KeySet:
+    """The metadata of a one-blob key set of `size` bytes."""
+    return KeySet("ckks", "fast", "ckks-8192-fast", (1, 16), (("public_key", size),))
 
 
 PARTS = {"model": b"m" * 3_000_000 + b"end", "catalogue": b'{"1": "Toy Story"}'}
@@ -101,15 +107,15 @@ def test_retain_keeps_newest_and_current(store: Store) -> None:
 
 
 def test_keys_are_content_addressed_and_expire(store: Store) -> None:
-    meta = {"scheme": "ckks", "parameter_set": "ckks-8192-fast"}
-    a = store.put_key(meta, b"public bytes", ttl_seconds=60)
-    b = store.put_key(meta, b"public bytes", ttl_seconds=60)
-    c = store.put_key(meta, b"other bytes", ttl_seconds=1)
+    keys = _keys(12)
+    a = store.put_key(keys, b"public bytes", ttl_seconds=60)
+    b = store.put_key(keys, b"public bytes", ttl_seconds=60)
+    c = store.put_key(keys, b"other bytes", ttl_seconds=1)
     assert a.key_id == b.key_id != c.key_id
     assert store.get_key(a.key_id).blob == b"public bytes"
-    assert store.get_key(a.key_id).meta == meta
+    assert store.get_key(a.key_id).keys == keys
     info = store.key_info(a.key_id)
-    assert (info.meta, info.size) == (meta, len(b"public bytes"))
+    assert (info.keys, info.size) == (keys, len(b"public bytes"))
     time.sleep(1.2)
     with pytest.raises(NotFoundError):
         store.get_key(c.key_id)
@@ -154,7 +160,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "versions": lambda s: s.versions(),
     "read": lambda s: s.read("v1"),
     "retain": lambda s: s.retain(1),
-    "put_key": lambda s: s.put_key({"scheme": "ckks"}, b"k", 60),
+    "put_key": lambda s: s.put_key(_keys(1), b"k", 60),
     "get_key": lambda s: s.get_key("0" * 32),
     "key_info": lambda s: s.key_info("0" * 32),
     "delete_key": lambda s: s.delete_key("0" * 32),
@@ -198,7 +204,7 @@ def test_full_redis_refuses_writes_and_keeps_serving_models(tmp_path: Path) -> N
 
         def register_until_full() -> None:
             for i in range(20):
-                store.put_key({"i": i}, bytes([i]) * 1_000_000, 60)
+                store.put_key(_keys(1_000_000), bytes([i]) * 1_000_000, 60)
 
         with pytest.raises(StoreFullError):
             register_until_full()
@@ -219,4 +225,4 @@ def test_full_disk_is_store_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(tempfile, "mkstemp", no_space)
     with pytest.raises(StoreFullError):
-        store.put_key({"scheme": "ckks"}, b"k", 60)
+        store.put_key(_keys(1), b"k", 60)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services import bundle
+from services import versions
 from services.client.library import CryptoRecClient
 from services.rpc.health import SERVING, status
 from services.rpc.server import start
@@ -113,7 +113,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> FileStore:
     s = FileStore(tmp_path_factory.mktemp("store"))
-    bundle.publish(s, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    versions.publish(s, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     return s
 
 

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from libcryptorec.protocol import holdout_mask
+from libcryptorec.splits import holdout_mask
 
 
 @dataclass(frozen=True)

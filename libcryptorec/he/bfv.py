@@ -19,13 +19,24 @@ import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel
 
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.backend import (
+    Bound,
+    BoundEvaluator,
+    ClientInputs,
+    KeySet,
+    PreparedModel,
+    SchemeSpec,
+    VectorClient,
+)
+from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.he.seal import (
     Diagonals,
-    PublicMaterial,
-    StopCheck,
+    SealBackend,
+    SealPublicKeys,
     baby_steps,
     context_bytes,
     diagonals_bytes,
@@ -36,7 +47,6 @@ from libcryptorec.he.seal import (
     import_all_keys,
     load_ciphertext,
     load_keys,
-    never,
     require_rotations,
     resident_key_bytes,
 )
@@ -191,9 +201,13 @@ class BfvClient:
         """A client for an encoded model (in-process use; services use the public values)."""
         return cls(model.params, model.plan, model.input_bits, model.result_bits)
 
-    def public_material(self) -> PublicMaterial:
+    def public_material(self) -> SealPublicKeys:
         """Serialized public and Galois keys; never the secret key."""
         return export_public(self._he, SCHEME, self.params.name, self.plan)
+
+    def public_blobs(self) -> dict[str, bytes]:
+        """The key set to register, by blob name."""
+        return self.public_material().blobs()
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt round(x 2^input_bits) as `plan.blocks` ciphertexts."""
@@ -224,7 +238,7 @@ class BfvClient:
 class BfvEvaluator:
     """Server side of BFV fast mode for one client's keys."""
 
-    def __init__(self, material: PublicMaterial, params: BfvParams = BFV_8192) -> None:
+    def __init__(self, material: SealPublicKeys, params: BfvParams = BFV_8192) -> None:
         self.params = params
         self._he = _context(params)
         load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
@@ -258,3 +272,52 @@ class BfvEvaluator:
             he.add(z, he.encryptInt(np.zeros(self.params.n, dtype=np.int64)))  # re-randomise
             out.append(z.to_bytes(compr_mode="none"))
         return out
+
+
+class BfvFastBackend(SealBackend):
+    """BFV fast mode: the CKKS layout over integers (n = 8192, t a 40-bit prime); exact up to
+    the fixed-point rounding of inputs and weights (within 1e-2 of the plaintext model)."""
+
+    scheme, mode, wire = "bfv", "fast", (2, 1)
+    tolerance = 1e-2
+    key_blob_names = ("public_key", "rotation_keys")
+    params = BFV_8192
+    n, limbs = params.n, len(params.primes)
+
+    @property
+    def parameter_set(self) -> str:
+        return self.params.name
+
+    def spec(self, packed: CompressedModel) -> SchemeSpec:
+        input_bits, weight_bits = BfvModel.fixed_point(packed.model, self.params)
+        return self.plan_spec(
+            packed,
+            self.params.slots,
+            input_bits=input_bits,
+            result_bits=input_bits + 2 * weight_bits,
+        )
+
+    def new_client(
+        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> VectorClient:
+        kernel = BfvClient(self.params, spec.plan(), spec.input_bits, spec.result_bits, keys)
+        return VectorClient(spec, inputs, kernel)
+
+    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+        return PreparedModel(spec, BfvModel.encode(packed.model, self.params))
+
+    def load(self, public: SealPublicKeys) -> BfvEvaluator:
+        return BfvEvaluator(public, self.params)
+
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> Bound:
+        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
+
+        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
+            return evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
+
+        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
+
+
+BACKEND = BfvFastBackend()

@@ -21,13 +21,24 @@ import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel
 
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.backend import (
+    Bound,
+    BoundEvaluator,
+    ClientInputs,
+    KeySet,
+    PreparedModel,
+    SchemeSpec,
+    VectorClient,
+)
+from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
-from libcryptorec.he.params import CkksParams
+from libcryptorec.he.params import CKKS_FAST_8192, CkksParams
 from libcryptorec.he.seal import (
     Diagonals,
-    PublicMaterial,
-    StopCheck,
+    SealBackend,
+    SealPublicKeys,
     baby_steps,
     context_bytes,
     diagonals_bytes,
@@ -39,7 +50,6 @@ from libcryptorec.he.seal import (
     import_all_keys,
     load_ciphertext,
     load_keys,
-    never,
     require_rotations,
     resident_key_bytes,
 )
@@ -81,9 +91,13 @@ class CkksClient:
         """All keys, the secret one included, for the client's local key cache."""
         return export_all_keys(self._he, relin=False)
 
-    def public_material(self) -> PublicMaterial:
+    def public_material(self) -> SealPublicKeys:
         """Serialized public and Galois keys; never the secret key."""
         return export_public(self._he, SCHEME, self.params.name, self.plan)
+
+    def public_blobs(self) -> dict[str, bytes]:
+        """The key set to register, by blob name."""
+        return self.public_material().blobs()
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt the (m,) input vector as `plan.blocks` serialized ciphertexts."""
@@ -112,7 +126,7 @@ class CkksClient:
 class CkksEvaluator:
     """Server side for one client: validated public material and the fast-mode circuit."""
 
-    def __init__(self, params: CkksParams, material: PublicMaterial) -> None:
+    def __init__(self, params: CkksParams, material: SealPublicKeys) -> None:
         self.params = params
         self._he = _context(params)
         load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
@@ -192,3 +206,46 @@ class CkksModel:
             second=encode_diagonals(he, plan.second_diagonals(Q), 2.0**params.second_bits, level=1),
             bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
         )
+
+
+class CkksFastBackend(SealBackend):
+    """CKKS fast mode: Enc(x) in, Enc(b + x A Q^T) out, at n = 8192 with primes (60, 40 | 60)
+    (`params.CKKS_FAST_8192`); approximate, within 1e-3 of the plaintext model."""
+
+    scheme, mode, wire = "ckks", "fast", (1, 1)
+    tolerance = 1e-3
+    key_blob_names = ("public_key", "rotation_keys")
+    params = CKKS_FAST_8192
+    n, limbs = params.n, len(params.primes)
+
+    @property
+    def parameter_set(self) -> str:
+        return self.params.name
+
+    def spec(self, packed: CompressedModel) -> SchemeSpec:
+        return self.plan_spec(packed, self.params.slots)
+
+    def new_client(
+        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> VectorClient:
+        return VectorClient(spec, inputs, CkksClient(self.params, spec.plan(), keys))
+
+    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+        m = packed.model
+        return PreparedModel(spec, CkksModel.encode(self.params, m.A, m.Q, m.item_bias))
+
+    def load(self, public: SealPublicKeys) -> CkksEvaluator:
+        return CkksEvaluator(self.params, public)
+
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> Bound:
+        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
+
+        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
+            return evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
+
+        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
+
+
+BACKEND = CkksFastBackend()

@@ -35,8 +35,18 @@ import numpy.typing as npt
 from phe import paillier
 
 from libcryptorec.compression import CompressedModel
+from libcryptorec.he.backend import (
+    Backend,
+    Bound,
+    BoundEvaluator,
+    ClientInputs,
+    KeySet,
+    PreparedModel,
+    SchemeSpec,
+    VectorClient,
+)
+from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
-from libcryptorec.he.seal import StopCheck, check, never
 
 SCHEME = "paillier"
 # NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
@@ -69,7 +79,7 @@ class PaillierEncoding:
 
 
 @dataclass(frozen=True)
-class PublicMaterial:
+class PaillierPublicKey:
     """A Paillier public key: the modulus n (g = n + 1). Nothing else leaves the client."""
 
     scheme: str
@@ -100,7 +110,7 @@ def _small_primes_product() -> Mpz:
     return values[0]
 
 
-def validate_modulus(material: PublicMaterial) -> Mpz:
+def validate_modulus(material: PaillierPublicKey) -> Mpz:
     """Check a registered modulus and return it: declared size within the floor and cap, odd,
     composite (Miller-Rabin), not a perfect power, no prime factor below
     TRIAL_DIVISION_BOUND. InvalidKeyError otherwise."""
@@ -134,8 +144,11 @@ class PaillierClient:
         key_bits: int = DEFAULT_KEY_BITS,
         encoding: PaillierEncoding | None = None,
         keys: dict[str, bytes] | None = None,
+        layout: ReplyLayout | None = None,
     ) -> None:
-        """New keys, or the client's own saved `keys` (p and q, from `export_keys`)."""
+        """New keys, or the client's own saved `keys` (p and q, from `export_keys`);
+        `layout`: how the server packs replies (the default for `decrypt`)."""
+        self.layout = layout
         if key_bits < MIN_KEY_BITS:
             raise ValueError(f"Paillier keys below {MIN_KEY_BITS} bits are not offered")
         self.encoding = encoding or PaillierEncoding()
@@ -160,9 +173,9 @@ class PaillierClient:
         size = (self.key_bits + 15) // 16
         return {"p": int(self._p).to_bytes(size, "big"), "q": int(self._q).to_bytes(size, "big")}
 
-    def public_material(self) -> PublicMaterial:
+    def public_material(self) -> PaillierPublicKey:
         """The modulus n; never p, q or lambda."""
-        return PublicMaterial(SCHEME, self.key_bits, _to_bytes(self.n, (self.key_bits + 7) // 8))
+        return PaillierPublicKey(SCHEME, self.key_bits, _to_bytes(self.n, (self.key_bits + 7) // 8))
 
     def _random_rn(self) -> Mpz:
         """r^n mod n^2 for a fresh random r, by CRT over p^2 and q^2 (about 4x faster)."""
@@ -195,8 +208,17 @@ class PaillierClient:
             for v, rn in zip(ints, pool, strict=True)
         ]
 
-    def decrypt(self, blobs: list[bytes], layout: ReplyLayout) -> npt.NDArray[np.float64]:
+    def public_blobs(self) -> dict[str, bytes]:
+        """The key set to register, by blob name: the modulus."""
+        return {"modulus": self.public_material().n}
+
+    def decrypt(
+        self, blobs: list[bytes], layout: ReplyLayout | None = None
+    ) -> npt.NDArray[np.float64]:
         """Decrypt packed replies into the (m,) predictions (real numbers)."""
+        layout = layout or self.layout
+        if layout is None:
+            raise ValueError("the reply layout is needed to decrypt")
         if len(blobs) != layout.replies:
             raise InvalidCiphertextError(f"expected {layout.replies} replies, got {len(blobs)}")
         mask = (1 << layout.slot_bits) - 1
@@ -351,7 +373,7 @@ def column_groups(W: npt.NDArray[np.int64]) -> Groups:
     return out
 
 
-def _first_columns(
+def bucket_columns(
     cts: list[Mpz], groups: Groups, cols: range, n2: Mpz, should_stop: StopCheck = never
 ) -> list[Mpz]:
     """Enc(p_j) for j in `cols` by buckets and running products (see module doc)."""
@@ -368,7 +390,7 @@ def _first_columns(
     return out
 
 
-def _first_rows_paper(
+def paper_rows(
     cts: list[Mpz], row_groups: Groups, rows: range, d: int, n2: Mpz, should_stop: StopCheck = never
 ) -> list[Mpz]:
     """The paper's reuse as written: for input i, Enc(x_i)^v once per distinct value v in row
@@ -460,12 +482,12 @@ def _worker_pack(args: PackArgs) -> list[Mpz]:
 
 def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     cols, cts, n2 = args
-    return _first_columns(cts, _WORKER["A"], cols, n2)
+    return bucket_columns(cts, _WORKER["A"], cols, n2)
 
 
 def _worker_first_paper(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     rows, cts, n2 = args
-    return _first_rows_paper(cts, _WORKER["A_rows"], rows, _WORKER["d"], n2)
+    return paper_rows(cts, _WORKER["A_rows"], rows, _WORKER["d"], n2)
 
 
 def _worker_second(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
@@ -494,7 +516,7 @@ class PaillierEvaluator:
 
     def __init__(
         self,
-        material: PublicMaterial,
+        material: PaillierPublicKey,
         model: PaillierModel,
         workers: int = 1,
         method: str = "bucket",
@@ -601,10 +623,10 @@ class PaillierEvaluator:
             return out
 
         def first(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
-            return _first_columns(data, model.A_groups, part, mod, stop)
+            return bucket_columns(data, model.A_groups, part, mod, stop)
 
         def paper(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
-            return _first_rows_paper(data, model.A_row_groups, part, model.dim, mod, stop)
+            return paper_rows(data, model.A_row_groups, part, model.dim, mod, stop)
 
         def second(part: range, data: list[Mpz], mod: Mpz, stop: StopCheck) -> list[Mpz]:
             return _second_inputs(data, model.Q_groups, part, model.items, mod, stop)
@@ -651,3 +673,74 @@ class PaillierEvaluator:
         with self._lock:
             taken, self._randomisers = self._randomisers[:count], self._randomisers[count:]
         return taken + [self._randomiser() for _ in range(count - len(taken))]
+
+
+class PaillierFastBackend(Backend):
+    """Paillier fast mode (2048-bit keys): fixed point, exact up to rounding (within 1e-2 of
+    the plaintext model); the server's work shrinks with every pruned weight."""
+
+    scheme, mode, wire = "paillier", "fast", (3, 1)
+    tolerance = 1e-2
+    key_blob_names = ("modulus",)
+    key_bits = DEFAULT_KEY_BITS
+
+    @property
+    def parameter_set(self) -> str:
+        return f"paillier-{self.key_bits}"
+
+    def spec(self, packed: CompressedModel) -> SchemeSpec:
+        model = PaillierModel.encode(packed, groups=False)  # the public sizes only
+        layout, m = model.reply_layout(self.key_bits), packed.model.n_items
+        return SchemeSpec(
+            self.scheme,
+            self.mode,
+            self.parameter_set,
+            m,
+            packed.model.dim,
+            input_bits=model.encoding.input_bits,
+            result_bits=model.encoding.result_bits,
+            reply_slot_bits=layout.slot_bits,
+            reply_per_ciphertext=layout.per_reply,
+            ciphertexts_per_query=m,
+        )
+
+    def new_client(
+        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> VectorClient:
+        layout = ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext)
+        return VectorClient(spec, inputs, PaillierClient(self.key_bits, keys=keys, layout=layout))
+
+    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+        return PreparedModel(spec, PaillierModel.encode(packed))
+
+    def public_key(self, keys: KeySet, blobs: dict[str, bytes]) -> PaillierPublicKey:
+        self.check_keys_for(keys)
+        return PaillierPublicKey(SCHEME, self.key_bits, self.blob(blobs, "modulus"))
+
+    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+        validate_modulus(self.public_key(keys, blobs))
+
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> Bound:
+        evaluator = PaillierEvaluator(self.public_key(keys, blobs), prepared.encoded, workers)
+
+        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
+            return evaluator.fast(evaluator.load_query(ciphertexts), should_stop)
+
+        return BoundEvaluator(prepared.spec, run, evaluator.nbytes, evaluator.close)
+
+    def key_set_cap(self) -> int:
+        return (MAX_KEY_BITS + 7) // 8
+
+    def query_bytes(self, spec: SchemeSpec) -> int:
+        return spec.ciphertexts_per_query * 2 * ((MAX_KEY_BITS + 7) // 8)
+
+    def bound_bytes(self, spec: SchemeSpec, key_set_bytes: int) -> int:
+        return PAILLIER_EVALUATOR_BYTES
+
+    def items_per_reply(self, spec: SchemeSpec) -> int:
+        return spec.reply_per_ciphertext
+
+
+BACKEND = PaillierFastBackend()

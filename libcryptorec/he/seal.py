@@ -4,16 +4,19 @@ method (`giant_steps`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
+from libcryptorec.compression import CompressedModel
 from libcryptorec.he import seal_format
-from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.backend import Backend, KeySet, SchemeSpec
+from libcryptorec.he.cancel import StopCheck, check, never
+from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
 
 # Serialized SEAL objects carry a 16-byte header plus 8 bytes per coefficient and limb.
@@ -45,28 +48,40 @@ def diagonals_bytes(diagonals: Diagonals, n: int, limbs: int) -> int:
 
 
 @dataclass(frozen=True)
-class PublicMaterial:
-    """What a client registers: public key and the Galois keys for the plan's rotations."""
+class SealPublicKeys:
+    """What a SEAL client registers: its public key, the Galois keys for the plan's rotations
+    and, for circuits that multiply ciphertexts, its relinearisation key."""
 
     scheme: str
     params: str
     public_key: bytes
     rotation_keys: bytes
     rotation_steps: tuple[int, ...]
+    relin_key: bytes | None = None
 
     @property
     def size(self) -> int:
-        return len(self.public_key) + len(self.rotation_keys)
+        return len(self.public_key) + len(self.rotation_keys) + len(self.relin_key or b"")
+
+    def blobs(self) -> dict[str, bytes]:
+        """The blobs by the names a key set registers them under."""
+        out = {"public_key": self.public_key, "rotation_keys": self.rotation_keys}
+        if self.relin_key is not None:
+            out["relin_key"] = self.relin_key
+        return out
 
 
-def export_public(he: Pyfhel, scheme: str, name: str, plan: DiagonalPlan) -> PublicMaterial:
-    """The public and Galois keys held by `he`, serialized; never its secret key."""
-    return PublicMaterial(
+def export_public(
+    he: Pyfhel, scheme: str, name: str, plan: DiagonalPlan, *, relin: bool = False
+) -> SealPublicKeys:
+    """The public, Galois (and relinearisation) keys held by `he`; never its secret key."""
+    return SealPublicKeys(
         scheme=scheme,
         params=name,
         public_key=he.to_bytes_public_key(compr_mode="none"),
         rotation_keys=he.to_bytes_rotate_key(compr_mode="none"),
         rotation_steps=plan.rotation_steps,
+        relin_key=he.to_bytes_relin_key(compr_mode="none") if relin else None,
     )
 
 
@@ -117,21 +132,20 @@ def check_rotation_steps(steps: tuple[int, ...], n: int) -> None:
         raise InvalidKeyError("rotation steps must be distinct powers of two below the slot count")
 
 
-def load_keys(he: Pyfhel, material: Any, *, scheme: str, name: str, limbs: int) -> None:
+def load_keys(he: Pyfhel, material: SealPublicKeys, *, scheme: str, name: str, limbs: int) -> None:
     """Check a client's key blobs, then load them into `he`, whose context we built ourselves.
 
-    `material` has scheme, params, public_key, rotation_keys, rotation_steps and, for circuits
-    that multiply ciphertexts, relin_key; `limbs` counts the ring's primes, the special one
-    included. Raises InvalidKeyError before SEAL reads anything of another scheme or parameter
-    set, larger than such keys can be, shaped wrongly, with a zero polynomial, or with Galois
-    keys other than exactly the declared rotation steps.
+    `limbs` counts the ring's primes, the special one included. Raises InvalidKeyError before
+    SEAL reads anything of another scheme or parameter set, larger than such keys can be,
+    shaped wrongly, with a zero polynomial, or with Galois keys other than exactly the declared
+    rotation steps.
     """
     if material.scheme != scheme or material.params != name:
         raise InvalidKeyError(
             f"keys are for {material.scheme}/{material.params}, not {scheme}/{name}"
         )
     check_rotation_steps(tuple(material.rotation_steps), he.n)
-    relin = getattr(material, "relin_key", None)
+    relin = material.relin_key
     if len(material.public_key) > ciphertext_bytes(he.n, limbs):
         raise InvalidKeyError("public key larger than the parameter set allows")
     if relin is not None and len(relin) > kswitch_cap(he.n, limbs, 1):
@@ -194,19 +208,6 @@ def encode_diagonals(
             rows.append(encoded)
         out.append(rows)
     return out
-
-
-StopCheck = Callable[[], bool]
-
-
-def never() -> bool:
-    return False
-
-
-def check(should_stop: StopCheck) -> None:
-    """Raise CancelledError if the caller has gone (checked every few milliseconds of work)."""
-    if should_stop():
-        raise CancelledError("request withdrawn; computation stopped")
 
 
 def baby_steps(
@@ -296,3 +297,65 @@ def load_ciphertext(he: Pyfhel, blob: bytes, *, limbs: int, scale: float | None)
     except Exception as exc:  # SEAL raises RuntimeError/ValueError/IOError variants
         raise InvalidCiphertextError(f"not a ciphertext of this parameter set ({exc})") from exc
     return ct
+
+
+class SealBackend(Backend):
+    """What the SEAL backends share: a ring of degree `n` with `limbs` primes (the special one
+    included), diagonal-method plans, and key sets of a public key, Galois keys for the plan's
+    power-of-two rotations and, with `relin`, a relinearisation key."""
+
+    n: ClassVar[int]
+    limbs: ClassVar[int]
+    relin: ClassVar[bool] = False
+
+    def public_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> SealPublicKeys:
+        """The registered blobs as the SEAL loader takes them (InvalidKeyError if one is
+        missing or the key set is for another backend)."""
+        self.check_keys_for(keys)
+        return SealPublicKeys(
+            scheme=self.scheme,
+            params=self.parameter_set,
+            public_key=self.blob(blobs, "public_key"),
+            rotation_keys=self.blob(blobs, "rotation_keys"),
+            rotation_steps=keys.rotation_steps,
+            relin_key=self.blob(blobs, "relin_key") if self.relin else None,
+        )
+
+    @abstractmethod
+    def load(self, public: SealPublicKeys) -> Any:
+        """The scheme's evaluator kernel with these keys checked and loaded."""
+
+    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+        self.load(self.public_keys(keys, blobs))
+
+    def key_set_cap(self) -> int:
+        return key_set_cap(self.n, self.limbs, relin=self.relin)
+
+    def check_key_header(self, rotation_steps: tuple[int, ...]) -> None:
+        check_rotation_steps(rotation_steps, self.n)
+
+    def query_bytes(self, spec: SchemeSpec) -> int:
+        return spec.ciphertexts_per_query * ciphertext_bytes(self.n, self.limbs - 1)
+
+    def bound_bytes(self, spec: SchemeSpec, key_set_bytes: int) -> int:
+        return context_bytes(self.n, self.limbs) + resident_key_bytes(key_set_bytes)
+
+    def plan_spec(
+        self, packed: CompressedModel, slots: int, *, queries_per_item_block: int = 1, **extra: Any
+    ) -> SchemeSpec:
+        """The spec of a diagonal-method backend with `slots` slots: the plan's geometry and
+        Galois steps, `queries_per_item_block` ciphertexts per block of items."""
+        m, d = packed.model.n_items, packed.model.dim
+        plan = DiagonalPlan.for_model(slots, m, d)
+        return SchemeSpec(
+            self.scheme,
+            self.mode,
+            self.parameter_set,
+            m,
+            d,
+            plan.slots,
+            plan.baby,
+            plan.rotation_steps,
+            ciphertexts_per_query=queries_per_item_block * plan.blocks,
+            **extra,
+        )

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
-from libcryptorec.he.schemes import SchemeSpec
+from libcryptorec.he.backend import SchemeSpec
 
 
 class KeyCache:

@@ -29,16 +29,18 @@ from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
-from libcryptorec.he import schemes
+from libcryptorec.he import registry
+from libcryptorec.he.backend import Client, ClientInputs, SchemeSpec
 from services.client.keycache import KeyCache
 from services.rpc.checksum import chunk_checksum
+from services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
 from services.rpc.options import (
     CHANNEL_OPTIONS,
     CHUNK_BYTES,
     PREDICT_ATTEMPTS,
     PREDICT_BACKOFF_SECONDS,
 )
-from services.rpc.protocol import mode_enum, scheme_enum, spec_from_pb
+from services.rpc.streams import groups_by_bytes, slices
 from services.rpc.tls import ClientTls
 from services.rpc.tls import channel as open_channel
 
@@ -76,7 +78,7 @@ class RecommendResult:
 
 @dataclass
 class _Keys:
-    client: schemes.SchemeClient
+    client: Client
     key_id: str
 
 
@@ -119,7 +121,7 @@ class CryptoRecClient:
         )
         return response
 
-    def _spec(self, info: model_pb.GetModelResponse, scheme: str, mode: str) -> schemes.SchemeSpec:
+    def _spec(self, info: model_pb.GetModelResponse, scheme: str, mode: str) -> SchemeSpec:
         for p in info.schemes:
             if p.scheme == scheme_enum(scheme) and p.mode == mode_enum(mode):
                 return spec_from_pb(p, len(info.catalogue), info.dim)
@@ -139,16 +141,17 @@ class CryptoRecClient:
         if cache_key in self._keys:
             return self._keys[cache_key]
         inputs = _inputs(info)
+        backend = registry.get(scheme, mode)
         saved = self._cache.load(self.key_target, spec) if self._cache else None
         if saved is not None:
-            client = schemes.new_client(spec, inputs, keys=saved[0])
+            client = backend.new_client(spec, inputs, keys=saved[0])
             if self._registered(saved[1]):
                 keys = _Keys(client, saved[1])
                 self._keys[cache_key] = keys
                 return keys
         else:
             t0 = time.perf_counter()
-            client = schemes.new_client(spec, inputs)
+            client = backend.new_client(spec, inputs)
             timings["keygen"] = time.perf_counter() - t0
         blobs = client.key_blobs()
         t0 = time.perf_counter()
@@ -165,9 +168,8 @@ class CryptoRecClient:
 
         def stream() -> Iterator[key_pb.RegisterKeysRequest]:
             yield key_pb.RegisterKeysRequest(header=header)
-            data = b"".join(blobs.values())
-            for start in range(0, len(data), CHUNK_BYTES):
-                yield key_pb.RegisterKeysRequest(chunk=data[start : start + CHUNK_BYTES])
+            for piece in slices(b"".join(blobs.values()), CHUNK_BYTES):
+                yield key_pb.RegisterKeysRequest(chunk=piece)
 
         response = self.keys.RegisterKeys(stream(), timeout=self.timeout)
         timings["register"] = time.perf_counter() - t0
@@ -265,20 +267,12 @@ class CryptoRecClient:
                     ciphertext_count=len(ciphertexts),
                 )
             )
-            batch: list[bytes] = []
-            size, index = 0, 0
-            for c in ciphertexts:
-                if batch and size + len(c) > CHUNK_BYTES:
-                    yield ev_pb.PredictRequest(
-                        chunk=ev_pb.CiphertextChunk(chunk_index=index, ciphertexts=batch)
-                    )
-                    batch, size, index = [], 0, index + 1
-                batch.append(c)
-                size += len(c)
-            if batch:
-                yield ev_pb.PredictRequest(
-                    chunk=ev_pb.CiphertextChunk(chunk_index=index, ciphertexts=batch)
+            groups = groups_by_bytes([len(c) for c in ciphertexts], CHUNK_BYTES)
+            for index, group in enumerate(groups):
+                chunk = ev_pb.CiphertextChunk(
+                    chunk_index=index, ciphertexts=ciphertexts[group.start : group.stop]
                 )
+                yield ev_pb.PredictRequest(chunk=chunk)
 
         # The query is idempotent: if the replica dies or the stream breaks, send it again;
         # round-robin balancing takes the retry to another replica.
@@ -322,9 +316,9 @@ def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:
     return replies
 
 
-def _inputs(info: model_pb.GetModelResponse) -> schemes.ClientInputs:
+def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:
     i = info.inputs
-    return schemes.ClientInputs(
+    return ClientInputs(
         len(info.catalogue), i.global_mean, i.input_power, (i.scale_min, i.scale_max), i.step_size
     )
 

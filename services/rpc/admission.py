@@ -31,13 +31,11 @@ from typing import Any
 
 import grpc
 
+from services.errors import RefusedError
 from services.settings import default_of
+from services.work import WorkSlots
 
 log = logging.getLogger("cryptorec.admission")
-
-
-class RefusedError(Exception):
-    """Overload: the call was refused before any work (RESOURCE_EXHAUSTED)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def current_upload() -> Upload | None:
 
 class Admission(grpc.ServerInterceptor):
     """Stream caps and upload deadlines for every request-streaming method (an interceptor),
-    and the work slots the servicers take (`work`)."""
+    and the process's work slots (`work`, which the handlers hold while computing)."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -165,20 +163,8 @@ class Admission(grpc.ServerInterceptor):
         self._total = 0
         self._by_connection: Counter[str] = Counter()  # peer strings carry the client port
         self._by_host: Counter[str] = Counter()
-        self._work = threading.BoundedSemaphore(limits.work_slots)
+        self.work = WorkSlots(limits.work_slots)
         self._watchdog = _Watchdog()
-
-    @contextlib.contextmanager
-    def work(self) -> Iterator[None]:
-        """Hold one work slot for the block; RefusedError at once if none is free."""
-        if not self._work.acquire(blocking=False):
-            raise RefusedError(
-                f"all {self.limits.work_slots} work slots of this process are busy; retry later"
-            )
-        try:
-            yield
-        finally:
-            self._work.release()
 
     @contextlib.contextmanager
     def _stream(self, peer: str) -> Iterator[None]:

@@ -17,7 +17,7 @@ from libcryptorec.he.errors import (
     InvalidCiphertextError,
     InvalidKeyError,
 )
-from services.rpc.admission import RefusedError
+from services.errors import BadRequestError, RefusedError, TooLargeError
 from services.store.base import (
     CorruptError,
     InvalidIdError,
@@ -30,21 +30,11 @@ from services.store.base import (
 log = logging.getLogger("cryptorec.rpc")
 
 
-class RequestError(Exception):
-    """A request that is malformed at the protocol level (missing header, bad enum, ...)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def invalid(message: str) -> RequestError:
-    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
 STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (CancelledError, grpc.StatusCode.CANCELLED),
     (RefusedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BadRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
     (InsecureParametersError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -66,8 +56,6 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 
 def abort_for(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
     """Abort the call with the status that fits `exc` (INTERNAL, logged, for the unexpected)."""
-    if isinstance(exc, RequestError):
-        context.abort(exc.code, str(exc)[:500])
     code = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         # Where it happened, and the message cut short: a message can carry what a client sent.

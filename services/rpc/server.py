@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,9 +19,12 @@ from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_p
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
-from services.evaluator.service import EvaluatorServicer
-from services.key_service import KeyServicer
-from services.model_service import ModelServicer
+from services.evaluator.handler import EvaluatorHandler
+from services.evaluator.servicer import EvaluatorServicer
+from services.keys.handler import KeyHandler
+from services.keys.servicer import KeyServicer
+from services.models.handler import ModelHandler
+from services.models.servicer import ModelServicer
 from services.rpc import options
 from services.rpc.admission import Admission, Limits
 from services.rpc.tls import ServerTls
@@ -27,16 +32,21 @@ from services.settings import default_of
 from services.store.base import Store, StoreError
 
 log = logging.getLogger("cryptorec.server")
-ROLES = ("key", "model", "evaluator")
+
+
+@dataclass(frozen=True)
+class Role:
+    """One service a server can run: its full gRPC name and how to add it to a server."""
+
+    name: str
+    service: str
+    add: Callable[[grpc.Server, Store, Admission, ServerConfig], None]
+
+
 # Health service names. Liveness says the process serves and stays SERVING through a store
 # outage, so the kubelet never restarts pods for Redis' sake; readiness (one name per role,
 # and "" for the whole server) follows the store, so an unusable pod leaves the rotation.
 LIVENESS = "liveness"
-SERVICE_NAMES = {
-    "key": key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
-    "model": model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
-    "evaluator": evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name,
-}
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,37 @@ class ServerConfig:
     key_ttl_seconds: int = default_of("key_ttl")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
+
+
+def _add_keys(server: grpc.Server, store: Store, admission: Admission, c: ServerConfig) -> None:
+    handler = KeyHandler(store, c.key_ttl_seconds, admission.work)
+    key_grpc.add_KeyServiceServicer_to_server(KeyServicer(handler), server)
+
+
+def _add_models(server: grpc.Server, store: Store, admission: Admission, c: ServerConfig) -> None:
+    model_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelHandler(store)), server)
+
+
+def _add_evaluator(
+    server: grpc.Server, store: Store, admission: Admission, c: ServerConfig
+) -> None:
+    handler = EvaluatorHandler(store, admission.work, c.cache_bytes, c.paillier_workers)
+    ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(handler), server)
+
+
+def _service_name(module: Any, name: str) -> str:
+    return str(module.DESCRIPTOR.services_by_name[name].full_name)
+
+
+# Every service a server can run, by role name (`cryptorec serve --role`).
+ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        Role("key", _service_name(key_service_pb2, "KeyService"), _add_keys),
+        Role("model", _service_name(model_service_pb2, "ModelService"), _add_models),
+        Role("evaluator", _service_name(evaluator_service_pb2, "EvaluatorService"), _add_evaluator),
+    )
+}
 
 
 @dataclass
@@ -67,7 +108,7 @@ class Running:
         """Readiness: every role's name and the overall "" (liveness is not touched)."""
         status = _SERVING if serving else _NOT_SERVING
         for role in self.roles:
-            self.health.set(SERVICE_NAMES[role], status)
+            self.health.set(ROLES[role].service, status)
         self.health.set("", status)
 
     def stop(self, grace: float | None = None) -> None:
@@ -111,20 +152,11 @@ def start(
         interceptors=[admission],
         maximum_concurrent_rpcs=config.limits.threads,
     )
-    if "key" in roles:
-        key_grpc.add_KeyServiceServicer_to_server(
-            KeyServicer(store, config.key_ttl_seconds, admission), server
-        )
-    if "model" in roles:
-        model_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
-    if "evaluator" in roles:
-        ev_grpc.add_EvaluatorServiceServicer_to_server(
-            EvaluatorServicer(store, admission, config.cache_bytes, config.paillier_workers),
-            server,
-        )
+    for role in roles:
+        ROLES[role].add(server, store, admission, config)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [SERVICE_NAMES[r] for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    names = [ROLES[r].service for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     address = f"{host}:{port}"
     bound = (

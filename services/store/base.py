@@ -18,8 +18,10 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from libcryptorec.he.backend import KeySet
 
 # Chunks well under Redis' 512 MB value limit and gRPC's 4 MiB default message size.
 CHUNK_BYTES = 1 << 20
@@ -54,10 +56,10 @@ class VersionInfo:
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """A registered key set: metadata (scheme, parameter set, blob layout) and the bytes."""
+    """A registered key set: what it is for and its blob layout (`keys`), and the bytes."""
 
     key_id: str
-    meta: dict[str, Any]
+    keys: KeySet
     blob: bytes
     expires_unix: float
 
@@ -67,7 +69,7 @@ class KeyInfo:
     """A registered key set without its bytes (cheap to read on every request)."""
 
     key_id: str
-    meta: dict[str, Any]
+    keys: KeySet
     size: int
     expires_unix: float
 
@@ -165,8 +167,8 @@ class Store(Protocol):
         """Delete all but the newest `keep` versions (never the current one) and orphans."""
         ...
 
-    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
-        """Store a key set under sha256(meta, blob); re-registering refreshes the TTL."""
+    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
+        """Store a key set under sha256(keys, blob); re-registering refreshes the TTL."""
         ...
 
     def get_key(self, key_id: str) -> KeyRecord:
@@ -184,9 +186,9 @@ class Store(Protocol):
         ...
 
 
-def key_id_for(meta: dict[str, Any], blob: bytes) -> str:
+def key_id_for(keys: KeySet, blob: bytes) -> str:
     """Content address of a key set: same keys, same id, so registration is idempotent."""
-    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    h = hashlib.sha256(keys.to_json().encode())
     h.update(blob)
     return h.hexdigest()[:KEY_ID_LENGTH]
 
@@ -195,13 +197,20 @@ def info_from_manifest(manifest: dict[str, Any]) -> VersionInfo:
     return VersionInfo(manifest["version"], float(manifest["created_unix"]), manifest["summary"])
 
 
-def record_dict(record: KeyRecord) -> dict[str, Any]:
-    """A KeyRecord's metadata for storage: everything but the blob, and the blob's size."""
-    out = asdict(record)
-    out["size"] = len(out.pop("blob"))
-    return out
+def record_json(record: KeyRecord) -> str:
+    """What the store keeps beside a key set's bytes: its metadata, size and expiry."""
+    return json.dumps(
+        {
+            "key_id": record.key_id,
+            "meta": json.loads(record.keys.to_json()),
+            "size": len(record.blob),
+            "expires_unix": record.expires_unix,
+        }
+    )
 
 
-def info_from_record(key_id: str, stored: dict[str, Any]) -> KeyInfo:
-    """The KeyInfo of a stored `record_dict`."""
-    return KeyInfo(key_id, stored["meta"], int(stored["size"]), float(stored["expires_unix"]))
+def info_from_record(key_id: str, stored: str | bytes) -> KeyInfo:
+    """The KeyInfo of a stored `record_json`."""
+    raw = json.loads(stored)
+    keys = KeySet.from_json(json.dumps(raw["meta"]))
+    return KeyInfo(key_id, keys, int(raw["size"]), float(raw["expires_unix"]))

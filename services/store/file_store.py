@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from libcryptorec.he.backend import KeySet
 from services.store.base import (
     CorruptError,
     KeyInfo,
@@ -34,7 +35,7 @@ from services.store.base import (
     info_from_record,
     key_id_for,
     manifest_for,
-    record_dict,
+    record_json,
     verify_parts,
 )
 
@@ -152,14 +153,12 @@ class FileStore:
                     shutil.rmtree(d, ignore_errors=True)
         return doomed
 
-    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
-        key_id = key_id_for(meta, blob)
-        record = KeyRecord(key_id, meta, blob, time.time() + ttl_seconds)
+    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
+        key_id = key_id_for(keys, blob)
+        record = KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         with self._io("put_key"):
             _atomic_write(self.root / "keys" / f"{key_id}.blob", blob)
-            _atomic_write(
-                self.root / "keys" / f"{key_id}.json", json.dumps(record_dict(record)).encode()
-            )
+            _atomic_write(self.root / "keys" / f"{key_id}.json", record_json(record).encode())
         return record
 
     def key_info(self, key_id: str) -> KeyInfo:
@@ -167,13 +166,14 @@ class FileStore:
         self.ping()
         with self._io("key_info"):
             try:
-                stored = json.loads((self.root / "keys" / f"{key_id}.json").read_bytes())
+                stored = (self.root / "keys" / f"{key_id}.json").read_bytes()
             except FileNotFoundError:
                 raise NotFoundError(f"key id {key_id} not found") from None
-        if stored["expires_unix"] < time.time():
+        info = info_from_record(key_id, stored)
+        if info.expires_unix < time.time():
             self.delete_key(key_id)
             raise NotFoundError(f"key id {key_id} expired")
-        return info_from_record(key_id, stored)
+        return info
 
     def get_key(self, key_id: str) -> KeyRecord:
         info = self.key_info(key_id)
@@ -182,7 +182,7 @@ class FileStore:
                 blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
             except FileNotFoundError:
                 raise NotFoundError(f"key id {key_id} not found") from None
-        return KeyRecord(key_id, info.meta, blob, info.expires_unix)
+        return KeyRecord(key_id, info.keys, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
         check_key_id(key_id)

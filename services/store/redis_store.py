@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from libcryptorec.he.backend import KeySet
 from services.store.base import (
     KeyInfo,
     KeyRecord,
@@ -34,7 +35,7 @@ from services.store.base import (
     info_from_record,
     key_id_for,
     manifest_for,
-    record_dict,
+    record_json,
     verify_parts,
 )
 
@@ -150,12 +151,12 @@ class RedisStore:
                     self._call(self._r.delete, *parts[start : start + 512])
         return doomed
 
-    def put_key(self, meta: dict[str, Any], blob: bytes, ttl_seconds: int) -> KeyRecord:
-        key_id = key_id_for(meta, blob)
-        record = KeyRecord(key_id, meta, blob, time.time() + ttl_seconds)
+    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
+        key_id = key_id_for(keys, blob)
+        record = KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         tx = self._r.pipeline(transaction=True)
         tx.set(self._k("key", key_id, "blob"), blob, ex=ttl_seconds)
-        tx.set(self._k("key", key_id, "meta"), json.dumps(record_dict(record)), ex=ttl_seconds)
+        tx.set(self._k("key", key_id, "meta"), record_json(record), ex=ttl_seconds)
         self._call(tx.execute)
         return record
 
@@ -164,18 +165,18 @@ class RedisStore:
         stored = self._call(self._r.get, self._k("key", key_id, "meta"))
         if stored is None:
             raise NotFoundError(f"key id {key_id} not found or expired")
-        return info_from_record(key_id, json.loads(stored))
+        return info_from_record(key_id, stored)
 
     def get_key(self, key_id: str) -> KeyRecord:
         check_key_id(key_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self._k("key", key_id, "meta"))
         pipe.get(self._k("key", key_id, "blob"))
-        meta, blob = self._call(pipe.execute)
-        if meta is None or blob is None:
+        stored, blob = self._call(pipe.execute)
+        if stored is None or blob is None:
             raise NotFoundError(f"key id {key_id} not found or expired")
-        info = json.loads(meta)
-        return KeyRecord(key_id, info["meta"], blob, info["expires_unix"])
+        info = info_from_record(key_id, stored)
+        return KeyRecord(key_id, info.keys, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
         check_key_id(key_id)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
 from libcryptorec.training import TrainConfig, train
-from services import bundle
+from services import versions
 from services.store.base import Store
 
 # Half the weights: on ml-1m pruning up to 58% leaves RMSE unchanged (benchmarks/results/
@@ -57,7 +57,7 @@ def train_and_publish(
     )
     catalogue = [(int(i), ratings.titles.get(int(i), f"item {int(i)}")) for i in ratings.item_ids]
     version = version or new_version_id()
-    bundle.publish(store, version, packed, catalogue)
+    versions.publish(store, version, packed, catalogue)
     log(f"published model {version} to {store!r}")
     removed = store.retain(retain)  # never the current version
     if removed:

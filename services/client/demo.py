@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from libcryptorec.data import load_movielens
-from libcryptorec.protocol import paper_split
+from libcryptorec.splits import paper_split
 from services.client.library import CryptoRecClient, RecommendResult
 from services.rpc.server import start
 from services.store.base import Store

@@ -7,11 +7,7 @@ processes: sequential latency (medians) and throughput under concurrent clients.
 
 from __future__ import annotations
 
-import json
-import signal
-import socket
-import subprocess
-import sys
+import argparse
 import tempfile
 import threading
 import time
@@ -20,47 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from libcryptorec.he import schemes
-from libcryptorec.protocol import split_matrices
-from services import bundle
+from benchmarks.models import item_ratings, load_or_train
+from benchmarks.processes import start_evaluator, stop
+from benchmarks.report import log, write_json
+from libcryptorec.he import registry
+from libcryptorec.splits import split_matrices
+from services import settings, versions
 from services.client.library import CryptoRecClient
-from services.rpc.health import wait_for
 from services.rpc.server import start
 from services.store.file_store import FileStore
-from services.trainer.he_report import load_or_train
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _evaluator_process(store_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "serve",
-            "--role",
-            "evaluator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--store",
-            f"file://{store_dir}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, f"127.0.0.1:{port}"
 
 
 def run(
@@ -68,26 +32,10 @@ def run(
 ) -> dict[str, Any]:
     packed, (ratings, split) = load_or_train(dataset, data_dir, cache, 0.016)
     feed = split_matrices(ratings, split).feed
-    users = [
-        {
-            int(ratings.item_ids[i]): float(r)
-            for i, r in zip(feed[u].indices, feed[u].data, strict=True)
-        }
-        for u in range(queries)
-    ]
-    spec = schemes.find_spec(schemes.specs(packed), "ckks", "fast")
+    users = [item_ratings(ratings, feed, u) for u in range(queries)]
 
     # The engine alone, in this process.
-    prepared = schemes.prepare(packed, spec)
-    inputs = schemes.ClientInputs.of(packed.model)
-    client = schemes.new_client(spec, inputs)
-    meta = {
-        "scheme": "ckks",
-        "mode": "fast",
-        "parameter_set": spec.parameter_set,
-        "rotation_steps": list(spec.rotation_steps),
-    }
-    evaluator = schemes.bind(prepared, meta, client.key_blobs())
+    client, evaluator = registry.open_local(packed, "ckks", "fast")
     engine = []
     for u in range(queries):
         cts, _ = client.encrypt(feed[u])
@@ -95,24 +43,23 @@ def run(
         evaluator.evaluate(cts)
         engine.append(time.perf_counter() - t0)
     engine_s = float(np.median(engine))
-    _log(f"engine: {engine_s:.3f} s per query (median of {queries})")
+    log(f"engine: {engine_s:.3f} s per query (median of {queries})")
 
     results: dict[str, Any] = {"engine_s": engine_s, "processes": {}}
     with tempfile.TemporaryDirectory(prefix="cryptorec-bench-") as tmp:
         store = FileStore(Path(tmp))
         catalogue = [(int(i), ratings.titles.get(int(i), "")) for i in ratings.item_ids]
-        bundle.publish(store, "bench", packed, catalogue)
+        versions.publish(store, "bench", packed, catalogue)
         front = start(("model", "key"), store)
         for n in (1, 2):
-            procs = [_evaluator_process(Path(tmp)) for _ in range(n)]
+            procs = [start_evaluator(Path(tmp)) for _ in range(n)]
             try:
                 results["processes"][str(n)] = _measure(
                     front.port, [t for _, t in procs], users, concurrent * n, engine_s
                 )
             finally:
                 for proc, _ in procs:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=60)
+                    stop(proc)
         front.stop(grace=1.0)
     one, two = results["processes"]["1"], results["processes"]["2"]
     results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
@@ -124,9 +71,7 @@ def run(
             f"with {r['concurrent']} concurrent clients"
         )
     print(f"throughput 2 vs 1 processes: {results['scaling']:.2f}x")
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(json_out, results)
     return results
 
 
@@ -137,7 +82,6 @@ def _measure(
     concurrent: int,
     engine_s: float,
 ) -> dict[str, Any]:
-    _wait_ready(evaluators)
     clients = [
         CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=t, timeout=300)
         for t in evaluators
@@ -178,7 +122,17 @@ def _measure(
     }
 
 
-def _wait_ready(targets: list[str]) -> None:
-    """Block until every evaluator process reports SERVING."""
-    for target in targets:
-        wait_for(target)
+HELP = "gRPC latency and throughput vs the in-process engine, 1 and 2 evaluator processes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
+    settings.add(parser, "data_dir", "model_cache")
+    parser.add_argument("--queries", type=int, default=9)
+    parser.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
+    parser.add_argument("--json", type=Path)
+
+
+def main(args: argparse.Namespace) -> int:
+    run(args.dataset, args.data_dir, args.model_cache, args.queries, args.concurrent, args.json)
+    return 0

@@ -11,9 +11,7 @@ of the measurement as far as two cores allow. Writes JSON and a PNG.
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
+import argparse
 import tempfile
 import threading
 import time
@@ -24,24 +22,14 @@ from typing import Any
 import grpc
 import numpy as np
 
-from libcryptorec.protocol import split_matrices
-from services import bundle
-from services.bench_service import _evaluator_process, _wait_ready
+from benchmarks.models import item_ratings, load_or_train
+from benchmarks.processes import rss_mb, start_evaluator, stop
+from benchmarks.report import log, pyplot, save_figure, write_json
+from libcryptorec.splits import split_matrices
+from services import settings, versions
 from services.client.library import CryptoRecClient, _ratings_row
 from services.rpc.server import start
 from services.store.file_store import FileStore
-from services.trainer.he_report import load_or_train
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class _Sampler(threading.Thread):
@@ -55,7 +43,7 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
-            self.samples.append((time.perf_counter() - self.t0, sum(_rss_mb(p) for p in self.pids)))
+            self.samples.append((time.perf_counter() - self.t0, sum(rss_mb(p) for p in self.pids)))
 
 
 def run(
@@ -67,42 +55,32 @@ def run(
     plot_out: Path | None,
 ) -> dict[str, Any]:
     packed, (ratings, split) = load_or_train(dataset, data_dir, cache, 0.016)
-    feed = split_matrices(ratings, split).feed
-    user = {
-        int(ratings.item_ids[i]): float(r)
-        for i, r in zip(feed[0].indices, feed[0].data, strict=True)
-    }
+    user = item_ratings(ratings, split_matrices(ratings, split).feed, 0)
     results: dict[str, Any] = {"processes": {}, "requests": requests}
     with tempfile.TemporaryDirectory(prefix="cryptorec-load-") as tmp:
         store = FileStore(Path(tmp))
         catalogue = [(int(i), ratings.titles.get(int(i), "")) for i in ratings.item_ids]
-        bundle.publish(store, "load", packed, catalogue)
+        versions.publish(store, "load", packed, catalogue)
         front = start(("model", "key"), store)
         try:
             for n in (1, 2):
-                procs = [_evaluator_process(Path(tmp)) for _ in range(n)]
+                procs = [start_evaluator(Path(tmp)) for _ in range(n)]
                 try:
                     targets = [t for _, t in procs]
-                    _wait_ready(targets)
                     results["processes"][str(n)] = _drive(
                         front.port, targets, [p.pid for p, _ in procs], user, requests
                     )
                 finally:
                     for proc, _ in procs:
-                        proc.send_signal(signal.SIGTERM)
-                        proc.wait(timeout=60)
+                        stop(proc)
         finally:
             front.stop(grace=1.0)
     one, two = results["processes"]["1"], results["processes"]["2"]
     results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
     print(table(results))
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
-        _log(f"wrote {json_out}")
+    write_json(json_out, results)
     if plot_out:
         plot(results, plot_out)
-        _log(f"wrote {plot_out}")
     return results
 
 
@@ -127,7 +105,7 @@ def _drive(
         once()
     sampler = _Sampler(pids)
     sampler.start()
-    rss_start = sum(_rss_mb(p) for p in pids)
+    rss_start = sum(rss_mb(p) for p in pids)
     outcomes: list[tuple[float, str]] = []
     lock = threading.Lock()
     clients = 2 * len(targets)
@@ -151,7 +129,7 @@ def _drive(
     sampler.stop.set()
     ok = [lat for lat, code in outcomes if code == "OK"]
     throughput = len(ok) / elapsed
-    _log(f"{len(targets)} process(es): {throughput:.2f}/s over {len(outcomes)} requests")
+    log(f"{len(targets)} process(es): {throughput:.2f}/s over {len(outcomes)} requests")
     overload = _overload(once, 2 * throughput, seconds=20.0)
     client.close()
     rss = [mb for _, mb in sampler.samples] or [rss_start]
@@ -215,11 +193,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     names = list(results["processes"])
     left.bar(
@@ -236,6 +210,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_ylabel("evaluators' resident memory, MB")
     right.set_title(f"memory over {results['requests']} requests")
     right.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+HELP = "throughput, latency, overload and memory with 1 and 2 evaluator processes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
+    settings.add(parser, "data_dir", "model_cache")
+    parser.add_argument("--requests", type=int, default=2000, help="per process count")
+    parser.add_argument("--json", type=Path)
+
+
+def main(args: argparse.Namespace) -> int:
+    plot_out = args.json.with_suffix(".png") if args.json else None
+    run(args.dataset, args.data_dir, args.model_cache, args.requests, args.json, plot_out)
+    return 0

@@ -1,5 +1,5 @@
-"""A published model version in the store: the compressed artifact, the item catalogue and a
-summary. The catalogue lists (item id, title) in the model's item order."""
+"""Model versions in the store: publishing one (the compressed artifact, the item catalogue
+and a summary), loading one, and which one the services serve."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he import schemes
+from libcryptorec.he import registry
+from libcryptorec.he.backend import SchemeSpec
 from services.cache import ByteBudgetCache
 from services.store.base import CorruptError, NotFoundError, Store, check_version_id
 
@@ -21,7 +22,10 @@ log = logging.getLogger("cryptorec.models")
 
 
 @dataclass
-class Bundle:
+class ModelVersion:
+    """A published version: the compressed model, the catalogue as (item id, title) in the
+    model's item order, and the summary recorded at publication."""
+
     version: str
     packed: CompressedModel
     catalogue: list[tuple[int, str]]
@@ -33,9 +37,9 @@ class Bundle:
         return self.packed.nbytes + 64 * len(self.catalogue)
 
     @cached_property
-    def specs(self) -> list[schemes.SchemeSpec]:
+    def specs(self) -> list[SchemeSpec]:
         """Public parameters per (scheme, mode); computed once (spectral norms take a second)."""
-        return schemes.specs(self.packed)
+        return registry.specs(self.packed)
 
 
 def publish(
@@ -58,14 +62,14 @@ def publish(
     store.publish(version, parts, summary)
 
 
-def load(store: Store, version: str) -> Bundle:
+def load(store: Store, version: str) -> ModelVersion:
     """Read and verify a version (raises NotFoundError, CorruptError, ArtifactError)."""
     info, parts = store.read(version)
     packed = artifact.loads(parts["model"], label=f"model {version}")
     if not isinstance(packed, CompressedModel):
         raise ValueError(f"model {version} is not compressed")
     catalogue = [(int(i), str(t)) for i, t in json.loads(parts["catalogue"])]
-    return Bundle(version, packed, catalogue, info.summary)
+    return ModelVersion(version, packed, catalogue, info.summary)
 
 
 class Versions:
@@ -79,11 +83,13 @@ class Versions:
         self.store, self.cache = store, cache
         self._loads: dict[str, bool] = {}
 
-    def load(self, version: str) -> Bundle:
+    def load(self, version: str) -> ModelVersion:
         """The version called `version` (NotFoundError, ArtifactError, CorruptError)."""
         check_version_id(version)
         try:
-            value: Bundle = self.cache.get(("bundle", version), lambda: load(self.store, version))
+            value: ModelVersion = self.cache.get(
+                ("model", version), lambda: load(self.store, version)
+            )
         except (ArtifactError, CorruptError) as exc:
             if self._loads.get(version, True):
                 log.error("model %s cannot be loaded: %s", version, exc)

@@ -1,0 +1,348 @@
+"""The one shape of every homomorphic backend: one `Backend` object per (scheme, mode).
+
+A backend knows its parameter set, the names of the key blobs a client registers and the public
+spec a client encrypts for, and makes the three things the system is built from, with the same
+method names everywhere:
+
+* `new_client(spec, inputs)`: the client side. Holds the secret key; `key_blobs()` to register,
+  `encrypt(ratings)`, `decrypt(replies)`.
+* `prepare(packed, spec)`: the model encoded for this backend (a `PreparedModel`), once per
+  model version, shared by every client's evaluator.
+* `bind(prepared, keys, blobs)`: an evaluator for one registered key set;
+  `evaluate(ciphertexts) -> replies`.
+
+Backends register with `libcryptorec.he.registry`; nothing outside the backends and the registry
+branches on scheme or mode names. A new backend is one module defining a `Backend` and a line in
+the registry's list (or a `registry.register(...)` call); `tests/backend_contract.py` holds every
+registered backend to the same contract.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from libcryptorec.compression import CompressedModel
+from libcryptorec.he.cancel import StopCheck, never
+from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyError
+from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.model import CryptoRecModel, scaled_inputs
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """Public parameters of one (scheme, mode) for one model version: all a client needs to
+    make keys and encrypt (the model service publishes them)."""
+
+    scheme: str
+    mode: str
+    parameter_set: str
+    items: int
+    dim: int
+    slots: int = 0
+    baby: int = 0
+    rotation_steps: tuple[int, ...] = ()
+    input_bits: int = 0
+    result_bits: int = 0
+    reply_slot_bits: int = 0
+    reply_per_ciphertext: int = 0
+    ciphertexts_per_query: int = 0
+
+    def plan(self) -> DiagonalPlan:
+        """The slot layout of the SEAL backends' diagonal products."""
+        return DiagonalPlan.for_model(self.slots, self.items, self.dim, self.baby)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClientInputs:
+    """What a client needs to turn ratings into the vectors it encrypts (public model facts)."""
+
+    items: int
+    global_mean: float
+    input_power: float
+    scale: tuple[float, float]
+    step_size: float
+
+    @classmethod
+    def of(cls, model: CryptoRecModel) -> ClientInputs:
+        eta = model.one_step_tuning().eta
+        return cls(model.n_items, model.global_mean, model.input_power, model.scale, eta)
+
+    @property
+    def n_items(self) -> int:
+        return self.items
+
+    def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]:
+        """(x, rbar) for a (1, m) rating row, exactly as the model computes them."""
+        if R.shape[1] != self.items:
+            raise ValueError(f"ratings cover {R.shape[1]} items; the model has {self.items}")
+        return scaled_inputs(R, self.global_mean, self.input_power)
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """A registered key set's metadata: what it is for and how its blobs are laid out in the
+    stored bytes (in order). Serialised as JSON at the store boundary only."""
+
+    scheme: str
+    mode: str
+    parameter_set: str
+    rotation_steps: tuple[int, ...]
+    blobs: tuple[tuple[str, int], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.blobs)
+
+    def split(self, data: bytes) -> dict[str, bytes]:
+        """The named blobs of `data`, the key set's stored bytes."""
+        if len(data) != self.size:
+            raise InvalidKeyError(f"key set holds {len(data)} bytes, its layout {self.size}")
+        out, offset = {}, 0
+        for name, size in self.blobs:
+            out[name] = data[offset : offset + size]
+            offset += size
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> KeySet:
+        raw = json.loads(text)
+        return cls(
+            scheme=str(raw["scheme"]),
+            mode=str(raw["mode"]),
+            parameter_set=str(raw["parameter_set"]),
+            rotation_steps=tuple(int(s) for s in raw["rotation_steps"]),
+            blobs=tuple((str(n), int(s)) for n, s in raw["blobs"]),
+        )
+
+
+class Client(Protocol):
+    """The client side of one (scheme, mode): the only place a secret key lives."""
+
+    spec: SchemeSpec
+
+    def key_blobs(self) -> dict[str, bytes]:
+        """The public blobs to register (never a secret key)."""
+        ...
+
+    def export_keys(self) -> dict[str, bytes]:
+        """Every key, the secret one included: for the client's own key cache only."""
+        ...
+
+    def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]:
+        """Ciphertexts for one user's (1, m) ratings, and the user's mean (kept locally)."""
+        ...
+
+    def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
+        """The (m,) predictions minus the user's mean."""
+        ...
+
+
+class Bound(Protocol):
+    """An evaluator for one registered key set."""
+
+    @property
+    def nbytes(self) -> int:
+        """Resident memory of the keys and context (the shared encoding not included)."""
+        ...
+
+    def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
+        """Replies for one query; CancelledError within milliseconds once should_stop()."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Backend(ABC):
+    """One (scheme, mode). Subclasses set the class attributes and implement the methods."""
+
+    scheme: ClassVar[str]
+    mode: ClassVar[str]
+    # gRPC enum numbers of the scheme and mode (cryptorec.v1 Scheme and Mode).
+    wire: ClassVar[tuple[int, int]]
+    # Largest absolute difference from the plaintext model a decrypted result may show.
+    tolerance: ClassVar[float]
+    key_blob_names: ClassVar[tuple[str, ...]]
+
+    @property
+    @abstractmethod
+    def parameter_set(self) -> str:
+        """The allow-listed parameter set clients make keys for."""
+
+    @abstractmethod
+    def spec(self, packed: CompressedModel) -> SchemeSpec:
+        """The public parameters for a model version."""
+
+    @abstractmethod
+    def new_client(
+        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> Client:
+        """Generate keys for `spec` (the expensive, once-per-client step), or reuse `keys`
+        saved from an earlier client's `export_keys`."""
+
+    @abstractmethod
+    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+        """Encode the model (seconds; cache per model version)."""
+
+    @abstractmethod
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> Bound:
+        """An evaluator for one registered key set (validated). `workers`: processes per query,
+        for backends that use them."""
+
+    @abstractmethod
+    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+        """InvalidKeyError unless `blobs` are loadable public keys for this parameter set."""
+
+    @abstractmethod
+    def key_set_cap(self) -> int:
+        """The most bytes a legitimate key set can have (checked before any byte is read)."""
+
+    @abstractmethod
+    def query_bytes(self, spec: SchemeSpec) -> int:
+        """The most bytes a legitimate query can take (sizes upload deadlines)."""
+
+    @abstractmethod
+    def bound_bytes(self, spec: SchemeSpec, key_set_bytes: int) -> int:
+        """What `bind(...).nbytes` will report for a key set of this size, before binding."""
+
+    def reference(self, model: CryptoRecModel, ratings: sp.csr_matrix) -> npt.NDArray[Any]:
+        """The plaintext computation this backend reproduces under encryption, for one user's
+        (1, m) ratings: (m,) predictions (fast mode's by default)."""
+        return np.asarray(model.predict(ratings)[0])
+
+    def check_key_header(self, rotation_steps: tuple[int, ...]) -> None:
+        """InvalidKeyError unless the declared rotation steps can be this backend's."""
+        if rotation_steps:
+            raise InvalidKeyError(f"{self.scheme}/{self.mode} keys have no rotation steps")
+
+    def items_per_reply(self, spec: SchemeSpec) -> int:
+        """Catalogue items each reply ciphertext carries, in order."""
+        return spec.slots
+
+    def check_keys_for(self, keys: KeySet) -> None:
+        """InvalidKeyError unless `keys` were registered for this backend's parameter set."""
+        if (keys.scheme, keys.mode) != (self.scheme, self.mode):
+            raise InvalidKeyError(
+                f"keys are for {keys.scheme}/{keys.mode}, not {self.scheme}/{self.mode}"
+            )
+        if keys.parameter_set != self.parameter_set:
+            raise InvalidKeyError(f"keys are for {keys.parameter_set}, not {self.parameter_set}")
+        unexpected = {name for name, _ in keys.blobs} - set(self.key_blob_names)
+        if unexpected:
+            raise InvalidKeyError(f"unexpected key blobs {sorted(unexpected)} (public keys only)")
+
+    @staticmethod
+    def blob(blobs: dict[str, bytes], name: str) -> bytes:
+        """The blob called `name`; InvalidKeyError if the key set lacks it."""
+        try:
+            return blobs[name]
+        except KeyError:
+            raise InvalidKeyError(f"key set lacks the blob {name!r}") from None
+
+
+@dataclass
+class PreparedModel:
+    """A backend's encoding of a model version (`encoded` reports its resident `nbytes`)."""
+
+    spec: SchemeSpec
+    encoded: Any
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.encoded.nbytes)
+
+
+class VectorKernel(Protocol):
+    """A scheme's client kernel that encrypts the (m,) input vector x."""
+
+    def encrypt(self, x: npt.ArrayLike) -> list[bytes]: ...
+
+    def decrypt(self, blobs: list[bytes]) -> npt.NDArray[np.float64]: ...
+
+    def public_blobs(self) -> dict[str, bytes]: ...
+
+    def export_keys(self) -> dict[str, bytes]: ...
+
+
+@dataclass
+class VectorClient:
+    """The `Client` of every backend whose query is Enc(x) for the user's scaled, centred
+    ratings x: the user's mean stays with the client, which adds it back after decrypting."""
+
+    spec: SchemeSpec
+    inputs: ClientInputs
+    kernel: VectorKernel
+
+    def key_blobs(self) -> dict[str, bytes]:
+        return self.kernel.public_blobs()
+
+    def export_keys(self) -> dict[str, bytes]:
+        return self.kernel.export_keys()
+
+    def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]:
+        X, means = self.inputs.user_inputs(ratings)
+        return self.kernel.encrypt(X.toarray().ravel()), float(means[0])
+
+    def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
+        return np.asarray(self.kernel.decrypt(replies), dtype=np.float64)
+
+
+@dataclass
+class BoundEvaluator:
+    """The `Bound` of a backend: checks the count, then `run(ciphertexts, should_stop)`
+    loads and computes; anything the HE library still refuses is the client's input."""
+
+    spec: SchemeSpec
+    run: Callable[[list[bytes], StopCheck], list[bytes]]
+    nbytes: int
+    closer: Callable[[], None] | None = None
+
+    def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
+        expect_count(ciphertexts, self.spec)
+        return refused_by_library(lambda: list(self.run(ciphertexts, should_stop)))
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+
+def item_ranges(items: int, per_reply: int, replies: int) -> list[tuple[int, int]]:
+    """(first_item, count) covered by each of `replies` reply ciphertexts, in order."""
+    return [(i * per_reply, max(0, min(per_reply, items - i * per_reply))) for i in range(replies)]
+
+
+def expect_count(ciphertexts: list[bytes], spec: SchemeSpec) -> None:
+    """InvalidCiphertextError unless the query holds the spec's number of ciphertexts."""
+    if len(ciphertexts) != spec.ciphertexts_per_query:
+        raise InvalidCiphertextError(
+            f"expected {spec.ciphertexts_per_query} ciphertexts, got {len(ciphertexts)}"
+        )
+
+
+def refused_by_library(compute: Callable[[], list[bytes]]) -> list[bytes]:
+    """Run a computation on a query that passed every check we know of. Should the HE library
+    still refuse it, that is the client's input it refused (our own is encoded and tested
+    ahead): InvalidCiphertextError, never an internal error."""
+    try:
+        return compute()
+    except (RuntimeError, ValueError) as exc:
+        if isinstance(exc, HEError):
+            raise
+        raise InvalidCiphertextError(
+            f"the encrypted computation refused this query ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc

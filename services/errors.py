@@ -1,0 +1,17 @@
+"""Why a service refuses a request, in the services' own terms (no gRPC here):
+services/rpc/errors.py turns each into its status code at the boundary."""
+
+from __future__ import annotations
+
+
+class BadRequestError(ValueError):
+    """Malformed or inconsistent: a missing header, an unknown enum, counts that disagree
+    (INVALID_ARGUMENT)."""
+
+
+class TooLargeError(Exception):
+    """More than the service accepts for this kind of request (RESOURCE_EXHAUSTED)."""
+
+
+class RefusedError(Exception):
+    """Overload: refused before any work; retrying later can succeed (RESOURCE_EXHAUSTED)."""

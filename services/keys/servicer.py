@@ -1,0 +1,65 @@
+"""KeyService over gRPC: converts messages and streams, then calls the handler."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from cryptorec.v1 import key_service_pb2 as pb
+from cryptorec.v1 import key_service_pb2_grpc as pb_grpc
+from services.errors import BadRequestError
+from services.keys.handler import KeyHandler, KeyUpload
+from services.rpc.admission import current_upload
+from services.rpc.convert import backend_for, mode_enum, scheme_enum
+from services.rpc.errors import unary
+from services.rpc.streams import header_then_chunks
+
+
+class KeyServicer(pb_grpc.KeyServiceServicer):
+    def __init__(self, handler: KeyHandler) -> None:
+        self.handler = handler
+
+    @unary
+    def RegisterKeys(
+        self, request_iterator: Iterator[pb.RegisterKeysRequest], context: grpc.ServicerContext
+    ) -> pb.RegisterKeysResponse:
+        header, chunks = header_then_chunks(request_iterator)
+        upload = KeyUpload(
+            backend=backend_for(header.scheme, header.mode),
+            parameter_set=header.parameter_set,
+            rotation_steps=tuple(header.rotation_steps),
+            blobs=tuple((b.name, b.size, b.sha256) for b in header.blobs),
+        )
+        keys = self.handler.check(upload)
+        deadline = current_upload()
+        if deadline is not None:
+            deadline.expect(upload.total)
+        data = bytearray()
+        for chunk in chunks:
+            data += chunk
+            if len(data) > upload.total:
+                raise BadRequestError("more key bytes than the header declared")
+        record = self.handler.register(upload, keys, bytes(data))
+        return pb.RegisterKeysResponse(key_id=record.key_id, expires_unix=int(record.expires_unix))
+
+    @unary
+    def GetKeyInfo(
+        self, request: pb.GetKeyInfoRequest, context: grpc.ServicerContext
+    ) -> pb.GetKeyInfoResponse:
+        info = self.handler.info(request.key_id)
+        return pb.GetKeyInfoResponse(
+            key_id=info.key_id,
+            scheme=scheme_enum(info.keys.scheme),
+            mode=mode_enum(info.keys.mode),
+            parameter_set=info.keys.parameter_set,
+            size=info.size,
+            expires_unix=int(info.expires_unix),
+        )
+
+    @unary
+    def DeleteKeys(
+        self, request: pb.DeleteKeysRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteKeysResponse:
+        self.handler.delete(request.key_id)
+        return pb.DeleteKeysResponse()

@@ -1,0 +1,1 @@
+"""ModelService: model versions, the catalogue and the public parameters clients encrypt for."""

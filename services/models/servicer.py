@@ -1,0 +1,72 @@
+"""ModelService over gRPC: converts the handler's descriptions into messages, once per version."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from cryptorec.v1 import model_service_pb2 as pb
+from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
+from services.cache import ByteBudgetCache
+from services.models.handler import ModelDescription, ModelHandler
+from services.rpc.convert import scheme_parameters
+from services.rpc.errors import unary
+
+
+def to_message(d: ModelDescription) -> pb.GetModelResponse:
+    """The GetModel response for a description."""
+    return pb.GetModelResponse(
+        version=d.version,
+        catalogue=[pb.CatalogItem(item_id=i, title=t) for i, t in d.catalogue],
+        dim=d.dim,
+        inputs=pb.ClientInputs(
+            global_mean=d.inputs.global_mean,
+            input_power=d.inputs.input_power,
+            scale_min=d.inputs.scale[0],
+            scale_max=d.inputs.scale[1],
+            step_size=d.inputs.step_size,
+        ),
+        schemes=[scheme_parameters(s) for s in d.specs],
+        compression=pb.CompressionStats(
+            threshold=d.compression.threshold,
+            clusters=d.compression.clusters,
+            pruning_ratio=d.compression.pruning_ratio,
+            reuse_ratio=d.compression.reuse_ratio,
+        ),
+        provenance_json=json.dumps(d.provenance),
+    )
+
+
+class ModelServicer(pb_grpc.ModelServiceServicer):
+    def __init__(self, handler: ModelHandler, cache_bytes: int = 64 << 20) -> None:
+        """`cache_bytes`: memory for the responses of described versions."""
+        self.handler = handler
+        self._responses: ByteBudgetCache[str, pb.GetModelResponse] = ByteBudgetCache(
+            cache_bytes, lambda response: response.ByteSize()
+        )
+
+    @unary
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
+        versions, current = self.handler.listing()
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelSummary(
+                    version=v.version,
+                    created_unix=int(v.created_unix),
+                    items=int(v.summary.get("items", 0)),
+                    dim=int(v.summary.get("dim", 0)),
+                )
+                for v in versions
+            ],
+            current_version=current or "",
+        )
+
+    @unary
+    def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.ServicerContext
+    ) -> pb.GetModelResponse:
+        version = self.handler.resolve(request.version)
+        return self._responses.get(version, lambda: to_message(self.handler.describe(version)))

@@ -1,0 +1,71 @@
+"""Conversions between the protocol's enums and messages and the library's plain values, all
+derived from the backend registry (a registered backend declares its enum numbers)."""
+
+from __future__ import annotations
+
+from cryptorec.v1 import model_service_pb2 as model_pb
+from cryptorec.v1 import types_pb2
+from libcryptorec.he import registry
+from libcryptorec.he.backend import Backend, SchemeSpec
+from services.errors import BadRequestError
+
+
+def scheme_enum(name: str) -> types_pb2.Scheme.ValueType:
+    """The wire number of scheme `name`."""
+    return types_pb2.Scheme.ValueType(
+        next(b.wire[0] for b in registry.backends() if b.scheme == name)
+    )
+
+
+def mode_enum(name: str) -> types_pb2.Mode.ValueType:
+    """The wire number of mode `name`."""
+    return types_pb2.Mode.ValueType(next(b.wire[1] for b in registry.backends() if b.mode == name))
+
+
+def backend_for(scheme: int, mode: int) -> Backend:
+    """The backend a request names by wire numbers; INVALID_ARGUMENT for UNSPECIFIED (0) or
+    numbers no registered backend has."""
+    for backend in registry.backends():
+        if backend.wire == (scheme, mode):
+            return backend
+    raise BadRequestError(
+        f"scheme {scheme} and mode {mode} name no offered scheme/mode (UNSPECIFIED or unknown)"
+    )
+
+
+def scheme_parameters(s: SchemeSpec) -> model_pb.SchemeParameters:
+    """What the model service publishes of a spec."""
+    return model_pb.SchemeParameters(
+        scheme=scheme_enum(s.scheme),
+        mode=mode_enum(s.mode),
+        parameter_set=s.parameter_set,
+        slots=s.slots,
+        width=s.plan().width if s.slots else 0,
+        baby_steps=s.baby,
+        rotation_steps=list(s.rotation_steps),
+        input_bits=s.input_bits,
+        result_bits=s.result_bits,
+        reply_slot_bits=s.reply_slot_bits,
+        reply_per_ciphertext=s.reply_per_ciphertext,
+        ciphertexts_per_query=s.ciphertexts_per_query,
+    )
+
+
+def spec_from_pb(p: model_pb.SchemeParameters, items: int, dim: int) -> SchemeSpec:
+    """The library's SchemeSpec from what the model service published."""
+    backend = backend_for(p.scheme, p.mode)
+    return SchemeSpec(
+        scheme=backend.scheme,
+        mode=backend.mode,
+        parameter_set=p.parameter_set,
+        items=items,
+        dim=dim,
+        slots=p.slots,
+        baby=p.baby_steps,
+        rotation_steps=tuple(p.rotation_steps),
+        input_bits=p.input_bits,
+        result_bits=p.result_bits,
+        reply_slot_bits=p.reply_slot_bits,
+        reply_per_ciphertext=p.reply_per_ciphertext,
+        ciphertexts_per_query=p.ciphertexts_per_query,
+    )

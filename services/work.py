@@ -1,0 +1,29 @@
+"""Work slots: how many encrypted computations one process runs at once."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from services.errors import RefusedError
+
+
+class WorkSlots:
+    """At most `slots` holders at a time; a request that finds none free is refused at once
+    (RefusedError) rather than queued, so overload never builds a backlog. HE work holds the
+    GIL: two slots let one query compute while another streams."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold one slot for the block; RefusedError at once if none is free."""
+        if not self._free.acquire(blocking=False):
+            raise RefusedError(f"all {self.slots} work slots of this process are busy; retry later")
+        try:
+            yield
+        finally:
+            self._free.release()
