@@ -10,9 +10,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cmake/ cmake/
 COPY scripts/ scripts/
+COPY protos/ protos/
 COPY libcryptorec/ libcryptorec/
 COPY services/ services/
-COPY cryptorec/ cryptorec/
+COPY benchmarks/ benchmarks/
 RUN VENV=/opt/venv MODE=runtime ./scripts/install.sh
 
 FROM python:3.11-slim-bookworm

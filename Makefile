@@ -15,7 +15,7 @@ test: install lint pytest
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy libcryptorec services
+	.venv/bin/mypy -p libcryptorec -p cryptorec.services -p cryptorec.benchmarks
 
 pytest:
 	.venv/bin/python -m pytest

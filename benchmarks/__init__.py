@@ -8,11 +8,11 @@ Plots need the optional `plot` extra (matplotlib): `pip install 'cryptorec[plot]
 """
 
 DRIVERS = {
-    "accuracy": "benchmarks.accuracy",
-    "compression": "benchmarks.compression",
-    "he": "benchmarks.he",
-    "service": "benchmarks.service",
-    "load": "benchmarks.load",
-    "memory": "benchmarks.evaluator_memory",
-    "paillier-methods": "benchmarks.paillier_methods",
+    "accuracy": "cryptorec.benchmarks.accuracy",
+    "compression": "cryptorec.benchmarks.compression",
+    "he": "cryptorec.benchmarks.he",
+    "service": "cryptorec.benchmarks.service",
+    "load": "cryptorec.benchmarks.load",
+    "memory": "cryptorec.benchmarks.evaluator_memory",
+    "paillier-methods": "cryptorec.benchmarks.paillier_methods",
 }

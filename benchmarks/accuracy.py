@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
+from cryptorec.services import settings
 
-from benchmarks.report import log, pyplot, save_figure, write_json
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.compression import compress
@@ -28,10 +29,6 @@ from libcryptorec.model import rmse
 from libcryptorec.splits import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 from libcryptorec.transfer import TransferResult, run_transfer
-from services import settings
-
-CRYPTOREC_NAMES = ("CryptoRec-f", "CryptoRec-a(1)", "CryptoRec-a(n)")
-BASELINE_NAMES = ("BiasedMF", "I-AutoRec")
 
 
 @dataclass
@@ -195,20 +192,26 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     models = summary["models"]
     best_name = min(models, key=lambda n: models[n]["rmse_mean"])
     best = models[best_name]["rmse_mean"]
-    lines = [
-        f"Accuracy on {summary['dataset']} ({summary['repeats']} repeats; users 80/20, "
-        "new users' ratings 90/10)",
-        f"{'model':<16}{'RMSE':>8}{'std':>8}{'loss vs best':>14}{'paper bound':>13}",
-    ]
+    rows = []
     for name, m in sorted(models.items(), key=lambda kv: kv[1]["rmse_mean"]):
-        loss = 100 * (m["rmse_mean"] / best - 1)
         bound = PAPER_LOSS_PERCENT.get(name)
-        lines.append(
-            f"{name:<16}{m['rmse_mean']:>8.4f}{m['rmse_std']:>8.4f}{loss:>13.2f}%"
-            + (f"{bound:>12.1f}%" if bound is not None else "")
+        rows.append(
+            [
+                name,
+                f"{m['rmse_mean']:.4f}",
+                f"{m['rmse_std']:.4f}",
+                f"{100 * (m['rmse_mean'] / best - 1):.2f}%",
+                f"{bound:.1f}%" if bound is not None else "",
+            ]
         )
-    lines.append(f"best: {best_name}; CryptoRec training {summary['train_seconds']:.1f}s per run")
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"Accuracy on {summary['dataset']} ({summary['repeats']} repeats; users 80/20, "
+            "new users' ratings 90/10)",
+            table(["model", "RMSE", "std", "loss vs best", "paper bound"], rows),
+            f"best: {best_name}; CryptoRec training {summary['train_seconds']:.1f}s per run",
+        ]
+    )
 
 
 def compression_table(summary: dict[str, Any]) -> str:
@@ -228,31 +231,41 @@ def compression_table(summary: dict[str, Any]) -> str:
 
 def transfer_table(results: list[TransferResult]) -> str:
     """Table 4 as text: target RMSE and best epoch without and with transfer."""
-    lines = [
-        "Transfer (Table 4): fast-mode RMSE on the target's new users; epoch = best epoch",
-        f"{'src : tgt':<34}{'items':>7}{'scratch':>10}{'epoch':>7}{'transfer':>10}{'epoch':>7}",
+    rows = [
+        [
+            f"{r.source} : {r.target}",
+            str(r.shared_items),
+            f"{r.rmse_scratch:.4f}",
+            str(r.epochs_scratch),
+            f"{r.rmse_transfer:.4f}",
+            str(r.epochs_transfer),
+        ]
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"{r.source + ' : ' + r.target:<34}{r.shared_items:>7}{r.rmse_scratch:>10.4f}"
-            f"{r.epochs_scratch:>7}{r.rmse_transfer:>10.4f}{r.epochs_transfer:>7}"
-        )
-    return "\n".join(lines)
+    return (
+        "Transfer (Table 4): fast-mode RMSE on the target's new users; epoch = best epoch\n"
+        + table(["src : tgt", "items", "scratch", "epoch", "transfer", "epoch"], rows)
+    )
 
 
 def sweep_table(rows: list[dict[str, float]]) -> str:
     """Threshold x clusters against pruning, reuse (both orientations) and RMSE, as text."""
-    lines = [
-        f"{'threshold':>10}{'clusters':>9}{'pruned':>8}{'reuse A,Q':>11}{'reuse A,Q^T':>13}"
-        f"{'RMSE':>8}{'change':>9}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['threshold']:>10.4g}{int(r['clusters']):>9}{100 * r['pruning_ratio']:>7.1f}%"
-            f"{100 * r['reuse_ratio']:>10.1f}%{100 * r['reuse_ratio_products']:>12.1f}%"
-            f"{r['rmse_after']:>8.4f}{r['rmse_after'] - r['rmse_before']:>+9.4f}"
-        )
-    return "\n".join(lines)
+    header = ["threshold", "clusters", "pruned", "reuse A,Q", "reuse A,Q^T", "RMSE", "change"]
+    return table(
+        header,
+        [
+            [
+                f"{r['threshold']:.4g}",
+                str(int(r["clusters"])),
+                f"{100 * r['pruning_ratio']:.1f}%",
+                f"{100 * r['reuse_ratio']:.1f}%",
+                f"{100 * r['reuse_ratio_products']:.1f}%",
+                f"{r['rmse_after']:.4f}",
+                f"{r['rmse_after'] - r['rmse_before']:+.4f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def run_sweep(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.accuracy import run_sweep
-from services import settings
+from cryptorec.benchmarks.accuracy import run_sweep
+from cryptorec.services import settings
 
 HELP = "pruning threshold x cluster count against reuse ratio and RMSE"
 

@@ -17,14 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.models import synthetic_packed
-from benchmarks.processes import rss_mb, start_evaluator, stop
-from benchmarks.report import log, write_json
+from cryptorec.benchmarks.models import synthetic_packed
+from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
+from cryptorec.benchmarks.report import log, table, write_json
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
+
 from libcryptorec.he import registry
-from services import versions
-from services.client.library import CryptoRecClient
-from services.rpc.server import start
-from services.store.file_store import FileStore
 
 CASES = [("ckks", "fast"), ("bfv", "fast"), ("paillier", "fast"), ("ckks", "accurate")]
 
@@ -68,18 +69,23 @@ def measure(scheme: str, mode: str, keys: int, packed: Any, folder: Path) -> dic
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'scheme/mode':<16}{'at rest':>9}{'model+encoding':>16}{'per key set':>13}"
-        f"{'(estimate)':>12}{'key upload':>12}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['scheme'] + '/' + r['mode']:<16}{r['rest_mb']:>7.0f}MB"
-            f"{r['model_and_encoding_mb']:>14.0f}MB{r['per_key_set_mb']:>11.1f}MB"
-            f"{r['estimated_per_key_set_mb']:>10.1f}MB{r['key_set_upload_mb']:>10.1f}MB"
-        )
-    return "\n".join(lines)
+def memory_table(rows: list[dict[str, Any]]) -> str:
+    """Per scheme and mode: memory at rest, of the model's encoding and per key set."""
+    header = ["scheme/mode", "at rest", "model+encoding", "per key set", "(estimate)"]
+    return table(
+        [*header, "key upload"],
+        [
+            [
+                f"{r['scheme']}/{r['mode']}",
+                f"{r['rest_mb']:.0f} MB",
+                f"{r['model_and_encoding_mb']:.0f} MB",
+                f"{r['per_key_set_mb']:.1f} MB",
+                f"{r['estimated_per_key_set_mb']:.1f} MB",
+                f"{r['key_set_upload_mb']:.1f} MB",
+            ]
+            for r in rows
+        ],
+    )
 
 
 HELP = "an evaluator process's resident memory per scheme and mode and per bound key set"
@@ -94,6 +100,6 @@ def main(args: argparse.Namespace) -> int:
     packed = synthetic_packed(3706)
     with tempfile.TemporaryDirectory(prefix="evaluator-memory-") as tmp:
         rows = [measure(s, m, args.keys, packed, Path(tmp)) for s, m in CASES]
-    print(table(rows))
+    print(memory_table(rows))
     write_json(args.json, {"rows": rows})
     return 0

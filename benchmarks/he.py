@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from cryptorec.benchmarks.models import load_or_train
+from cryptorec.benchmarks.report import log, table, write_json
+from cryptorec.services import settings
 
-from benchmarks.models import load_or_train
-from benchmarks.report import log, write_json
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.model import CryptoRecModel
 from libcryptorec.splits import split_matrices
-from services import settings
 
 
 @dataclass(frozen=True)
@@ -183,29 +183,41 @@ def run_he(
         if scheme in schemes and mode in modes:
             m = measure(scheme, mode, packed, feed, test, users=queries, progress=log)
             results.setdefault(scheme, {})[mode] = m.to_dict()
-    print(table(results))
+    print(he_table(results))
     return results
 
 
-def table(results: dict[str, Any]) -> str:
+def he_table(results: dict[str, Any]) -> str:
     """The measurements beside the paper's Table 6 (ml1m)."""
-    lines = [
-        f"{'scheme/mode':<18}{'client enc s':>13}{'server s':>10}{'client dec s':>13}"
-        f"{'MB up+down':>11}{'key MB':>8}{'max err':>10}{'RMSE':>8}"
+    rows = [
+        [
+            f"{scheme}/{mode}",
+            f"{r['client_encrypt_s']:.4f}",
+            f"{r['server_s']:.3f}",
+            f"{r['client_decrypt_s']:.4f}",
+            f"{(r['bytes_up'] + r['bytes_down']) / 1e6:.3f}",
+            f"{r['key_bytes'] / 1e6:.2f}",
+            f"{r['max_abs_err']:.1e}",
+            f"{r['rmse']:.4f}",
+        ]
+        for scheme, modes in results.items()
+        for mode, r in modes.items()
     ]
-    for scheme, modes in results.items():
-        for mode, r in modes.items():
-            lines.append(
-                f"{scheme + '/' + mode:<18}{r['client_encrypt_s']:>13.4f}{r['server_s']:>10.3f}"
-                f"{r['client_decrypt_s']:>13.4f}{(r['bytes_up'] + r['bytes_down']) / 1e6:>11.3f}"
-                f"{r['key_bytes'] / 1e6:>8.2f}{r['max_abs_err']:>10.1e}{r['rmse']:>8.4f}"
-            )
-    for name, p in PAPER_TABLE_6.items():
-        lines.append(
-            f"{'paper':<18}{p['client_s']:>13.1f}{p['server_s']:>10.1f}{'':>13}"
-            f"{p['bytes'] / 1e6:>11.2f}   {name}"
-        )
-    return "\n".join(lines)
+    rows += [
+        [
+            f"paper: {name}",
+            f"{p['client_s']:.1f}",
+            f"{p['server_s']:.1f}",
+            "",
+            f"{p['bytes'] / 1e6:.2f}",
+            "",
+            "",
+            "",
+        ]
+        for name, p in PAPER_TABLE_6.items()
+    ]
+    header = ["scheme/mode", "client enc s", "server s", "client dec s", "MB up+down"]
+    return table([*header, "key MB", "max err", "RMSE"], rows)
 
 
 HELP = "encrypted prediction: time, bytes and error per scheme and mode"

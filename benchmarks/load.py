@@ -21,15 +21,15 @@ from typing import Any
 
 import grpc
 import numpy as np
+from cryptorec.benchmarks.models import item_ratings, load_or_train
+from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
+from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
+from cryptorec.services import settings, versions
+from cryptorec.services.client.library import CryptoRecClient, ratings_row
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
 
-from benchmarks.models import item_ratings, load_or_train
-from benchmarks.processes import rss_mb, start_evaluator, stop
-from benchmarks.report import log, pyplot, save_figure, write_json
 from libcryptorec.splits import split_matrices
-from services import settings, versions
-from services.client.library import CryptoRecClient, _ratings_row
-from services.rpc.server import start
-from services.store.file_store import FileStore
 
 
 class _Sampler(threading.Thread):
@@ -77,7 +77,7 @@ def run(
             front.stop(grace=1.0)
     one, two = results["processes"]["1"], results["processes"]["2"]
     results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
-    print(table(results))
+    print(load_table(results))
     write_json(json_out, results)
     if plot_out:
         plot(results, plot_out)
@@ -91,7 +91,7 @@ def _drive(
     client = CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=evaluator, timeout=60)
     info = client.model_info()
     keys = client.ensure_keys(info, "ckks", "fast", {}, {})
-    query, _ = keys.client.encrypt(_ratings_row(info, user))
+    query, _ = keys.client.encrypt(ratings_row(info, user))
 
     def once() -> tuple[float, str]:
         t0 = time.perf_counter()
@@ -174,22 +174,27 @@ def _overload(once: Any, rate: float, seconds: float) -> dict[str, Any]:
     }
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = [
-        f"{'processes':>9}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'errors':>8}"
-        f"{'RSS MB start -> end (max)':>28}   overload (2x): answered / refused, refusal p99"
-    ]
+def load_table(results: dict[str, Any]) -> str:
+    """Per process count: throughput, latency, errors, memory and what overload did."""
+    rows = []
     for n, r in results["processes"].items():
         o = r["overload"]
-        lines.append(
-            f"{n:>9}{r['throughput_rps']:>8.2f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
-            f"{r['p99_ms']:>8.0f}{100 * r['error_rate']:>7.1f}%"
-            f"{r['rss_mb_start']:>12.0f} -> {r['rss_mb_end']:.0f} ({r['rss_mb_max']:.0f})"
-            f"{'':>6}{o['answered']} / {o['refused_resource_exhausted']}, "
-            f"{o['refusal_p99_ms'] or 0:.0f} ms"
+        rows.append(
+            [
+                n,
+                f"{r['throughput_rps']:.2f}",
+                f"{r['p50_ms']:.0f}",
+                f"{r['p95_ms']:.0f}",
+                f"{r['p99_ms']:.0f}",
+                f"{100 * r['error_rate']:.1f}%",
+                f"{r['rss_mb_start']:.0f} -> {r['rss_mb_end']:.0f} ({r['rss_mb_max']:.0f})",
+                f"{o['answered']} / {o['refused_resource_exhausted']}, "
+                f"{o['refusal_p99_ms'] or 0:.0f} ms",
+            ]
         )
-    lines.append(f"throughput, 2 processes vs 1: {results['scaling']:.2f}x")
-    return "\n".join(lines)
+    header = ["processes", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"]
+    header += ["RSS MB start -> end (max)", "overload 2x: answered / refused, refusal p99"]
+    return table(header, rows) + f"\nthroughput, 2 processes vs 1: {results['scaling']:.2f}x"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

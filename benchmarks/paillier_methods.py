@@ -14,15 +14,15 @@ import time
 
 import gmpy2
 import numpy as np
+from cryptorec.benchmarks.models import load_or_train
+from cryptorec.services import settings
 
-from benchmarks.models import load_or_train
 from libcryptorec.he.paillier import (
     PaillierClient,
     PaillierModel,
     bucket_columns,
     paper_rows,
 )
-from services import settings
 
 HELP = "Paillier's first product: the paper's per-row reuse against the bucket method"
 

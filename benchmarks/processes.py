@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.rpc.health import wait_for
+from cryptorec.services.rpc.health import wait_for
 
 
 def free_port() -> int:
@@ -24,7 +24,7 @@ def start_evaluator(store_dir: Path, *extra: str) -> tuple[subprocess.Popen[byte
     port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "services.cli", "serve", "--role", "evaluator"),
+            *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "evaluator"),
             *("--host", "127.0.0.1", "--port", str(port), "--store", f"file://{store_dir}"),
             *extra,
         ],

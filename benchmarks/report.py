@@ -13,6 +13,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Rows of already-formatted cells under a header, columns sized to fit: the first column
+    left-aligned, the others right-aligned (numbers)."""
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    return "\n".join(line(r) for r in [header, *rows])
+
+
 def write_json(path: Path | None, payload: dict[str, Any]) -> None:
     """Write `payload` (with the command that produced it) to `path`, if one is given."""
     if path is None:

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptorec.benchmarks.models import item_ratings, load_or_train
+from cryptorec.benchmarks.processes import start_evaluator, stop
+from cryptorec.benchmarks.report import log, write_json
+from cryptorec.services import settings, versions
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
 
-from benchmarks.models import item_ratings, load_or_train
-from benchmarks.processes import start_evaluator, stop
-from benchmarks.report import log, write_json
 from libcryptorec.he import registry
 from libcryptorec.splits import split_matrices
-from services import settings, versions
-from services.client.library import CryptoRecClient
-from services.rpc.server import start
-from services.store.file_store import FileStore
 
 
 def run(

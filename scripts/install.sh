@@ -6,7 +6,7 @@
 # needs only the package registry (about 3 minutes once; pip caches the wheel afterwards).
 # CI, the README and the container image (Dockerfile) all install through this one script.
 #
-#   scripts/install.sh                          .venv, editable, with dev tools (development, CI)
+#   scripts/install.sh                          .venv, editable, with dev tools and plots (development, CI)
 #   VENV=/opt/venv MODE=runtime scripts/install.sh    a plain install, no dev tools (image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +19,16 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel setuptools
 export CMAKE_TOOLCHAIN_FILE="$PWD/cmake/pyfhel-offline.cmake"
+# The API distribution (protos/: cryptorec.v1) first: the main package depends on it.
 if [ "$MODE" = dev ]; then
-  "$VENV/bin/python" -m pip install --quiet --editable ".[dev]"
+  # Strict editable mode links every module into build/ under its installed name
+  # (cryptorec.services from services/, ...): a tree mypy can follow, unlike an import hook.
+  # A module added later needs this script run again.
+  strict=(--config-settings editable_mode=strict)
+  "$VENV/bin/python" -m pip install --quiet "${strict[@]}" --editable ./protos
+  "$VENV/bin/python" -m pip install --quiet "${strict[@]}" --editable ".[dev]"
 else
+  "$VENV/bin/python" -m pip install --quiet --no-cache-dir ./protos
   "$VENV/bin/python" -m pip install --quiet --no-cache-dir .
 fi
 "$VENV/bin/python" -c 'import Pyfhel, phe, gmpy2; print("installed: cryptorec, Pyfhel", Pyfhel.__version__)'

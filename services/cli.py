@@ -16,16 +16,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import DRIVERS
+from cryptorec.benchmarks import DRIVERS
+from cryptorec.services import settings
+from cryptorec.services.cli_errors import CliError, explain
+from cryptorec.services.rpc.server import ROLES
+
 from libcryptorec.data import MOVIELENS_DATASETS
 from libcryptorec.he import registry
-from services import settings
-from services.cli_errors import CliError, explain
-from services.rpc.server import ROLES
 
 
 def _open_store(args: argparse.Namespace) -> Any:
-    from services.store import open_store
+    from cryptorec.services.store import open_store
 
     return open_store(args.store, args.store_prefix)
 
@@ -43,9 +44,9 @@ def _fetch(args: argparse.Namespace, *names: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from services.rpc.admission import Limits
-    from services.rpc.server import ServerConfig, serve_forever, start
-    from services.rpc.tls import ServerTls
+    from cryptorec.services.rpc.admission import Limits
+    from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
+    from cryptorec.services.rpc.tls import ServerTls
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     roles = tuple(ROLES) if args.role == "all" else (args.role,)
@@ -100,8 +101,9 @@ def _check_free(host: str, port: int) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cryptorec.services.trainer.publish import train_and_publish
+
     from libcryptorec.data import load_movielens, read_csv
-    from services.trainer.publish import train_and_publish
 
     if not args.csv:
         _fetch(args, args.dataset)
@@ -123,8 +125,8 @@ def _recommend(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from services.client.library import CryptoRecClient
-    from services.rpc.tls import ClientTls
+    from cryptorec.services.client.library import CryptoRecClient
+    from cryptorec.services.rpc.tls import ClientTls
 
     ratings = dict(_item_ratings(args.ratings))
     client = CryptoRecClient(
@@ -166,7 +168,7 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from services.client.demo import run_demo
+    from cryptorec.services.client.demo import run_demo
 
     _fetch(args, args.dataset)
     run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)

@@ -8,12 +8,12 @@ shows its traceback). Secrets never appear: store URLs are not echoed.
 from __future__ import annotations
 
 import grpc
+from cryptorec.services.client.library import InputError, ReplyError
+from cryptorec.services.store.base import InvalidIdError, StoreError, StoreFullError
 
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.data import DatasetError
 from libcryptorec.download import ChecksumError, DownloadError
-from services.client.library import InputError, ReplyError
-from services.store.base import InvalidIdError, StoreError, StoreFullError
 
 BAD_INPUT, UNAVAILABLE, UNEXPECTED = 2, 3, 1
 

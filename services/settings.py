@@ -68,10 +68,6 @@ class Setting:
     help: str
     type: Callable[[str], Any] = str
 
-    @property
-    def dest(self) -> str:
-        return self.flag.removeprefix("--").replace("-", "_")
-
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add the flag; its default is the environment variable if set, else `default`
         (argparse converts either with `type`, so a bad value fails like a bad flag)."""

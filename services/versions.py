@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from cryptorec.services.cache import ByteBudgetCache
+from cryptorec.services.store.base import CorruptError, NotFoundError, Store, check_version_id
+
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.he.backend import SchemeSpec
-from services.cache import ByteBudgetCache
-from services.store.base import CorruptError, NotFoundError, Store, check_version_id
 
 log = logging.getLogger("cryptorec.models")
 

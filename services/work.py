@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from services.errors import RefusedError
+from cryptorec.services.errors import RefusedError
 
 
 class WorkSlots:

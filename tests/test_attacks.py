@@ -25,14 +25,14 @@ from typing import Any
 import gmpy2
 import numpy as np
 import pytest
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient, ratings_row
+from cryptorec.services.rpc.health import SERVING, wait_for
+from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.store.redis_store import RedisStore
 
 from libcryptorec.he import ckks, seal_format
 from libcryptorec.he.params import CKKS_FAST_8192
-from services import versions
-from services.client.library import CryptoRecClient, _ratings_row
-from services.rpc.health import SERVING, wait_for
-from services.store.file_store import FileStore
-from services.store.redis_store import RedisStore
 from tests.redis_server import free_port
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
@@ -59,7 +59,7 @@ class Server:
         with log.open("wb") as err:
             self.proc = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "services.cli", "serve", "--role", "all"),
+                    *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "all"),
                     *("--host", "127.0.0.1", "--port", str(self.port), "--store", store_url),
                 ],
                 cwd=ROOT,
@@ -158,7 +158,7 @@ def _build_plan(folder: Path, client: CryptoRecClient) -> tuple[Plan, Any]:
     info = client.model_info()
     ckks_keys = client.ensure_keys(info, "ckks", "fast", {}, {})
     bfv_keys = client.ensure_keys(info, "bfv", "fast", {}, {})
-    row = _ratings_row(info, RATINGS)
+    row = ratings_row(info, RATINGS)
     good_ckks, _ = ckks_keys.client.encrypt(row)
     good_bfv, _ = bfv_keys.client.encrypt(row)
     plan = Plan(folder)
@@ -349,7 +349,7 @@ def test_attack_suite_every_case_gets_its_precise_status_and_the_server_keeps_se
     results = _run_attacker(server, plan, tmp_path / "out" / "results.json")
     expected = _library_prediction("fast")
     info = client.model_info()
-    rbar = keys.client.encrypt(_ratings_row(info, RATINGS))[1]
+    rbar = keys.client.encrypt(ratings_row(info, RATINGS))[1]
 
     def decrypts_right(name: str) -> None:
         folder = tmp_path / "out" / "replies" / name

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptorec.services import settings
+from cryptorec.services.cli import build_parser, main
+from cryptorec.services.store.redis_store import RedisStore
 
 from libcryptorec.data import synthetic
-from services import settings
-from services.cli import build_parser, main
-from services.store.redis_store import RedisStore
 
 
 def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,7 +199,7 @@ def test_train_honours_the_store_prefix_like_serve(
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "cryptorec.services.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

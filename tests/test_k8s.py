@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from services.rpc.server import LIVENESS
+from cryptorec.services.rpc.server import LIVENESS
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/external"]
@@ -253,7 +252,7 @@ def _quantity(text: str) -> int:
 def test_evaluator_memory_covers_its_cache_budget(target: str) -> None:
     """The evaluator's limit holds the process at rest, its cache budget and a query in
     flight, as measured in benchmarks/results/evaluator-memory.json."""
-    from services.settings import byte_size
+    from cryptorec.services.settings import byte_size
 
     objects = render(target)
     budget = byte_size(

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.health import SERVING, wait_for
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
 
-from services import versions
-from services.client.library import CryptoRecClient
-from services.rpc.health import SERVING, wait_for
-from services.rpc.server import start
-from services.store.file_store import FileStore
 from tests.redis_server import free_port
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
@@ -41,7 +41,7 @@ def test_evaluator_memory_stays_under_baseline_plus_cache_budget(tmp_path: Path)
     port = free_port()
     evaluator = subprocess.Popen(
         [
-            *(sys.executable, "-m", "services.cli", "serve", "--role", "evaluator"),
+            *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "evaluator"),
             *(
                 "--host",
                 "127.0.0.1",

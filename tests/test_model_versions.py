@@ -19,16 +19,16 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.store.redis_store import RedisStore
 
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import compress
 from libcryptorec.he import registry
-from services import versions
-from services.client.library import CryptoRecClient
-from services.rpc.server import start
-from services.store.file_store import FileStore
-from services.store.redis_store import RedisStore
 from tests.test_model import make_model, random_ratings
 from tests.test_service_e2e import ITEMS as ITEMS_E2E
 from tests.test_service_e2e import RATINGS, _library_prediction

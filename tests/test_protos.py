@@ -15,19 +15,21 @@ def test_regenerating_the_protos_changes_nothing(tmp_path: Path) -> None:
     subprocess.run(
         [str(ROOT / "scripts" / "gen-protos.sh"), str(tmp_path)], check=True, capture_output=True
     )
+    package = ROOT / "protos" / "cryptorec" / "v1"
     generated = sorted(p.name for p in (tmp_path / "cryptorec" / "v1").iterdir())
-    checked_in = sorted(p.name for p in (ROOT / "cryptorec" / "v1").iterdir() if p.is_file())
-    assert generated == checked_in
+    checked_in = sorted(p.name for p in package.iterdir() if p.suffix in (".py", ".pyi"))
+    assert generated == [n for n in checked_in if n != "__init__.py"]
     for name in generated:
-        assert filecmp.cmp(
-            tmp_path / "cryptorec" / "v1" / name, ROOT / "cryptorec" / "v1" / name, shallow=False
-        ), name
+        assert filecmp.cmp(tmp_path / "cryptorec" / "v1" / name, package / name, shallow=False), (
+            name
+        )
 
 
 def test_stubs_import_without_our_internals() -> None:
     code = (
         "import sys; from cryptorec.v1 import evaluator_service_pb2_grpc, model_service_pb2_grpc,"
         " key_service_pb2_grpc; "
-        "assert not [m for m in sys.modules if m.startswith(('libcryptorec', 'services'))]"
+        "ours = ('libcryptorec', 'cryptorec.services'); "
+        "assert not [m for m in sys.modules if m.startswith(ours)]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -14,22 +14,27 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from cryptorec.services import versions
+from cryptorec.services.client.library import (
+    CryptoRecClient,
+    ReplyError,
+    ratings_row,
+    verify_replies,
+)
+from cryptorec.services.rpc.checksum import chunk_checksum
+from cryptorec.services.rpc.server import Running, start
+from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from libcryptorec.compression import compress
 from libcryptorec.data import synthetic
 from libcryptorec.he import registry
 from libcryptorec.model import FineTuning
-from services import versions
-from services.client.library import CryptoRecClient, ReplyError, verify_replies
-from services.rpc.checksum import chunk_checksum
-from services.rpc.server import Running, start
-from services.store.file_store import FileStore
-from services.store.redis_store import RedisStore
 from tests.test_model import make_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.he]
@@ -140,9 +145,7 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
 ) -> None:
     info = client.model_info()
     keys = client.ensure_keys(info, "ckks", "fast", {}, {})
-    good, _ = keys.client.encrypt(
-        __import__("services.client.library", fromlist=["_ratings_row"])._ratings_row(info, RATINGS)
-    )
+    good, _ = keys.client.encrypt(ratings_row(info, RATINGS))
 
     def header(**kw: object) -> ev_pb.PredictHeader:
         base = dict(
@@ -293,7 +296,7 @@ def test_client_detects_missing_duplicated_reordered_or_corrupt_chunks() -> None
 def test_demo_runs_on_synthetic_data(tmp_path: Path) -> None:
     """The demo's pieces on a dataset of our own (the real demo reads MovieLens)."""
     ratings = synthetic(n_users=120, n_items=50, seed=5)
-    from services.trainer.publish import small_config, train_and_publish
+    from cryptorec.services.trainer.publish import small_config, train_and_publish
 
     store = FileStore(tmp_path / "s")
     version = train_and_publish(ratings, store, config=small_config(), log=lambda _: None)

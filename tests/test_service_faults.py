@@ -16,13 +16,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient, ratings_row, verify_replies
+from cryptorec.services.rpc.health import NOT_SERVING, SERVING, wait_for
+from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import types_pb2
-from services import versions
-from services.client.library import CryptoRecClient, _ratings_row, verify_replies
-from services.rpc.health import NOT_SERVING, SERVING, wait_for
-from services.store.redis_store import RedisStore
+
 from tests.redis_server import free_port, start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
@@ -41,7 +41,7 @@ def serve(role: str, store_url: str, prefix: str) -> tuple[subprocess.Popen[byte
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "cryptorec.services.cli",
             "serve",
             "--role",
             role,
@@ -115,7 +115,7 @@ def test_publishing_during_a_stream_leaves_it_wholly_on_one_version(
         client = CryptoRecClient(f"127.0.0.1:{port}")
         info = client.model_info()
         keys = client.ensure_keys(info, "ckks", "fast", {}, {})
-        query, _ = keys.client.encrypt(_ratings_row(info, RATINGS))
+        query, _ = keys.client.encrypt(ratings_row(info, RATINGS))
         store = RedisStore(url, prefix=prefix)
 
         def stream() -> Iterator[ev_pb.PredictRequest]:
@@ -155,13 +155,13 @@ def test_trainer_killed_before_the_pointer_moves_leaves_the_old_version_serving(
     url, prefix = published
     script = textwrap.dedent(f"""
         import os, signal
-        import services.store.redis_store as rs
-        from services import versions
-        from services.store.redis_store import RedisStore
+        from cryptorec.services import versions
+        from cryptorec.services.store import base
+        from cryptorec.services.store.redis_store import RedisStore
         from tests.test_service_e2e import _packed, ITEMS
         def die(*_):
             os.kill(os.getpid(), signal.SIGKILL)  # after every part is written
-        rs.verify_parts = die
+        base.verify_parts = die
         store = RedisStore({url!r}, prefix={prefix!r})
         versions.publish(store, "v2", _packed(), [(i + 1, "x") for i in range(ITEMS)])
     """)

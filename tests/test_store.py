@@ -12,11 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from libcryptorec.he.backend import KeySet
-from services.rpc.server import _store_ok
-from services.store import open_store
-from services.store.base import (
+from cryptorec.services.rpc.server import _store_ok
+from cryptorec.services.store import open_store
+from cryptorec.services.store.base import (
     CorruptError,
     InvalidIdError,
     NotFoundError,
@@ -24,8 +22,10 @@ from services.store.base import (
     StoreError,
     StoreFullError,
 )
-from services.store.file_store import FileStore
-from services.store.redis_store import RedisStore
+from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.store.redis_store import RedisStore
+
+from libcryptorec.he.backend import KeySet
 from tests.redis_server import free_port, start_redis
 
 
@@ -72,14 +72,12 @@ def test_publisher_killed_before_pointer_moves_leaves_old_version_serving(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.publish("v1", PARTS, {})
-    import services.store.file_store as fs
-    import services.store.redis_store as rs
+    from cryptorec.services.store import base
 
     def crash(*_: object) -> None:
         raise KeyboardInterrupt("killed after writing parts")
 
-    monkeypatch.setattr(fs, "verify_parts", crash)
-    monkeypatch.setattr(rs, "verify_parts", crash)
+    monkeypatch.setattr(base, "verify_parts", crash)
     with pytest.raises(KeyboardInterrupt):
         store.publish("v2", {"model": b"half-written"}, {})
     monkeypatch.undo()

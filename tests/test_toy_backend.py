@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from cryptorec.services import versions
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.file_store import FileStore
 
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend
-from services import versions
-from services.client.library import CryptoRecClient
-from services.rpc.server import start
-from services.store.file_store import FileStore
 from tests.backend_contract import BackendContract, contract_model
 from tests.toy_backend import ToyBackend
 

@@ -13,15 +13,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import (
-    Backend,
-    Bound,
-    BoundEvaluator,
-    ClientInputs,
-    KeySet,
-    PreparedModel,
-    SchemeSpec,
-)
+from libcryptorec.he import backend as api
 from libcryptorec.he.cancel import StopCheck, check
 from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
 
@@ -43,8 +35,8 @@ def _unpack(blob: bytes, items: int) -> npt.NDArray[np.float64]:
 
 @dataclass
 class ToyClient:
-    spec: SchemeSpec
-    inputs: ClientInputs
+    spec: api.SchemeSpec
+    inputs: api.ClientInputs
     token: bytes
 
     def key_blobs(self) -> dict[str, bytes]:
@@ -72,7 +64,7 @@ class ToyModel:
         return int(self.A.nbytes + self.Q.nbytes + self.bias.nbytes)
 
 
-class ToyBackend(Backend):
+class ToyBackend(api.Backend):
     scheme, mode, wire = "toy", "fast", (99, 1)  # 99: no Scheme enum value names it
     tolerance = 1e-4
     key_blob_names = ("token",)
@@ -81,31 +73,35 @@ class ToyBackend(Backend):
     def parameter_set(self) -> str:
         return "toy-1"
 
-    def spec(self, packed: CompressedModel) -> SchemeSpec:
+    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
         m = packed.model
-        return SchemeSpec(
+        return api.SchemeSpec(
             self.scheme, self.mode, self.parameter_set, m.n_items, m.dim, ciphertexts_per_query=1
         )
 
     def new_client(
-        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
     ) -> ToyClient:
         return ToyClient(spec, inputs, (keys or {}).get("token", os.urandom(16)))
 
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
         m = packed.model
-        return PreparedModel(
+        return api.PreparedModel(
             spec, ToyModel(m.A.astype(np.float64), m.Q.astype(np.float64), m.item_bias)
         )
 
-    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+    def validate_keys(self, keys: api.KeySet, blobs: dict[str, bytes]) -> None:
         self.check_keys_for(keys)
         if len(self.blob(blobs, "token")) != 16:
             raise InvalidKeyError("a toy token has 16 bytes")
 
     def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
+        self,
+        prepared: api.PreparedModel,
+        keys: api.KeySet,
+        blobs: dict[str, bytes],
+        workers: int = 1,
+    ) -> api.Bound:
         self.validate_keys(keys, blobs)
         model, items = prepared.encoded, prepared.spec.items
 
@@ -114,16 +110,16 @@ class ToyBackend(Backend):
             check(should_stop)
             return [_pack(model.bias + (x @ model.A) @ model.Q.T)]
 
-        return BoundEvaluator(prepared.spec, run, nbytes=1024)
+        return api.BoundEvaluator(prepared.spec, run, nbytes=1024)
 
     def key_set_cap(self) -> int:
         return 16
 
-    def query_bytes(self, spec: SchemeSpec) -> int:
+    def query_bytes(self, spec: api.SchemeSpec) -> int:
         return NONCE + 8 * spec.items
 
-    def bound_bytes(self, spec: SchemeSpec, key_set_bytes: int) -> int:
+    def bound_bytes(self, spec: api.SchemeSpec, key_set_bytes: int) -> int:
         return 1024
 
-    def items_per_reply(self, spec: SchemeSpec) -> int:
+    def items_per_reply(self, spec: api.SchemeSpec) -> int:
         return spec.items

@@ -20,36 +20,12 @@ import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import (
-    Bound,
-    BoundEvaluator,
-    ClientInputs,
-    KeySet,
-    PreparedModel,
-    SchemeSpec,
-    VectorClient,
-)
+from libcryptorec.he import backend as api
+from libcryptorec.he import seal
 from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
-from libcryptorec.he.seal import (
-    Diagonals,
-    SealBackend,
-    SealPublicKeys,
-    baby_steps,
-    context_bytes,
-    diagonals_bytes,
-    export_all_keys,
-    export_public,
-    first_product,
-    giant_steps,
-    import_all_keys,
-    load_ciphertext,
-    load_keys,
-    require_rotations,
-    resident_key_bytes,
-)
 from libcryptorec.model import CryptoRecModel
 
 SCHEME = "bfv"
@@ -76,10 +52,7 @@ BFV_8192 = BfvParams()
 
 
 def _context(params: BfvParams) -> Pyfhel:
-    params.check()
-    he = Pyfhel()
-    he.contextGen(scheme=SCHEME, n=params.n, t_bits=params.t_bits, qi_sizes=list(params.primes))
-    return he
+    return seal.new_context(SCHEME, params.n, params.primes, t_bits=params.t_bits)
 
 
 def _row(values: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
@@ -101,8 +74,8 @@ class BfvModel:
     A_int: npt.NDArray[np.int64]
     Q_int: npt.NDArray[np.int64]
     bias_int: npt.NDArray[np.int64]
-    first: Diagonals
-    second: Diagonals
+    first: seal.Diagonals
+    second: seal.Diagonals
 
     @property
     def result_bits(self) -> int:
@@ -113,7 +86,11 @@ class BfvModel:
         """Resident memory: one word per coefficient per plaintext, and the integer matrices."""
         n = self.params.n
         arrays = self.A_int.nbytes + self.Q_int.nbytes + self.bias_int.nbytes
-        return diagonals_bytes(self.first, n, 1) + diagonals_bytes(self.second, n, 1) + arrays
+        return (
+            seal.diagonals_bytes(self.first, n, 1)
+            + seal.diagonals_bytes(self.second, n, 1)
+            + arrays
+        )
 
     @staticmethod
     def fixed_point(model: CryptoRecModel, params: BfvParams = BFV_8192) -> tuple[int, int]:
@@ -141,7 +118,7 @@ class BfvModel:
         Q_int = np.rint(Q64 * 2.0**weight_bits).astype(np.int64)
         bias = np.rint(model.item_bias.astype(np.float64) * 2.0 ** (input_bits + 2 * weight_bits))
 
-        def encode(diags: npt.NDArray[np.float64]) -> Diagonals:
+        def encode(diags: npt.NDArray[np.float64]) -> seal.Diagonals:
             return [
                 [
                     [
@@ -186,24 +163,20 @@ class BfvClient:
         self.params, self.plan = params, plan
         self.input_bits, self.result_bits = input_bits, result_bits
         self._he = _context(self.params)
-        if keys is not None:
-            import_all_keys(self._he, keys)
-        else:
-            self._he.keyGen()
-            self._he.rotateKeyGen(rot_steps=list(self.plan.rotation_steps))
+        seal.make_or_load_keys(self._he, self.plan, keys)
 
     def export_keys(self) -> dict[str, bytes]:
         """All keys, the secret one included, for the client's local key cache."""
-        return export_all_keys(self._he, relin=False)
+        return seal.export_all_keys(self._he, relin=False)
 
     @classmethod
     def for_model(cls, model: BfvModel) -> BfvClient:
         """A client for an encoded model (in-process use; services use the public values)."""
         return cls(model.params, model.plan, model.input_bits, model.result_bits)
 
-    def public_material(self) -> SealPublicKeys:
+    def public_material(self) -> seal.SealPublicKeys:
         """Serialized public and Galois keys; never the secret key."""
-        return export_public(self._he, SCHEME, self.params.name, self.plan)
+        return seal.export_public(self._he, SCHEME, self.params.name, self.plan)
 
     def public_blobs(self) -> dict[str, bytes]:
         """The key set to register, by blob name."""
@@ -223,9 +196,9 @@ class BfvClient:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
         limbs = len(self.params.primes) - 1
         rows = [
-            np.asarray(self._he.decryptInt(load_ciphertext(self._he, b, limbs=limbs, scale=1.0)))[
-                : self.plan.slots
-            ]
+            np.asarray(
+                self._he.decryptInt(seal.load_ciphertext(self._he, b, limbs=limbs, scale=1.0))
+            )[: self.plan.slots]
             for b in blobs
         ]
         return np.concatenate(rows)[: self.plan.items].astype(np.int64)
@@ -235,36 +208,33 @@ class BfvClient:
         return self.decrypt_ints(blobs) / 2.0**self.result_bits
 
 
-class BfvEvaluator:
+class BfvEvaluator(seal.SealEvaluator):
     """Server side of BFV fast mode for one client's keys."""
 
-    def __init__(self, material: SealPublicKeys, params: BfvParams = BFV_8192) -> None:
+    def __init__(self, material: seal.SealPublicKeys, params: BfvParams = BFV_8192) -> None:
         self.params = params
-        self._he = _context(params)
-        load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
-        self.rotation_steps = material.rotation_steps
-        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
-            material.size
-        )
+        super().__init__(_context(params), material, name=params.name, limbs=len(params.primes))
 
     def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, then each as `load_ciphertext` does."""
+        """Validate the client's input blocks: count, then each as `seal.load_ciphertext` does."""
         if len(blobs) != plan.blocks:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
         limbs = len(self.params.primes) - 1
-        return [load_ciphertext(self._he, b, limbs=limbs, scale=1.0) for b in blobs]
+        return [seal.load_ciphertext(self._he, b, limbs=limbs, scale=1.0) for b in blobs]
 
     def fast(
         self, query: list[PyCtxt], model: BfvModel, should_stop: StopCheck = never
     ) -> list[bytes]:
         """Fast mode: serialized Enc(b_int + x_int A_int Q_int^T) blocks."""
-        require_rotations(self.rotation_steps, model.plan)
+        seal.require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
-        p_rep = first_product(he, query, model.first, plan, rescale=False, should_stop=should_stop)
-        rotated = baby_steps(he, p_rep, plan, should_stop)
+        p_rep = seal.first_product(
+            he, query, model.first, plan, rescale=False, should_stop=should_stop
+        )
+        rotated = seal.baby_steps(he, p_rep, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            z = giant_steps(
+            z = seal.giant_steps(
                 he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
             )
             bias = model.bias_int[c * plan.slots : (c + 1) * plan.slots]
@@ -274,7 +244,7 @@ class BfvEvaluator:
         return out
 
 
-class BfvFastBackend(SealBackend):
+class BfvFastBackend(seal.SealBackend):
     """BFV fast mode: the CKKS layout over integers (n = 8192, t a 40-bit prime); exact up to
     the fixed-point rounding of inputs and weights (within 1e-2 of the plaintext model)."""
 
@@ -282,13 +252,8 @@ class BfvFastBackend(SealBackend):
     tolerance = 1e-2
     key_blob_names = ("public_key", "rotation_keys")
     params = BFV_8192
-    n, limbs = params.n, len(params.primes)
 
-    @property
-    def parameter_set(self) -> str:
-        return self.params.name
-
-    def spec(self, packed: CompressedModel) -> SchemeSpec:
+    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
         input_bits, weight_bits = BfvModel.fixed_point(packed.model, self.params)
         return self.plan_spec(
             packed,
@@ -298,26 +263,16 @@ class BfvFastBackend(SealBackend):
         )
 
     def new_client(
-        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
-    ) -> VectorClient:
+        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> api.VectorClient:
         kernel = BfvClient(self.params, spec.plan(), spec.input_bits, spec.result_bits, keys)
-        return VectorClient(spec, inputs, kernel)
+        return api.VectorClient(spec, inputs, kernel)
 
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
-        return PreparedModel(spec, BfvModel.encode(packed.model, self.params))
+    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+        return api.PreparedModel(spec, BfvModel.encode(packed.model, self.params))
 
-    def load(self, public: SealPublicKeys) -> BfvEvaluator:
+    def load(self, public: seal.SealPublicKeys) -> BfvEvaluator:
         return BfvEvaluator(public, self.params)
-
-    def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
-        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
-
-        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
-            return evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
-
-        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
 
 
 BACKEND = BfvFastBackend()

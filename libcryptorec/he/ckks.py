@@ -22,52 +22,23 @@ import numpy.typing as npt
 from Pyfhel import PyCtxt, Pyfhel
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import (
-    Bound,
-    BoundEvaluator,
-    ClientInputs,
-    KeySet,
-    PreparedModel,
-    SchemeSpec,
-    VectorClient,
-)
+from libcryptorec.he import backend as api
+from libcryptorec.he import seal
 from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import CKKS_FAST_8192, CkksParams
-from libcryptorec.he.seal import (
-    Diagonals,
-    SealBackend,
-    SealPublicKeys,
-    baby_steps,
-    context_bytes,
-    diagonals_bytes,
-    encode_diagonals,
-    export_all_keys,
-    export_public,
-    first_product,
-    giant_steps,
-    import_all_keys,
-    load_ciphertext,
-    load_keys,
-    require_rotations,
-    resident_key_bytes,
-)
 
 SCHEME = "ckks"
 
 
 def _context(params: CkksParams) -> Pyfhel:
     """A Pyfhel holding only the SEAL context for `params` (checked, never from a client)."""
-    params.check()
-    he = Pyfhel()
+    params.check()  # the coherence of scales and primes, beyond the security table
     with warnings.catch_warnings():
         # Pyfhel warns that these primes "do not support rescaling": fast mode never rescales.
         warnings.simplefilter("ignore", UserWarning)
-        he.contextGen(
-            scheme=SCHEME, n=params.n, scale=2.0**params.input_bits, qi_sizes=list(params.primes)
-        )
-    return he
+        return seal.new_context(SCHEME, params.n, params.primes, scale=2.0**params.input_bits)
 
 
 class CkksClient:
@@ -81,19 +52,15 @@ class CkksClient:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
         self.params, self.plan = params, plan
         self._he = _context(params)
-        if keys is not None:
-            import_all_keys(self._he, keys)
-        else:
-            self._he.keyGen()
-            self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+        seal.make_or_load_keys(self._he, plan, keys)
 
     def export_keys(self) -> dict[str, bytes]:
         """All keys, the secret one included, for the client's local key cache."""
-        return export_all_keys(self._he, relin=False)
+        return seal.export_all_keys(self._he, relin=False)
 
-    def public_material(self) -> SealPublicKeys:
+    def public_material(self) -> seal.SealPublicKeys:
         """Serialized public and Galois keys; never the secret key."""
-        return export_public(self._he, SCHEME, self.params.name, self.plan)
+        return seal.export_public(self._he, SCHEME, self.params.name, self.plan)
 
     def public_blobs(self) -> dict[str, bytes]:
         """The key set to register, by blob name."""
@@ -117,42 +84,37 @@ class CkksClient:
                 f"expected {self.plan.blocks} reply blocks, got {len(blobs)}"
             )
         values = [
-            self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1, scale=None))
+            self._he.decryptFrac(seal.load_ciphertext(self._he, blob, limbs=1, scale=None))
             for blob in blobs
         ]
         return np.concatenate(values)[: self.plan.items]
 
 
-class CkksEvaluator:
+class CkksEvaluator(seal.SealEvaluator):
     """Server side for one client: validated public material and the fast-mode circuit."""
 
-    def __init__(self, params: CkksParams, material: SealPublicKeys) -> None:
+    def __init__(self, params: CkksParams, material: seal.SealPublicKeys) -> None:
         self.params = params
-        self._he = _context(params)
-        load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
-        self.rotation_steps = material.rotation_steps
-        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
-            material.size
-        )
+        super().__init__(_context(params), material, name=params.name, limbs=len(params.primes))
 
     def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, then each as `load_ciphertext` does."""
+        """Validate the client's input blocks: count, then each as `seal.load_ciphertext` does."""
         if len(blobs) != plan.blocks:
             raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
         scale = 2.0**self.params.input_bits
-        return [load_ciphertext(self._he, b, limbs=2, scale=scale) for b in blobs]
+        return [seal.load_ciphertext(self._he, b, limbs=2, scale=scale) for b in blobs]
 
     def fast(
         self, query: list[PyCtxt], model: CkksModel, should_stop: StopCheck = never
     ) -> list[bytes]:
         """Fast mode: serialized Enc(b + (x A) Q^T) blocks for the validated `query`."""
-        require_rotations(self.rotation_steps, model.plan)
+        seal.require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
-        p_rep = first_product(he, query, model.first, plan, should_stop=should_stop)
-        rotated = baby_steps(he, p_rep, plan, should_stop)
+        p_rep = seal.first_product(he, query, model.first, plan, should_stop=should_stop)
+        rotated = seal.baby_steps(he, p_rep, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            z = giant_steps(
+            z = seal.giant_steps(
                 he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
             )
             bias = he.encodeFrac(model.bias[c], scale=z.scale)
@@ -172,8 +134,8 @@ class CkksModel:
 
     params: CkksParams
     plan: DiagonalPlan
-    first: Diagonals
-    second: Diagonals
+    first: seal.Diagonals
+    second: seal.Diagonals
     bias: list[npt.NDArray[np.float64]]
 
     @property
@@ -181,8 +143,8 @@ class CkksModel:
         """Resident memory of the encoding (both products at two limbs' capacity)."""
         n, limbs = self.params.n, len(self.params.primes) - 1
         return (
-            diagonals_bytes(self.first, n, limbs)
-            + diagonals_bytes(self.second, n, limbs)
+            seal.diagonals_bytes(self.first, n, limbs)
+            + seal.diagonals_bytes(self.second, n, limbs)
             + sum(b.nbytes for b in self.bias)
         )
 
@@ -202,13 +164,17 @@ class CkksModel:
         return cls(
             params=params,
             plan=plan,
-            first=encode_diagonals(he, plan.first_diagonals(A), 2.0**params.first_bits, level=0),
-            second=encode_diagonals(he, plan.second_diagonals(Q), 2.0**params.second_bits, level=1),
+            first=seal.encode_diagonals(
+                he, plan.first_diagonals(A), 2.0**params.first_bits, level=0
+            ),
+            second=seal.encode_diagonals(
+                he, plan.second_diagonals(Q), 2.0**params.second_bits, level=1
+            ),
             bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
         )
 
 
-class CkksFastBackend(SealBackend):
+class CkksFastBackend(seal.SealBackend):
     """CKKS fast mode: Enc(x) in, Enc(b + x A Q^T) out, at n = 8192 with primes (60, 40 | 60)
     (`params.CKKS_FAST_8192`); approximate, within 1e-3 of the plaintext model."""
 
@@ -216,36 +182,21 @@ class CkksFastBackend(SealBackend):
     tolerance = 1e-3
     key_blob_names = ("public_key", "rotation_keys")
     params = CKKS_FAST_8192
-    n, limbs = params.n, len(params.primes)
 
-    @property
-    def parameter_set(self) -> str:
-        return self.params.name
-
-    def spec(self, packed: CompressedModel) -> SchemeSpec:
+    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
         return self.plan_spec(packed, self.params.slots)
 
     def new_client(
-        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
-    ) -> VectorClient:
-        return VectorClient(spec, inputs, CkksClient(self.params, spec.plan(), keys))
+        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> api.VectorClient:
+        return api.VectorClient(spec, inputs, CkksClient(self.params, spec.plan(), keys))
 
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
         m = packed.model
-        return PreparedModel(spec, CkksModel.encode(self.params, m.A, m.Q, m.item_bias))
+        return api.PreparedModel(spec, CkksModel.encode(self.params, m.A, m.Q, m.item_bias))
 
-    def load(self, public: SealPublicKeys) -> CkksEvaluator:
+    def load(self, public: seal.SealPublicKeys) -> CkksEvaluator:
         return CkksEvaluator(self.params, public)
-
-    def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
-        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
-
-        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
-            return evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
-
-        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
 
 
 BACKEND = CkksFastBackend()

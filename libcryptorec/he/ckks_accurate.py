@@ -33,36 +33,12 @@ import scipy.sparse as sp
 from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import (
-    Bound,
-    BoundEvaluator,
-    ClientInputs,
-    KeySet,
-    PreparedModel,
-    SchemeSpec,
-)
+from libcryptorec.he import backend as api
+from libcryptorec.he import seal
 from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
-from libcryptorec.he.seal import (
-    Diagonals,
-    SealBackend,
-    SealPublicKeys,
-    baby_steps,
-    context_bytes,
-    diagonals_bytes,
-    encode_diagonals,
-    export_all_keys,
-    export_public,
-    first_product,
-    giant_steps,
-    import_all_keys,
-    load_ciphertext,
-    load_keys,
-    require_rotations,
-    resident_key_bytes,
-)
 from libcryptorec.model import CryptoRecModel, FineTuning
 
 SCHEME = "ckks"
@@ -93,12 +69,7 @@ ACCURATE_16384 = AccurateParams()
 
 
 def _context(params: AccurateParams) -> Pyfhel:
-    params.check()
-    he = Pyfhel()
-    he.contextGen(
-        scheme=SCHEME, n=params.n, scale=2.0**params.scale_bits, qi_sizes=list(params.primes)
-    )
-    return he
+    return seal.new_context(SCHEME, params.n, params.primes, scale=2.0**params.scale_bits)
 
 
 class InputTransform(Protocol):
@@ -148,20 +119,15 @@ class AccurateClient:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
         self.params, self.plan = params, plan
         self._he = _context(params)
-        if keys is not None:
-            import_all_keys(self._he, keys)
-        else:
-            self._he.keyGen()
-            self._he.relinKeyGen()
-            self._he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
+        seal.make_or_load_keys(self._he, plan, keys, relin=True)
 
     def export_keys(self) -> dict[str, bytes]:
         """All keys, the secret one included, for the client's local key cache."""
-        return export_all_keys(self._he, relin=True)
+        return seal.export_all_keys(self._he, relin=True)
 
-    def public_material(self) -> SealPublicKeys:
+    def public_material(self) -> seal.SealPublicKeys:
         """Public, relinearisation and Galois keys; never the secret key."""
-        return export_public(self._he, SCHEME, self.params.name, self.plan, relin=True)
+        return seal.export_public(self._he, SCHEME, self.params.name, self.plan, relin=True)
 
     def encrypt(self, vectors: list[npt.NDArray[np.float64]]) -> list[list[bytes]]:
         """Encrypt the five (m,) vectors, each as `plan.blocks` ciphertexts."""
@@ -183,7 +149,7 @@ class AccurateClient:
         if len(blobs) != self.plan.blocks:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
         values = [
-            self._he.decryptFrac(load_ciphertext(self._he, blob, limbs=1, scale=None))
+            self._he.decryptFrac(seal.load_ciphertext(self._he, blob, limbs=1, scale=None))
             for blob in blobs
         ]
         return np.concatenate(values)[: self.plan.items]
@@ -195,10 +161,10 @@ class AccurateModel:
 
     params: AccurateParams
     plan: DiagonalPlan
-    A_first: Diagonals  # p = x A, level 0
-    Qt_second: Diagonals  # z = p Q^T, level 1
-    Q_first: Diagonals  # g = e Q, level 3
-    Qt_final: Diagonals  # y1 = p' Q^T, level 4
+    A_first: seal.Diagonals  # p = x A, level 0
+    Qt_second: seal.Diagonals  # z = p Q^T, level 1
+    Q_first: seal.Diagonals  # g = e Q, level 3
+    Qt_final: seal.Diagonals  # y1 = p' Q^T, level 4
     bias: list[npt.NDArray[np.float64]]
 
     @property
@@ -206,7 +172,9 @@ class AccurateModel:
         """Resident memory: four diagonal sets, each at the top level's capacity."""
         n, limbs = self.params.n, self.params.data_limbs
         sets = (self.A_first, self.Qt_second, self.Q_first, self.Qt_final)
-        return sum(diagonals_bytes(d, n, limbs) for d in sets) + sum(b.nbytes for b in self.bias)
+        return sum(seal.diagonals_bytes(d, n, limbs) for d in sets) + sum(
+            b.nbytes for b in self.bias
+        )
 
     @classmethod
     def encode(
@@ -225,25 +193,22 @@ class AccurateModel:
         return cls(
             params=params,
             plan=plan,
-            A_first=encode_diagonals(he, plan.first_diagonals(A), scale, level=0),
-            Qt_second=encode_diagonals(he, second_q, scale, level=1),
-            Q_first=encode_diagonals(he, first_q, scale, level=3),
-            Qt_final=encode_diagonals(he, second_q, scale, level=4),
+            A_first=seal.encode_diagonals(he, plan.first_diagonals(A), scale, level=0),
+            Qt_second=seal.encode_diagonals(he, second_q, scale, level=1),
+            Q_first=seal.encode_diagonals(he, first_q, scale, level=3),
+            Qt_final=seal.encode_diagonals(he, second_q, scale, level=4),
             bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
         )
 
 
-class AccurateEvaluator:
+class AccurateEvaluator(seal.SealEvaluator):
     """Server side of the one-step accurate mode for one client's keys."""
 
-    def __init__(self, material: SealPublicKeys, params: AccurateParams = ACCURATE_16384) -> None:
+    def __init__(
+        self, material: seal.SealPublicKeys, params: AccurateParams = ACCURATE_16384
+    ) -> None:
         self.params = params
-        self._he = _context(params)
-        load_keys(self._he, material, scheme=SCHEME, name=params.name, limbs=len(params.primes))
-        self.rotation_steps = material.rotation_steps
-        self.nbytes = context_bytes(params.n, len(params.primes)) + resident_key_bytes(
-            material.size
-        )
+        super().__init__(_context(params), material, name=params.name, limbs=len(params.primes))
 
     def load_query(self, blobs: list[list[bytes]], plan: DiagonalPlan) -> list[list[PyCtxt]]:
         """Validate the five input vectors (blocks each): count, size, level and scale."""
@@ -251,7 +216,10 @@ class AccurateEvaluator:
             raise InvalidCiphertextError(f"expected 5 vectors of {plan.blocks} blocks")
         scale = 2.0**self.params.scale_bits
         return [
-            [load_ciphertext(self._he, b, limbs=self.params.data_limbs, scale=scale) for b in v]
+            [
+                seal.load_ciphertext(self._he, b, limbs=self.params.data_limbs, scale=scale)
+                for b in v
+            ]
             for v in blobs
         ]
 
@@ -259,29 +227,29 @@ class AccurateEvaluator:
         self, query: list[list[PyCtxt]], model: AccurateModel, should_stop: StopCheck = never
     ) -> list[bytes]:
         """One fine-tuning step and prediction; serialized reply blocks (see module doc)."""
-        require_rotations(self.rotation_steps, model.plan)
+        seal.require_rotations(self.rotation_steps, model.plan)
         he, plan = self._he, model.plan
         X, M1, X2, M2, X3 = query
-        p = first_product(he, X, model.A_first, plan, should_stop=should_stop)  # level 1
-        rotated_p = baby_steps(he, p, plan, should_stop)
+        p = seal.first_product(he, X, model.A_first, plan, should_stop=should_stop)  # level 1
+        rotated_p = seal.baby_steps(he, p, plan, should_stop)
         u = []
         for c in range(plan.blocks):
-            z = giant_steps(  # level 2
+            z = seal.giant_steps(  # level 2
                 he, [rotated_p], [model.Qt_second[c]], plan, rescale=True, should_stop=should_stop
             )
             he.add_plain(z, self._plain(model.bias[c], z))
             u.append(z)
         e_b = [self._times(M1[c], u[c], minus=X2[c]) for c in range(plan.blocks)]  # level 3
         e_g = [self._times(M2[c], u[c], minus=X3[c]) for c in range(plan.blocks)]  # level 3
-        g = first_product(he, e_b, model.Q_first, plan, should_stop=should_stop)  # level 4
+        g = seal.first_product(he, e_b, model.Q_first, plan, should_stop=should_stop)  # level 4
         p_new = self._align(p, g)
         he.sub(p_new, g)  # p' = p - g, level 4
         dot = self._times(p_new, self._align(p, p_new))  # level 5, p'_j p_j repeated
         dot = self._period_sum(dot, plan)  # p' . p in every slot
-        rotated_new = baby_steps(he, p_new, plan, should_stop)
+        rotated_new = seal.baby_steps(he, p_new, plan, should_stop)
         out = []
         for c in range(plan.blocks):
-            y1 = giant_steps(  # level 5
+            y1 = seal.giant_steps(  # level 5
                 he, [rotated_new], [model.Qt_final[c]], plan, rescale=True, should_stop=should_stop
             )
             t = self._times(dot, e_g[c])  # level 6
@@ -353,8 +321,8 @@ class AccurateRatingsClient:
     """The `Client` of CKKS accurate mode: encrypts the five vectors of `client_vectors`
     (every per-user scalar folded in) for one user's ratings."""
 
-    spec: SchemeSpec
-    inputs: ClientInputs
+    spec: api.SchemeSpec
+    inputs: api.ClientInputs
     kernel: AccurateClient
 
     def key_blobs(self) -> dict[str, bytes]:
@@ -371,7 +339,7 @@ class AccurateRatingsClient:
         return self.kernel.decrypt(replies)
 
 
-class CkksAccurateBackend(SealBackend):
+class CkksAccurateBackend(seal.SealBackend):
     """CKKS accurate mode: one fine-tuning step on the client's encrypted ratings, then the
     prediction (n = 16384, 8 primes; depth 6), within 1e-3 of the plaintext step."""
 
@@ -380,44 +348,40 @@ class CkksAccurateBackend(SealBackend):
     key_blob_names = ("public_key", "relin_key", "rotation_keys")
     relin = True
     params = ACCURATE_16384
-    n, limbs = params.n, len(params.primes)
     VECTORS = 5  # x, beta phi, beta k^a x, gamma phi, gamma k^a x
-
-    @property
-    def parameter_set(self) -> str:
-        return self.params.name
 
     def reference(self, model: CryptoRecModel, ratings: sp.csr_matrix) -> npt.NDArray[Any]:
         """One fine-tuning step of the model's chosen size, then the prediction."""
-        return np.asarray(model.predict_accurate(ratings, model.one_step_tuning())[0])
+        _, means = model.user_inputs(ratings)
+        eta = model.one_step_tuning().eta
+        return np.asarray(means[0] + reference_accurate1(model, ratings, eta))
 
-    def spec(self, packed: CompressedModel) -> SchemeSpec:
+    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
         return self.plan_spec(packed, self.params.slots, queries_per_item_block=self.VECTORS)
 
     def new_client(
-        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
+        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
     ) -> AccurateRatingsClient:
         return AccurateRatingsClient(spec, inputs, AccurateClient(spec.plan(), self.params, keys))
 
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
+    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
         m = packed.model
-        return PreparedModel(spec, AccurateModel.encode(m.A, m.Q, m.item_bias, self.params))
+        return api.PreparedModel(spec, AccurateModel.encode(m.A, m.Q, m.item_bias, self.params))
 
-    def load(self, public: SealPublicKeys) -> AccurateEvaluator:
+    def load(self, public: seal.SealPublicKeys) -> AccurateEvaluator:
         return AccurateEvaluator(public, self.params)
 
-    def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
-        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
+    def compute(
+        self,
+        evaluator: AccurateEvaluator,
+        model: AccurateModel,
+        ciphertexts: list[bytes],
+        should_stop: StopCheck,
+    ) -> list[bytes]:
+        """The five input vectors, one fine-tuning step, the prediction."""
         blocks = model.plan.blocks
-
-        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
-            vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(self.VECTORS)]
-            query = evaluator.load_query(vectors, model.plan)
-            return evaluator.accurate1(query, model, should_stop)
-
-        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
+        vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(self.VECTORS)]
+        return evaluator.accurate1(evaluator.load_query(vectors, model.plan), model, should_stop)
 
 
 BACKEND = CkksAccurateBackend()

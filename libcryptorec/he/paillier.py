@@ -35,16 +35,7 @@ import numpy.typing as npt
 from phe import paillier
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import (
-    Backend,
-    Bound,
-    BoundEvaluator,
-    ClientInputs,
-    KeySet,
-    PreparedModel,
-    SchemeSpec,
-    VectorClient,
-)
+from libcryptorec.he import backend as api
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
 
@@ -477,33 +468,28 @@ def _pack_group(args: PackArgs, bias: list[int]) -> list[Mpz]:
 
 
 def _worker_pack(args: PackArgs) -> list[Mpz]:
-    return _pack_group(args, _WORKER["bias"])
+    return _pack_group(args, _WORKER["model"].bias_int)
 
 
 def _worker_first(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     cols, cts, n2 = args
-    return bucket_columns(cts, _WORKER["A"], cols, n2)
+    return bucket_columns(cts, _WORKER["model"].A_groups, cols, n2)
 
 
 def _worker_first_paper(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     rows, cts, n2 = args
-    return paper_rows(cts, _WORKER["A_rows"], rows, _WORKER["d"], n2)
+    model = _WORKER["model"]
+    return paper_rows(cts, model.A_row_groups, rows, model.dim, n2)
 
 
 def _worker_second(args: tuple[range, list[Mpz], Mpz]) -> list[Mpz]:
     inputs, ps, n2 = args
-    return _second_inputs(ps, _WORKER["Q"], inputs, _WORKER["m"], n2)
+    model = _WORKER["model"]
+    return _second_inputs(ps, model.Q_groups, inputs, model.items, n2)
 
 
 def _init_worker(model: PaillierModel) -> None:
-    _WORKER.update(
-        A=model.A_groups,
-        A_rows=model.A_row_groups,
-        Q=model.Q_groups,
-        bias=model.bias_int,
-        m=model.items,
-        d=model.dim,
-    )
+    _WORKER["model"] = model
 
 
 def _split(count: int, parts: int) -> list[range]:
@@ -538,7 +524,6 @@ class PaillierEvaluator:
         self._pool = (
             mp.get_context("fork").Pool(workers, _init_worker, (model,)) if workers > 1 else None
         )
-        self._randomisers: list[Mpz] = []
         # close() may come from another thread (a cache evicting this evaluator) while a query
         # runs: the pool then stops when that query is done, not under it.
         self._lock = threading.Lock()
@@ -652,30 +637,18 @@ class PaillierEvaluator:
             for a, part in zip(args, packed_parts, strict=True)
             for s, c in zip(a[0], part, strict=True)
         }
-        rns = self._take_randomisers(len(starts))
+        rns = [self._randomiser() for _ in starts]
         return [
             _to_bytes(by_start[s] * rn % n2, self.ciphertext_bytes)
             for s, rn in zip(starts, rns, strict=True)
         ]
 
-    def precompute_randomisers(self, count: int) -> None:
-        """Offline phase: fresh r^n mod n^2 for re-randomising `count` future replies (the
-        server has no factorisation, so each is a full exponentiation; do it while idle)."""
-        fresh = [self._randomiser() for _ in range(count)]
-        with self._lock:
-            self._randomisers.extend(fresh)
-
     def _randomiser(self) -> Mpz:
+        """A fresh r^n mod n^2 (the server has no factorisation: a full exponentiation)."""
         return gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1), self.n, self.n2)
 
-    def _take_randomisers(self, count: int) -> list[Mpz]:
-        """`count` randomisers, each used once even by concurrent queries."""
-        with self._lock:
-            taken, self._randomisers = self._randomisers[:count], self._randomisers[count:]
-        return taken + [self._randomiser() for _ in range(count - len(taken))]
 
-
-class PaillierFastBackend(Backend):
+class PaillierFastBackend(api.Backend):
     """Paillier fast mode (2048-bit keys): fixed point, exact up to rounding (within 1e-2 of
     the plaintext model); the server's work shrinks with every pruned weight."""
 
@@ -688,10 +661,10 @@ class PaillierFastBackend(Backend):
     def parameter_set(self) -> str:
         return f"paillier-{self.key_bits}"
 
-    def spec(self, packed: CompressedModel) -> SchemeSpec:
+    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
         model = PaillierModel.encode(packed, groups=False)  # the public sizes only
         layout, m = model.reply_layout(self.key_bits), packed.model.n_items
-        return SchemeSpec(
+        return api.SchemeSpec(
             self.scheme,
             self.mode,
             self.parameter_set,
@@ -705,41 +678,47 @@ class PaillierFastBackend(Backend):
         )
 
     def new_client(
-        self, spec: SchemeSpec, inputs: ClientInputs, keys: dict[str, bytes] | None = None
-    ) -> VectorClient:
+        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
+    ) -> api.VectorClient:
         layout = ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext)
-        return VectorClient(spec, inputs, PaillierClient(self.key_bits, keys=keys, layout=layout))
+        return api.VectorClient(
+            spec, inputs, PaillierClient(self.key_bits, keys=keys, layout=layout)
+        )
 
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
-        return PreparedModel(spec, PaillierModel.encode(packed))
+    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+        return api.PreparedModel(spec, PaillierModel.encode(packed))
 
-    def public_key(self, keys: KeySet, blobs: dict[str, bytes]) -> PaillierPublicKey:
+    def public_key(self, keys: api.KeySet, blobs: dict[str, bytes]) -> PaillierPublicKey:
         self.check_keys_for(keys)
         return PaillierPublicKey(SCHEME, self.key_bits, self.blob(blobs, "modulus"))
 
-    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+    def validate_keys(self, keys: api.KeySet, blobs: dict[str, bytes]) -> None:
         validate_modulus(self.public_key(keys, blobs))
 
     def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
+        self,
+        prepared: api.PreparedModel,
+        keys: api.KeySet,
+        blobs: dict[str, bytes],
+        workers: int = 1,
+    ) -> api.Bound:
         evaluator = PaillierEvaluator(self.public_key(keys, blobs), prepared.encoded, workers)
 
         def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
             return evaluator.fast(evaluator.load_query(ciphertexts), should_stop)
 
-        return BoundEvaluator(prepared.spec, run, evaluator.nbytes, evaluator.close)
+        return api.BoundEvaluator(prepared.spec, run, evaluator.nbytes, evaluator.close)
 
     def key_set_cap(self) -> int:
         return (MAX_KEY_BITS + 7) // 8
 
-    def query_bytes(self, spec: SchemeSpec) -> int:
+    def query_bytes(self, spec: api.SchemeSpec) -> int:
         return spec.ciphertexts_per_query * 2 * ((MAX_KEY_BITS + 7) // 8)
 
-    def bound_bytes(self, spec: SchemeSpec, key_set_bytes: int) -> int:
+    def bound_bytes(self, spec: api.SchemeSpec, key_set_bytes: int) -> int:
         return PAILLIER_EVALUATOR_BYTES
 
-    def items_per_reply(self, spec: SchemeSpec) -> int:
+    def items_per_reply(self, spec: api.SchemeSpec) -> int:
         return spec.reply_per_ciphertext
 
 

@@ -90,15 +90,3 @@ CKKS_FAST_8192 = CkksParams(
     first_bits=35,
     second_bits=20,
 )
-
-CKKS_PARAMS: dict[str, CkksParams] = {p.name: p for p in (CKKS_FAST_8192,)}
-
-
-def ckks_params(name: str) -> CkksParams:
-    """The allow-listed CKKS parameter set called `name`, checked."""
-    try:
-        params = CKKS_PARAMS[name]
-    except KeyError:
-        raise InsecureParametersError(f"unknown CKKS parameter set {name!r}") from None
-    params.check()
-    return params

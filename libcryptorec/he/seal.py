@@ -14,10 +14,18 @@ from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import seal_format
-from libcryptorec.he.backend import Backend, KeySet, SchemeSpec
+from libcryptorec.he.backend import (
+    Backend,
+    Bound,
+    BoundEvaluator,
+    KeySet,
+    PreparedModel,
+    SchemeSpec,
+)
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
+from libcryptorec.he.params import check_security
 
 # Serialized SEAL objects carry a 16-byte header plus 8 bytes per coefficient and limb.
 _HEADER_SLACK = 4096
@@ -85,7 +93,38 @@ def export_public(
     )
 
 
-SEAL_KEY_PARTS = ("secret_key", "public_key", "relin_key", "rotation_keys")
+def new_context(scheme: str, n: int, primes: tuple[int, ...], **options: Any) -> Pyfhel:
+    """A Pyfhel holding only a SEAL context we build ourselves from an allow-listed parameter
+    set (never a client's), refused unless (n, primes) is inside the 128-bit table."""
+    check_security(n, primes)
+    he = Pyfhel()
+    he.contextGen(scheme=scheme, n=n, qi_sizes=list(primes), **options)
+    return he
+
+
+class SealEvaluator:
+    """What every SEAL evaluator holds for one client: a context of its parameter set with the
+    client's checked keys loaded, the rotation steps they cover, and their resident size."""
+
+    def __init__(self, he: Pyfhel, material: SealPublicKeys, *, name: str, limbs: int) -> None:
+        load_keys(he, material, scheme=he.scheme.name, name=name, limbs=limbs)
+        self._he = he
+        self.rotation_steps = material.rotation_steps
+        self.nbytes = context_bytes(he.n, limbs) + resident_key_bytes(material.size)
+
+
+def make_or_load_keys(
+    he: Pyfhel, plan: DiagonalPlan, keys: dict[str, bytes] | None, *, relin: bool = False
+) -> None:
+    """Give `he` the client's saved `keys` (from `export_all_keys`), or new ones: a key pair,
+    Galois keys for the plan's rotations and, with `relin`, a relinearisation key."""
+    if keys is not None:
+        import_all_keys(he, keys)
+        return
+    he.keyGen()
+    if relin:
+        he.relinKeyGen()
+    he.rotateKeyGen(rot_steps=list(plan.rotation_steps))
 
 
 def export_all_keys(he: Pyfhel, relin: bool) -> dict[str, bytes]:
@@ -304,9 +343,22 @@ class SealBackend(Backend):
     included), diagonal-method plans, and key sets of a public key, Galois keys for the plan's
     power-of-two rotations and, with `relin`, a relinearisation key."""
 
-    n: ClassVar[int]
-    limbs: ClassVar[int]
+    # The allow-listed parameter set: a name, a ring degree n and its primes.
+    params: ClassVar[Any]
     relin: ClassVar[bool] = False
+
+    @property
+    def parameter_set(self) -> str:
+        return str(self.params.name)
+
+    @property
+    def n(self) -> int:
+        return int(self.params.n)
+
+    @property
+    def limbs(self) -> int:
+        """Primes of the ring, the special one included."""
+        return len(self.params.primes)
 
     def public_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> SealPublicKeys:
         """The registered blobs as the SEAL loader takes them (InvalidKeyError if one is
@@ -327,6 +379,24 @@ class SealBackend(Backend):
 
     def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
         self.load(self.public_keys(keys, blobs))
+
+    def compute(
+        self, evaluator: Any, model: Any, ciphertexts: list[bytes], should_stop: StopCheck
+    ) -> list[bytes]:
+        """One query on a loaded evaluator: fast mode's two products by default."""
+        return list(
+            evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
+        )
+
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> Bound:
+        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
+
+        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
+            return self.compute(evaluator, model, ciphertexts, should_stop)
+
+        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
 
     def key_set_cap(self) -> int:
         return key_set_cap(self.n, self.limbs, relin=self.relin)

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptorec.services.client.library import CryptoRecClient, RecommendResult
+from cryptorec.services.rpc.server import start
+from cryptorec.services.store.base import Store
+from cryptorec.services.trainer.publish import small_config, train_and_publish
 
 from libcryptorec.data import load_movielens
 from libcryptorec.splits import paper_split
-from services.client.library import CryptoRecClient, RecommendResult
-from services.rpc.server import start
-from services.store.base import Store
-from services.trainer.publish import small_config, train_and_publish
 
 
 def _log(message: str) -> None:
@@ -45,11 +45,11 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="cryptorec-demo-") as tmp:
         store: Store
         if redis_url:
-            from services.store.redis_store import RedisStore
+            from cryptorec.services.store.redis_store import RedisStore
 
             store = RedisStore(redis_url, prefix=f"cryptorec-demo-{uuid.uuid4().hex[:8]}:")
         else:
-            from services.store.file_store import FileStore
+            from cryptorec.services.store.file_store import FileStore
 
             store = FileStore(Path(tmp) / "store")
         train_and_publish(ratings, store, rows=split.train_users, config=small_config(), log=_log)

@@ -22,27 +22,27 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-
+from cryptorec.services.client.keycache import KeyCache
+from cryptorec.services.rpc.checksum import chunk_checksum
+from cryptorec.services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
+from cryptorec.services.rpc.options import (
+    CHANNEL_OPTIONS,
+    CHUNK_BYTES,
+    PREDICT_ATTEMPTS,
+    PREDICT_BACKOFF_SECONDS,
+)
+from cryptorec.services.rpc.streams import groups_by_bytes, slices
+from cryptorec.services.rpc.tls import ClientTls
+from cryptorec.services.rpc.tls import channel as open_channel
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
+
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Client, ClientInputs, SchemeSpec
-from services.client.keycache import KeyCache
-from services.rpc.checksum import chunk_checksum
-from services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
-from services.rpc.options import (
-    CHANNEL_OPTIONS,
-    CHUNK_BYTES,
-    PREDICT_ATTEMPTS,
-    PREDICT_BACKOFF_SECONDS,
-)
-from services.rpc.streams import groups_by_bytes, slices
-from services.rpc.tls import ClientTls
-from services.rpc.tls import channel as open_channel
 
 
 class ReplyError(RuntimeError):
@@ -234,7 +234,7 @@ class CryptoRecClient:
         timings, sizes = result.timings, result.bytes
         keys = self.ensure_keys(info, result.scheme, result.mode, timings, sizes)
         t0 = time.perf_counter()
-        ciphertexts, rbar = keys.client.encrypt(_ratings_row(info, ratings))
+        ciphertexts, rbar = keys.client.encrypt(ratings_row(info, ratings))
         timings["encrypt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         replies = self._evaluate(
@@ -323,7 +323,7 @@ def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:
     )
 
 
-def _ratings_row(info: model_pb.GetModelResponse, ratings: dict[int, float]) -> sp.csr_matrix:
+def ratings_row(info: model_pb.GetModelResponse, ratings: dict[int, float]) -> sp.csr_matrix:
     """The (1, m) rating row over the catalogue; items the model does not know are dropped."""
     position = {c.item_id: k for k, c in enumerate(info.catalogue)}
     known = [(position[i], float(r)) for i, r in ratings.items() if i in position]

@@ -15,14 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cryptorec.services.cache import ByteBudgetCache
+from cryptorec.services.errors import BadRequestError
+from cryptorec.services.store.base import KeyInfo, Store, check_key_id
+from cryptorec.services.versions import ModelVersion, Versions
+from cryptorec.services.work import WorkSlots
+
 from libcryptorec.he import registry
-from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec
+from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, item_ranges
 from libcryptorec.he.cancel import StopCheck
-from services.cache import ByteBudgetCache
-from services.errors import BadRequestError
-from services.store.base import KeyInfo, Store, check_key_id
-from services.versions import ModelVersion, Versions
-from services.work import WorkSlots
 
 log = logging.getLogger("cryptorec.evaluator")
 
@@ -121,11 +122,7 @@ class EvaluatorHandler:
         log.info(
             "%s/%s on %s: %.3f s", spec.scheme, spec.mode, version, time.perf_counter() - started
         )
-        per_reply = backend.items_per_reply(spec)
-        ranges = [
-            (i * per_reply, max(0, min(per_reply, spec.items - i * per_reply)))
-            for i in range(len(replies))
-        ]
+        ranges = item_ranges(spec.items, backend.items_per_reply(spec), len(replies))
         return Reply(version, replies, ranges)
 
     def _bind(self, backend: Backend, prepared: PreparedModel, key_id: str) -> Bound:

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-
+from cryptorec.services.errors import BadRequestError
+from cryptorec.services.evaluator.handler import EvaluatorHandler, QueryHeader, Reply
+from cryptorec.services.rpc.admission import current_upload
+from cryptorec.services.rpc.checksum import chunk_checksum
+from cryptorec.services.rpc.convert import backend_for
+from cryptorec.services.rpc.errors import streaming
+from cryptorec.services.rpc.options import CHUNK_BYTES
+from cryptorec.services.rpc.streams import groups_by_bytes, header_then_chunks
 from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
-from services.errors import BadRequestError
-from services.evaluator.handler import EvaluatorHandler, QueryHeader, Reply
-from services.rpc.admission import current_upload
-from services.rpc.checksum import chunk_checksum
-from services.rpc.convert import backend_for
-from services.rpc.errors import streaming
-from services.rpc.options import CHUNK_BYTES
-from services.rpc.streams import groups_by_bytes, header_then_chunks
 
 
 class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):

@@ -14,10 +14,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from cryptorec.services.errors import BadRequestError, TooLargeError
+from cryptorec.services.store.base import KeyInfo, KeyRecord, Store, shown
+from cryptorec.services.work import WorkSlots
+
 from libcryptorec.he.backend import Backend, KeySet
-from services.errors import BadRequestError, TooLargeError
-from services.store.base import KeyInfo, KeyRecord, Store, shown
-from services.work import WorkSlots
 
 log = logging.getLogger("cryptorec.keys")
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-
+from cryptorec.services.errors import BadRequestError
+from cryptorec.services.keys.handler import KeyHandler, KeyUpload
+from cryptorec.services.rpc.admission import current_upload
+from cryptorec.services.rpc.convert import backend_for, mode_enum, scheme_enum
+from cryptorec.services.rpc.errors import unary
+from cryptorec.services.rpc.streams import header_then_chunks
 from cryptorec.v1 import key_service_pb2 as pb
 from cryptorec.v1 import key_service_pb2_grpc as pb_grpc
-from services.errors import BadRequestError
-from services.keys.handler import KeyHandler, KeyUpload
-from services.rpc.admission import current_upload
-from services.rpc.convert import backend_for, mode_enum, scheme_enum
-from services.rpc.errors import unary
-from services.rpc.streams import header_then_chunks
 
 
 class KeyServicer(pb_grpc.KeyServiceServicer):

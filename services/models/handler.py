@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cryptorec.services.cache import ByteBudgetCache
+from cryptorec.services.store.base import Store, VersionInfo
+from cryptorec.services.versions import Versions
+
 from libcryptorec.compression import CompressionStats
 from libcryptorec.he.backend import ClientInputs, SchemeSpec
-from services.cache import ByteBudgetCache
-from services.store.base import Store, VersionInfo
-from services.versions import Versions
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import grpc
-
+from cryptorec.services.cache import ByteBudgetCache
+from cryptorec.services.models.handler import ModelDescription, ModelHandler
+from cryptorec.services.rpc.convert import scheme_parameters
+from cryptorec.services.rpc.errors import unary
 from cryptorec.v1 import model_service_pb2 as pb
 from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
-from services.cache import ByteBudgetCache
-from services.models.handler import ModelDescription, ModelHandler
-from services.rpc.convert import scheme_parameters
-from services.rpc.errors import unary
 
 
 def to_message(d: ModelDescription) -> pb.GetModelResponse:

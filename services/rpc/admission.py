@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
-from services.errors import RefusedError
-from services.settings import default_of
-from services.work import WorkSlots
+from cryptorec.services.errors import RefusedError
+from cryptorec.services.settings import default_of
+from cryptorec.services.work import WorkSlots
 
 log = logging.getLogger("cryptorec.admission")
 

@@ -3,11 +3,12 @@ derived from the backend registry (a registered backend declares its enum number
 
 from __future__ import annotations
 
+from cryptorec.services.errors import BadRequestError
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
+
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, SchemeSpec
-from services.errors import BadRequestError
 
 
 def scheme_enum(name: str) -> types_pb2.Scheme.ValueType:
@@ -33,21 +34,27 @@ def backend_for(scheme: int, mode: int) -> Backend:
     )
 
 
+# SchemeSpec fields published as SchemeParameters fields of the same meaning (spec -> message).
+_SAME = (
+    "parameter_set",
+    "slots",
+    "input_bits",
+    "result_bits",
+    "reply_slot_bits",
+    "reply_per_ciphertext",
+    "ciphertexts_per_query",
+)
+
+
 def scheme_parameters(s: SchemeSpec) -> model_pb.SchemeParameters:
     """What the model service publishes of a spec."""
     return model_pb.SchemeParameters(
         scheme=scheme_enum(s.scheme),
         mode=mode_enum(s.mode),
-        parameter_set=s.parameter_set,
-        slots=s.slots,
         width=s.plan().width if s.slots else 0,
         baby_steps=s.baby,
         rotation_steps=list(s.rotation_steps),
-        input_bits=s.input_bits,
-        result_bits=s.result_bits,
-        reply_slot_bits=s.reply_slot_bits,
-        reply_per_ciphertext=s.reply_per_ciphertext,
-        ciphertexts_per_query=s.ciphertexts_per_query,
+        **{name: getattr(s, name) for name in _SAME},
     )
 
 
@@ -57,15 +64,9 @@ def spec_from_pb(p: model_pb.SchemeParameters, items: int, dim: int) -> SchemeSp
     return SchemeSpec(
         scheme=backend.scheme,
         mode=backend.mode,
-        parameter_set=p.parameter_set,
         items=items,
         dim=dim,
-        slots=p.slots,
         baby=p.baby_steps,
         rotation_steps=tuple(p.rotation_steps),
-        input_bits=p.input_bits,
-        result_bits=p.result_bits,
-        reply_slot_bits=p.reply_slot_bits,
-        reply_per_ciphertext=p.reply_per_ciphertext,
-        ciphertexts_per_query=p.ciphertexts_per_query,
+        **{name: getattr(p, name) for name in _SAME},
     )

@@ -9,6 +9,15 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 import grpc
+from cryptorec.services.errors import BadRequestError, RefusedError, TooLargeError
+from cryptorec.services.store.base import (
+    CorruptError,
+    InvalidIdError,
+    NotFoundError,
+    StoreError,
+    StoreFullError,
+    shown,
+)
 
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.he.errors import (
@@ -16,15 +25,6 @@ from libcryptorec.he.errors import (
     InsecureParametersError,
     InvalidCiphertextError,
     InvalidKeyError,
-)
-from services.errors import BadRequestError, RefusedError, TooLargeError
-from services.store.base import (
-    CorruptError,
-    InvalidIdError,
-    NotFoundError,
-    StoreError,
-    StoreFullError,
-    shown,
 )
 
 log = logging.getLogger("cryptorec.rpc")

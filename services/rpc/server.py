@@ -12,24 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
+from cryptorec.services.evaluator.handler import EvaluatorHandler
+from cryptorec.services.evaluator.servicer import EvaluatorServicer
+from cryptorec.services.keys.handler import KeyHandler
+from cryptorec.services.keys.servicer import KeyServicer
+from cryptorec.services.models.handler import ModelHandler
+from cryptorec.services.models.servicer import ModelServicer
+from cryptorec.services.rpc import options
+from cryptorec.services.rpc.admission import Admission, Limits
+from cryptorec.services.rpc.tls import ServerTls
+from cryptorec.services.settings import default_of
+from cryptorec.services.store.base import Store, StoreError
 from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
-from services.evaluator.handler import EvaluatorHandler
-from services.evaluator.servicer import EvaluatorServicer
-from services.keys.handler import KeyHandler
-from services.keys.servicer import KeyServicer
-from services.models.handler import ModelHandler
-from services.models.servicer import ModelServicer
-from services.rpc import options
-from services.rpc.admission import Admission, Limits
-from services.rpc.tls import ServerTls
-from services.settings import default_of
-from services.store.base import Store, StoreError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("cryptorec.server")
 

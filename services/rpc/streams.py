@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from services.errors import BadRequestError
+from cryptorec.services.errors import BadRequestError
 
 
 def header_then_chunks(

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.store.base import Store
+from cryptorec.services.store.base import Store
 
 
 def open_store(url: str, prefix: str = "cryptorec:") -> Store:
     """`redis://...` / `rediss://...` or `file://DIR` (or a plain path) to a Store."""
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from services.store.redis_store import RedisStore
+        from cryptorec.services.store.redis_store import RedisStore
 
         return RedisStore(url, prefix)
     path = url.removeprefix("file://")
-    from services.store.file_store import FileStore
+    from cryptorec.services.store.file_store import FileStore
 
     return FileStore(Path(path))

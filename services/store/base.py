@@ -111,6 +111,14 @@ def check_key_id(key_id: str) -> str:
     return key_id
 
 
+def versions_to_drop(store: Store, keep: int) -> list[str]:
+    """The complete versions `retain(keep)` deletes: all but the newest `keep`, never the
+    current one."""
+    current = store.current()
+    complete = [v.version for v in store.versions()]
+    return [v for v in complete[: max(0, len(complete) - keep)] if v != current]
+
+
 def chunks(blob: bytes) -> Iterator[bytes]:
     for start in range(0, max(len(blob), 1), CHUNK_BYTES):
         yield blob[start : start + CHUNK_BYTES]

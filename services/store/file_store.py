@@ -19,25 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cryptorec.services.store import base
+
 from libcryptorec.he.backend import KeySet
-from services.store.base import (
-    CorruptError,
-    KeyInfo,
-    KeyRecord,
-    NotFoundError,
-    StoreError,
-    StoreFullError,
-    VersionInfo,
-    check_key_id,
-    check_version_id,
-    chunks,
-    info_from_manifest,
-    info_from_record,
-    key_id_for,
-    manifest_for,
-    record_json,
-    verify_parts,
-)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -74,24 +58,24 @@ class FileStore:
             yield
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFullError(f"{what}: no space left in {self.root}") from exc
-            raise StoreError(f"{what}: store directory {self.root} unusable ({exc})") from exc
+                raise base.StoreFullError(f"{what}: no space left in {self.root}") from exc
+            raise base.StoreError(f"{what}: store directory {self.root} unusable ({exc})") from exc
 
     def ping(self) -> None:
         if not (self.root / "models").is_dir() or not (self.root / "keys").is_dir():
-            raise StoreError(f"store directory {self.root} is gone")
+            raise base.StoreError(f"store directory {self.root} is gone")
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
-        check_version_id(version)
+        base.check_version_id(version)
         final = self.root / "models" / version
         with self._io(f"publish {version}"):
             if final.exists():
                 raise ValueError(f"version {version} already exists; versions are immutable")
             staging = Path(tempfile.mkdtemp(dir=self.root / "models", prefix=f".{version}."))
             try:
-                manifest = manifest_for(version, parts, summary)
+                manifest = base.manifest_for(version, parts, summary)
                 for name, blob in parts.items():
-                    for i, piece in enumerate(chunks(blob)):
+                    for i, piece in enumerate(base.chunks(blob)):
                         (staging / f"{name}.{i}").write_bytes(piece)
                 (staging / "manifest.json").write_bytes(manifest)
                 self._read_dir(staging)  # verify what is on disk before it becomes visible
@@ -109,25 +93,25 @@ class FileStore:
             except FileNotFoundError:
                 return None
 
-    def versions(self) -> list[VersionInfo]:
+    def versions(self) -> list[base.VersionInfo]:
         out = []
         with self._io("versions"):
             for d in (self.root / "models").iterdir():
                 if d.name.startswith(".") or not (d / "manifest.json").is_file():
                     continue
-                out.append(info_from_manifest(json.loads((d / "manifest.json").read_bytes())))
+                out.append(base.info_from_manifest(json.loads((d / "manifest.json").read_bytes())))
         return sorted(out, key=lambda v: v.created_unix)
 
-    def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
-        check_version_id(version)
+    def read(self, version: str) -> tuple[base.VersionInfo, dict[str, bytes]]:
+        base.check_version_id(version)
         d = self.root / "models" / version
         self.ping()
         with self._io(f"read {version}"):
             if not (d / "manifest.json").is_file():
-                raise NotFoundError(f"model version {version} not found")
+                raise base.NotFoundError(f"model version {version} not found")
             return self._read_dir(d)
 
-    def _read_dir(self, d: Path) -> tuple[VersionInfo, dict[str, bytes]]:
+    def _read_dir(self, d: Path) -> tuple[base.VersionInfo, dict[str, bytes]]:
         manifest = json.loads((d / "manifest.json").read_bytes())
         parts = {}
         for name, spec in manifest["parts"].items():
@@ -136,16 +120,14 @@ class FileStore:
                     (d / f"{name}.{i}").read_bytes() for i in range(spec["chunks"])
                 )
             except FileNotFoundError as exc:
-                raise CorruptError(
+                raise base.CorruptError(
                     f"version {manifest['version']}: missing chunk of {name}"
                 ) from exc
-        verify_parts(manifest, parts)
-        return info_from_manifest(manifest), parts
+        base.verify_parts(manifest, parts)
+        return base.info_from_manifest(manifest), parts
 
     def retain(self, keep: int) -> list[str]:
-        current = self.current()
-        complete = [v.version for v in self.versions()]
-        doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
+        doomed = base.versions_to_drop(self, keep)
         with self._io("retain"):
             for d in (self.root / "models").iterdir():
                 orphan = d.name.startswith(".") and time.time() - d.stat().st_mtime > 3600
@@ -153,39 +135,39 @@ class FileStore:
                     shutil.rmtree(d, ignore_errors=True)
         return doomed
 
-    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
-        key_id = key_id_for(keys, blob)
-        record = KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
+    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> base.KeyRecord:
+        key_id = base.key_id_for(keys, blob)
+        record = base.KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         with self._io("put_key"):
             _atomic_write(self.root / "keys" / f"{key_id}.blob", blob)
-            _atomic_write(self.root / "keys" / f"{key_id}.json", record_json(record).encode())
+            _atomic_write(self.root / "keys" / f"{key_id}.json", base.record_json(record).encode())
         return record
 
-    def key_info(self, key_id: str) -> KeyInfo:
-        check_key_id(key_id)
+    def key_info(self, key_id: str) -> base.KeyInfo:
+        base.check_key_id(key_id)
         self.ping()
         with self._io("key_info"):
             try:
                 stored = (self.root / "keys" / f"{key_id}.json").read_bytes()
             except FileNotFoundError:
-                raise NotFoundError(f"key id {key_id} not found") from None
-        info = info_from_record(key_id, stored)
+                raise base.NotFoundError(f"key id {key_id} not found") from None
+        info = base.info_from_record(key_id, stored)
         if info.expires_unix < time.time():
             self.delete_key(key_id)
-            raise NotFoundError(f"key id {key_id} expired")
+            raise base.NotFoundError(f"key id {key_id} expired")
         return info
 
-    def get_key(self, key_id: str) -> KeyRecord:
+    def get_key(self, key_id: str) -> base.KeyRecord:
         info = self.key_info(key_id)
         with self._io("get_key"):
             try:
                 blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
             except FileNotFoundError:
-                raise NotFoundError(f"key id {key_id} not found") from None
-        return KeyRecord(key_id, info.keys, blob, info.expires_unix)
+                raise base.NotFoundError(f"key id {key_id} not found") from None
+        return base.KeyRecord(key_id, info.keys, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
-        check_key_id(key_id)
+        base.check_key_id(key_id)
         self.ping()
         with self._io("delete_key"):
             for suffix in (".json", ".blob"):

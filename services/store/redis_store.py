@@ -19,25 +19,9 @@ import time
 from typing import Any
 
 import redis
+from cryptorec.services.store import base
 
 from libcryptorec.he.backend import KeySet
-from services.store.base import (
-    KeyInfo,
-    KeyRecord,
-    NotFoundError,
-    StoreError,
-    StoreFullError,
-    VersionInfo,
-    check_key_id,
-    check_version_id,
-    chunks,
-    info_from_manifest,
-    info_from_record,
-    key_id_for,
-    manifest_for,
-    record_json,
-    verify_parts,
-)
 
 
 class RedisStore:
@@ -58,11 +42,11 @@ class RedisStore:
         try:
             return fn(*args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreError(f"Redis at {self._where} unavailable: {exc}") from exc
+            raise base.StoreError(f"Redis at {self._where} unavailable: {exc}") from exc
         except redis.RedisError as exc:
             if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in str(exc):
-                raise StoreFullError(f"Redis at {self._where} is full (maxmemory)") from exc
-            raise StoreError(f"Redis at {self._where} failed: {exc}") from exc
+                raise base.StoreFullError(f"Redis at {self._where} is full (maxmemory)") from exc
+            raise base.StoreError(f"Redis at {self._where} failed: {exc}") from exc
 
     @property
     def _where(self) -> str:
@@ -74,13 +58,13 @@ class RedisStore:
         self._call(self._r.ping)
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
-        check_version_id(version)
+        base.check_version_id(version)
         if self._call(self._r.exists, self._k("model", version, "manifest")):
             raise ValueError(f"version {version} already exists; versions are immutable")
-        manifest = manifest_for(version, parts, summary)
+        manifest = base.manifest_for(version, parts, summary)
         pipe = self._r.pipeline(transaction=False)
         for name, blob in parts.items():
-            for i, piece in enumerate(chunks(blob)):
+            for i, piece in enumerate(base.chunks(blob)):
                 pipe.set(self._k("model", version, "part", name, str(i)), piece)
         pipe.set(self._k("model", version, "manifest"), manifest)
         self._call(pipe.execute)
@@ -95,25 +79,25 @@ class RedisStore:
         value = self._call(self._r.get, self._k("current"))
         return value.decode() if value else None
 
-    def versions(self) -> list[VersionInfo]:
+    def versions(self) -> list[base.VersionInfo]:
         names = [v.decode() for v in self._call(self._r.zrange, self._k("models"), 0, -1)]
         out = []
         for v in names:
             raw = self._call(self._r.get, self._k("model", v, "manifest"))
             if raw:
-                out.append(info_from_manifest(json.loads(raw)))
+                out.append(base.info_from_manifest(json.loads(raw)))
         return out
 
-    def read(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
-        check_version_id(version)
+    def read(self, version: str) -> tuple[base.VersionInfo, dict[str, bytes]]:
+        base.check_version_id(version)
         if self._call(self._r.zscore, self._k("models"), version) is None:
-            raise NotFoundError(f"model version {version} not found")
+            raise base.NotFoundError(f"model version {version} not found")
         return self._read_version(version)
 
-    def _read_version(self, version: str) -> tuple[VersionInfo, dict[str, bytes]]:
+    def _read_version(self, version: str) -> tuple[base.VersionInfo, dict[str, bytes]]:
         raw = self._call(self._r.get, self._k("model", version, "manifest"))
         if raw is None:
-            raise NotFoundError(f"model version {version} not found")
+            raise base.NotFoundError(f"model version {version} not found")
         manifest = json.loads(raw)
         pipe = self._r.pipeline(transaction=False)
         layout = []
@@ -126,14 +110,12 @@ class RedisStore:
         for name, count in layout:
             parts[name] = b"".join(v or b"" for v in values[pos : pos + count])
             pos += count
-        verify_parts(manifest, parts)
-        return info_from_manifest(manifest), parts
+        base.verify_parts(manifest, parts)
+        return base.info_from_manifest(manifest), parts
 
     def retain(self, keep: int) -> list[str]:
-        current = self.current()
-        complete = [v.version for v in self.versions()]
-        doomed = [v for v in complete[: max(0, len(complete) - keep)] if v != current]
-        known = set(complete) - set(doomed)
+        doomed = base.versions_to_drop(self, keep)
+        known = {v.version for v in self.versions()} - set(doomed)
         manifests = self._call(
             lambda: list(self._r.scan_iter(match=self._k("model", "*", "manifest")))
         )
@@ -151,33 +133,33 @@ class RedisStore:
                     self._call(self._r.delete, *parts[start : start + 512])
         return doomed
 
-    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
-        key_id = key_id_for(keys, blob)
-        record = KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
+    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> base.KeyRecord:
+        key_id = base.key_id_for(keys, blob)
+        record = base.KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         tx = self._r.pipeline(transaction=True)
         tx.set(self._k("key", key_id, "blob"), blob, ex=ttl_seconds)
-        tx.set(self._k("key", key_id, "meta"), record_json(record), ex=ttl_seconds)
+        tx.set(self._k("key", key_id, "meta"), base.record_json(record), ex=ttl_seconds)
         self._call(tx.execute)
         return record
 
-    def key_info(self, key_id: str) -> KeyInfo:
-        check_key_id(key_id)
+    def key_info(self, key_id: str) -> base.KeyInfo:
+        base.check_key_id(key_id)
         stored = self._call(self._r.get, self._k("key", key_id, "meta"))
         if stored is None:
-            raise NotFoundError(f"key id {key_id} not found or expired")
-        return info_from_record(key_id, stored)
+            raise base.NotFoundError(f"key id {key_id} not found or expired")
+        return base.info_from_record(key_id, stored)
 
-    def get_key(self, key_id: str) -> KeyRecord:
-        check_key_id(key_id)
+    def get_key(self, key_id: str) -> base.KeyRecord:
+        base.check_key_id(key_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self._k("key", key_id, "meta"))
         pipe.get(self._k("key", key_id, "blob"))
         stored, blob = self._call(pipe.execute)
         if stored is None or blob is None:
-            raise NotFoundError(f"key id {key_id} not found or expired")
-        info = info_from_record(key_id, stored)
-        return KeyRecord(key_id, info.keys, blob, info.expires_unix)
+            raise base.NotFoundError(f"key id {key_id} not found or expired")
+        info = base.info_from_record(key_id, stored)
+        return base.KeyRecord(key_id, info.keys, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
-        check_key_id(key_id)
+        base.check_key_id(key_id)
         self._call(self._r.delete, self._k("key", key_id, "meta"), self._k("key", key_id, "blob"))

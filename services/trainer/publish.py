@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+from cryptorec.services import versions
+from cryptorec.services.store.base import Store
 
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
 from libcryptorec.training import TrainConfig, train
-from services import versions
-from services.store.base import Store
 
 # Half the weights: on ml-1m pruning up to 58% leaves RMSE unchanged (benchmarks/results/
 # compression-sweep-ml-1m.json), and Paillier's work shrinks with every pruned weight. A
