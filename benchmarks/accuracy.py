@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import settings
-
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.compression import compress

@@ -24,7 +24,6 @@ from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
-
 from libcryptorec.he import registry
 
 CASES = [("ckks", "fast"), ("bfv", "fast"), ("paillier", "fast"), ("ckks", "accurate")]

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+
 from cryptorec.benchmarks.models import load_or_train
 from cryptorec.benchmarks.report import log, table, write_json
 from cryptorec.services import settings
-
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.model import CryptoRecModel

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
@@ -28,7 +29,6 @@ from cryptorec.services import settings, versions
 from cryptorec.services.client.library import CryptoRecClient, ratings_row
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
-
 from libcryptorec.splits import split_matrices
 
 

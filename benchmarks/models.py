@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from cryptorec.benchmarks.report import log
 
+from cryptorec.benchmarks.report import log
 from libcryptorec import __version__, artifact
 from libcryptorec.compression import CompressedModel, compress, threshold_for_fraction
 from libcryptorec.data import Ratings, load_movielens

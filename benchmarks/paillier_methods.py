@@ -14,9 +14,9 @@ import time
 
 import gmpy2
 import numpy as np
+
 from cryptorec.benchmarks.models import load_or_train
 from cryptorec.services import settings
-
 from libcryptorec.he.paillier import (
     PaillierClient,
     PaillierModel,

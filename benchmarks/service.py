@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import start_evaluator, stop
 from cryptorec.benchmarks.report import log, write_json
 from cryptorec.services import settings, versions
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import start
+from cryptorec.services.clients import add_client
+from cryptorec.services.rpc.server import ServerConfig, start
+from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
-
 from libcryptorec.he import registry
 from libcryptorec.splits import split_matrices
 
@@ -61,6 +63,7 @@ def run(
                 for proc, _ in procs:
                     stop(proc)
         front.stop(grace=1.0)
+        results["auth"] = _auth_overhead(store, Path(tmp), users)
     one, two = results["processes"]["1"], results["processes"]["2"]
     results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
     print(f"engine (in-process)       {engine_s * 1000:8.1f} ms per query")
@@ -71,6 +74,11 @@ def run(
             f"with {r['concurrent']} concurrent clients"
         )
     print(f"throughput 2 vs 1 processes: {results['scaling']:.2f}x")
+    a = results["auth"]
+    print(
+        f"evaluate phase without / with authentication and budgets: {a['without_s'] * 1000:.1f} "
+        f"/ {a['with_s'] * 1000:.1f} ms ({100 * a['overhead']:+.2f}%, {a['pairs']} pairs)"
+    )
     write_json(json_out, results)
     return results
 
@@ -136,3 +144,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     run(args.dataset, args.data_dir, args.model_cache, args.queries, args.concurrent, args.json)
     return 0
+
+
+def _auth_overhead(store: FileStore, folder: Path, users: list[dict[int, float]]) -> dict[str, Any]:
+    """The evaluate phase on an evaluator without and one with `--auth` (token lookup, key
+    ownership, the query budget), the same query alternating between them: medians."""
+    token = add_client(store, "bench", Quotas(queries_per_day=1_000_000))
+    front = start(("model", "key"), store, config=ServerConfig(auth=True))
+    plain, plain_target = start_evaluator(folder)
+    checked, checked_target = start_evaluator(folder, "--auth")
+    clients = [
+        CryptoRecClient(f"127.0.0.1:{front.port}", evaluator_target=t, token=token, timeout=300)
+        for t in (plain_target, checked_target)
+    ]
+    clients[1]._keys = clients[0]._keys  # one key set, owned by the client, used by both
+    try:
+        for c in clients:
+            c.predict(users[0])  # warm-up: each loads and encodes the model once
+        times: list[list[float]] = [[], []]
+        for k in range(4 * len(users)):
+            for which in (k % 2, 1 - k % 2):  # alternate the order, against drift
+                _, result = clients[which].predict(users[k % len(users)])
+                times[which].append(result.timings["evaluate"])
+    finally:
+        for c in clients:
+            c.close()
+        stop(plain)
+        stop(checked)
+        front.stop(grace=1.0)
+    without, with_auth = (float(np.median(t)) for t in times)
+    return {
+        "without_s": without,
+        "with_s": with_auth,
+        "overhead": with_auth / without - 1.0,
+        "pairs": len(times[0]),
+    }

@@ -20,7 +20,7 @@ from cryptorec.benchmarks import DRIVERS
 from cryptorec.services import settings
 from cryptorec.services.cli_errors import CliError, explain
 from cryptorec.services.rpc.server import ROLES
-
+from cryptorec.services.store.base import Quotas
 from libcryptorec.data import MOVIELENS_DATASETS
 from libcryptorec.he import registry
 
@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
             upload_grace_seconds=args.upload_grace,
             upload_min_bytes_per_second=args.upload_min_rate,
         ),
+        auth=args.auth,
         cache_bytes=args.cache_bytes,
         key_ttl_seconds=args.key_ttl,
         paillier_workers=args.paillier_workers,
@@ -102,7 +103,6 @@ def _check_free(host: str, port: int) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from cryptorec.services.trainer.publish import train_and_publish
-
     from libcryptorec.data import load_movielens, read_csv
 
     if not args.csv:
@@ -135,6 +135,7 @@ def _recommend(args: argparse.Namespace) -> int:
         evaluator_target=args.evaluator_target,
         key_dir=args.key_dir,
         tls=ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
+        token=args.token,
     )
     try:
         result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
@@ -165,6 +166,43 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
     if not out:
         raise CliError(f"{path}: no item,rating rows", 2)
     return out
+
+
+def _clients_add(args: argparse.Namespace) -> int:
+    from cryptorec.services.clients import add_client
+    from cryptorec.services.store.base import Quotas
+
+    quotas = Quotas(args.queries_per_day, args.max_key_sets, args.max_key_bytes)
+    token = add_client(_open_store(args), args.name, quotas)
+    print(
+        f"added client {args.name}: {quotas.queries_per_day} queries a day, "
+        f"{quotas.max_key_sets} key sets ({quotas.max_key_bytes} bytes). Its token, shown once:",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    import time
+
+    store = _open_store(args)
+    for c in store.clients():
+        used = store.usage(c.name)
+        q = c.quotas
+        added = time.strftime("%Y-%m-%d", time.gmtime(c.created_unix))
+        print(
+            f"{c.name:<20} queries {used.queries_today}/{q.queries_per_day} today  "
+            f"key sets {used.key_sets}/{q.max_key_sets} ({used.key_bytes}/{q.max_key_bytes} "
+            f"bytes)  added {added}"
+        )
+    return 0
+
+
+def _clients_revoke(args: argparse.Namespace) -> int:
+    _open_store(args).remove_client(args.name)
+    print(f"revoked {args.name}: its token no longer works", file=sys.stderr)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -215,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         srv,
         "store",
         "store_prefix",
+        "auth",
         "tls_cert",
         "tls_key",
         "tls_client_ca",
@@ -252,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mode", choices=registry.mode_names(), default="fast")
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
-    settings.add(rec, "tls_ca", "client_tls_cert", "client_tls_key")
+    settings.add(rec, "token", "tls_ca", "client_tls_cert", "client_tls_key")
     rec.add_argument(
         "--key-dir",
         type=Path,
@@ -271,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--top", type=int, default=10)
     demo.add_argument("--json", type=Path)
     demo.set_defaults(func=_demo)
+
+    cl = sub.add_parser("clients", help="who may ask (with serve --auth): add, list, revoke")
+    clients = cl.add_subparsers(dest="clients", required=True)
+    add = clients.add_parser("add", help="let a client in; prints its token once, last")
+    add.add_argument("name", help="[a-z0-9-_.], at most 64 characters")
+    defaults = Quotas()
+    add.add_argument("--queries-per-day", type=int, default=defaults.queries_per_day)
+    add.add_argument("--max-key-sets", type=int, default=defaults.max_key_sets)
+    add.add_argument("--max-key-bytes", type=settings.byte_size, default=defaults.max_key_bytes)
+    add.set_defaults(func=_clients_add)
+    ls = clients.add_parser("list", help="clients with their quotas and what they use")
+    ls.set_defaults(func=_clients_list)
+    rv = clients.add_parser("revoke", help="shut a client out (its token stops at once)")
+    rv.add_argument("name")
+    rv.set_defaults(func=_clients_revoke)
+    for p in (add, ls, rv):
+        settings.add(p, "store", "store_prefix")
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")

@@ -8,9 +8,15 @@ shows its traceback). Secrets never appear: store URLs are not echoed.
 from __future__ import annotations
 
 import grpc
-from cryptorec.services.client.library import InputError, ReplyError
-from cryptorec.services.store.base import InvalidIdError, StoreError, StoreFullError
 
+from cryptorec.services.client.library import InputError, ReplyError
+from cryptorec.services.rpc.errors import retry_after
+from cryptorec.services.store.base import (
+    InvalidIdError,
+    NotFoundError,
+    StoreError,
+    StoreFullError,
+)
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.data import DatasetError
 from libcryptorec.download import ChecksumError, DownloadError
@@ -58,6 +64,10 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"the evaluator's reply was damaged: {exc}; try again", UNAVAILABLE
     if isinstance(exc, DatasetError | ChecksumError | ArtifactError | InputError | InvalidIdError):
         return str(exc), BAD_INPUT
+    if isinstance(exc, NotFoundError):
+        return str(exc.args[0] if exc.args else exc), BAD_INPUT
+    if isinstance(exc, ValueError) and "exists already" in str(exc):
+        return str(exc), BAD_INPUT
     if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
         return f"{exc.filename or exc}: {exc.strerror or 'cannot open'}", BAD_INPUT
     if isinstance(exc, PermissionError):
@@ -72,10 +82,15 @@ def explain(exc: BaseException) -> tuple[str, int]:
 def _rpc(exc: grpc.Call) -> tuple[str, int]:
     code = exc.code()
     details = (exc.details() or "").strip()
+    wait = retry_after(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
         advice = "is the service running and the target right?"
+    elif wait is not None:
+        advice = f"try again in {_duration(wait)}"
     elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        advice = "the service is busy or your budget is spent; try again later"
+        advice = "the service is busy; try again later"
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        advice = "pass the token the operator gave you (--token or CRYPTOREC_TOKEN)"
     else:
         advice = ""
     message = f"{code.name}: {details}" + (f"; {advice}" if advice else "")
@@ -84,3 +99,11 @@ def _rpc(exc: grpc.Call) -> tuple[str, int]:
     if code in _BAD_INPUT_STATUSES:
         return message, BAD_INPUT
     return message, UNEXPECTED
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -15,3 +15,13 @@ class TooLargeError(Exception):
 
 class RefusedError(Exception):
     """Overload: refused before any work; retrying later can succeed (RESOURCE_EXHAUSTED)."""
+
+
+class PermissionDeniedError(Exception):
+    """The caller is known but may not touch this (another client's key set):
+    PERMISSION_DENIED."""
+
+
+class PreconditionError(Exception):
+    """The request cannot be served in the server's present configuration
+    (FAILED_PRECONDITION)."""

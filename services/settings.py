@@ -68,16 +68,30 @@ class Setting:
     help: str
     type: Callable[[str], Any] = str
 
+    def parse(self, text: str | None) -> Any:
+        """The typed value of `text` (None stays None; a switch is on for 1/true/yes/on)."""
+        if text is None:
+            return None
+        if self.type is bool:
+            return text.strip().lower() in {"1", "true", "yes", "on"}
+        return self.type(text)
+
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add the flag; its default is the environment variable if set, else `default`
-        (argparse converts either with `type`, so a bad value fails like a bad flag)."""
+        (argparse converts either with `type`, so a bad value fails like a bad flag). A switch
+        (type bool) is --flag / --no-flag, and its variable reads 1/true/yes as on."""
         shown = self.default if self.default is not None else "unset"
-        parser.add_argument(
-            self.flag,
-            type=self.type,
-            default=os.environ.get(self.env, self.default),
-            help=f"{self.help} [env {self.env}; default {shown}]",
-        )
+        help_text = f"{self.help} [env {self.env}; default {shown}]"
+        value = os.environ.get(self.env, self.default)
+        if self.type is bool:
+            parser.add_argument(
+                self.flag,
+                action=argparse.BooleanOptionalAction,
+                default=self.parse(value),
+                help=help_text,
+            )
+            return
+        parser.add_argument(self.flag, type=self.type, default=value, help=help_text)
 
 
 SETTINGS: dict[str, Setting] = {
@@ -140,6 +154,20 @@ SETTINGS: dict[str, Setting] = {
     ),
     "client_tls_key": Setting(
         "--tls-key", "CRYPTOREC_CLIENT_TLS_KEY", None, "client key for mutual TLS", Path
+    ),
+    "auth": Setting(
+        "--auth",
+        "CRYPTOREC_AUTH",
+        "false",
+        "require a client's bearer token on every call but health and reflection "
+        "(clients are added with `cryptorec clients add`)",
+        bool,
+    ),
+    "token": Setting(
+        "--token",
+        "CRYPTOREC_TOKEN",
+        None,
+        "your bearer token, from the operator's `cryptorec clients add`",
     ),
     "max_streams": Setting(
         "--max-streams",
@@ -236,8 +264,7 @@ SETTINGS: dict[str, Setting] = {
 def default_of(name: str) -> Any:
     """The typed default of a setting, ignoring the environment (for library-level defaults,
     so that a value is written down once)."""
-    setting = SETTINGS[name]
-    return None if setting.default is None else setting.type(setting.default)
+    return SETTINGS[name].parse(SETTINGS[name].default)
 
 
 def add(parser: argparse.ArgumentParser, *names: str) -> None:

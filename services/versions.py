@@ -12,7 +12,6 @@ from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.store.base import CorruptError, NotFoundError, Store, check_version_id
-
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel

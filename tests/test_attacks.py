@@ -25,12 +25,12 @@ from typing import Any
 import gmpy2
 import numpy as np
 import pytest
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient, ratings_row
 from cryptorec.services.rpc.health import SERVING, wait_for
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
-
 from libcryptorec.he import ckks, seal_format
 from libcryptorec.he.params import CKKS_FAST_8192
 from tests.redis_server import free_port

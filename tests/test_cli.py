@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cryptorec.services import settings
 from cryptorec.services.cli import build_parser, main
 from cryptorec.services.store.redis_store import RedisStore
-
 from libcryptorec.data import synthetic
 
 
@@ -270,3 +270,59 @@ def test_cli_failures_a_user_meets_are_one_line_each(tmp_path: Path) -> None:
             3,
             "cannot listen",
         )
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.he
+def test_clients_and_tokens_through_the_cli(tmp_path: Path) -> None:
+    """`clients add alice --queries-per-day 2`, then `serve --auth`: `recommend` without a token
+    is UNAUTHENTICATED, with it twice answered, the third time RESOURCE_EXHAUSTED."""
+    from cryptorec.services import versions
+    from cryptorec.services.store.file_store import FileStore
+    from tests.test_service_e2e import ITEMS, _packed
+
+    store_url = f"file://{tmp_path / 'store'}"
+    versions.publish(
+        FileStore(tmp_path / "store"), "v1", _packed(), [(i + 1, f"I{i}") for i in range(ITEMS)]
+    )
+    added = _run_cli("clients", "add", "alice", "--queries-per-day", "2", "--store", store_url)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip().splitlines()[-1]
+    assert token.startswith("crt_")
+    listed = _run_cli("clients", "list", "--store", store_url)
+    assert "alice" in listed.stdout
+    assert "0/2" in listed.stdout
+    port = _closed_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--auth"),
+            *("--store", store_url, "--host", "127.0.0.1", "--port", str(port)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from cryptorec.services.rpc.health import wait_for
+
+        wait_for(f"127.0.0.1:{port}", timeout=60)
+        ratings = tmp_path / "mine.csv"
+        ratings.write_text("item,rating\n3,5\n7,1\n11,4\n19,2\n")
+        common = ("recommend", "--ratings", str(ratings), "--target", f"127.0.0.1:{port}")
+        keys = ("--key-dir", str(tmp_path / "keys"))
+        _assert_one_line(_run_cli(*common, *keys), 2, "UNAUTHENTICATED")
+        for _ in range(2):
+            answered = _run_cli(*common, *keys, "--token", token)
+            assert answered.returncode == 0, answered.stderr
+            assert "1. " in answered.stdout
+        _assert_one_line(
+            _run_cli(*common, *keys, env={"CRYPTOREC_TOKEN": token}),
+            3,
+            "RESOURCE_EXHAUSTED",
+            "try again in",
+        )
+        revoked = _run_cli("clients", "revoke", "alice", "--store", store_url)
+        assert revoked.returncode == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

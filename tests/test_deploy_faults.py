@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.health import NOT_SERVING, SERVING, status
 from cryptorec.services.store.redis_store import RedisStore
-
 from tests.redis_server import start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 from tests.test_service_faults import serve, stop, wait_serving

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cryptorec.benchmarks import he as benchmark
 
+from cryptorec.benchmarks import he as benchmark
 from libcryptorec.compression import compress
 from libcryptorec.he import ckks_accurate, registry
 from libcryptorec.he.backend import ClientInputs

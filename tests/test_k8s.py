@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from cryptorec.services.rpc.server import LIVENESS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +100,7 @@ def test_services_have_native_grpc_probes_and_drain_time(target: str) -> None:
         args = " ".join(c["args"])
         assert "--tls-cert /etc/cryptorec/tls/tls.crt" in args, name
         assert "--health-port 50052" in args, name
+        assert "--auth" in c["args"], name  # a bearer token on every call but health
         assert c["readinessProbe"]["grpc"]["service"].startswith("cryptorec.v1."), name
         assert spec["terminationGracePeriodSeconds"] > 25, name  # the server drains for 25 s
         assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name

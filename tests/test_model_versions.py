@@ -19,12 +19,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
-
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import compress

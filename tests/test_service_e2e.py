@@ -14,6 +14,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import (
     CryptoRecClient,
@@ -29,8 +31,6 @@ from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from libcryptorec.compression import compress
 from libcryptorec.data import synthetic
 from libcryptorec.he import registry

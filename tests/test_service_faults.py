@@ -16,13 +16,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient, ratings_row, verify_replies
 from cryptorec.services.rpc.health import NOT_SERVING, SERVING, wait_for
 from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import types_pb2
-
 from tests.redis_server import free_port, start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
@@ -34,23 +34,16 @@ def wait_serving(port: int, timeout: float = 30.0, want: int = SERVING) -> None:
     wait_for(f"127.0.0.1:{port}", want, timeout)
 
 
-def serve(role: str, store_url: str, prefix: str) -> tuple[subprocess.Popen[bytes], int]:
+def serve(
+    role: str, store_url: str, prefix: str, *extra: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real `cryptorec serve --role ROLE` process (with `extra` flags), once it serves."""
     port = free_port()
     env = {**os.environ, "CRYPTOREC_STORE_PREFIX": prefix}
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "cryptorec.services.cli",
-            "serve",
-            "--role",
-            role,
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--store",
-            store_url,
+            *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", role),
+            *("--port", str(port), "--host", "127.0.0.1", "--store", store_url, *extra),
         ],
         cwd=ROOT,
         env=env,

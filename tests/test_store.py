@@ -4,27 +4,34 @@ complete and verified, and a publisher that dies mid-write leaves the old versio
 from __future__ import annotations
 
 import errno
+import hashlib
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from cryptorec.services.rpc.server import _store_ok
 from cryptorec.services.store import open_store
 from cryptorec.services.store.base import (
+    DAY_SECONDS,
+    ClientRecord,
     CorruptError,
     InvalidIdError,
     NotFoundError,
+    QuotaExceededError,
+    Quotas,
     Store,
     StoreError,
     StoreFullError,
+    Usage,
 )
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
-
 from libcryptorec.he.backend import KeySet
 from tests.redis_server import free_port, start_redis
 
@@ -224,3 +231,75 @@ def test_full_disk_is_store_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(tempfile, "mkstemp", no_space)
     with pytest.raises(StoreFullError):
         store.put_key(_keys(1), b"k", 60)
+
+
+# --- clients, ownership and budgets (both stores) ----------------------------------------------
+
+
+def _client(store: Store, name: str, quotas: Quotas) -> ClientRecord:
+    record = ClientRecord(name, hashlib.sha256(name.encode()).hexdigest(), quotas, time.time())
+    store.add_client(record)
+    return record
+
+
+def test_clients_are_found_by_token_and_removed_at_once(store: Store) -> None:
+    alice = _client(store, "alice", Quotas())
+    _client(store, "bob", Quotas(queries_per_day=7))
+    assert store.client_by_token(alice.token_sha256) == alice
+    assert [c.name for c in store.clients()] == ["alice", "bob"]
+    with pytest.raises(ValueError, match="exists"):
+        _client(store, "alice", Quotas())
+    store.remove_client("alice")
+    with pytest.raises(NotFoundError):
+        store.client_by_token(alice.token_sha256)
+    with pytest.raises(NotFoundError):
+        store.remove_client("alice")
+    with pytest.raises(InvalidIdError):
+        _client(store, "../evil", Quotas())
+
+
+def test_key_ownership_and_key_set_quotas(store: Store) -> None:
+    q = Quotas(max_key_sets=2, max_key_bytes=100)
+    later = time.time() + 60
+    store.claim_key("alice", "a" * 32, 40, later, q)
+    store.claim_key("alice", "a" * 32, 40, later, q)  # the same key set again: one of two
+    store.claim_key("alice", "b" * 32, 50, later, q)
+    with pytest.raises(QuotaExceededError):
+        store.claim_key("alice", "c" * 32, 1, later, q)  # a third set
+    store.claim_key("bob", "a" * 32, 40, later, q)  # the same keys, another owner
+    assert store.owns_key("alice", "a" * 32)
+    assert not store.owns_key("bob", "b" * 32)
+    assert sorted(store.client_keys("alice")) == ["a" * 32, "b" * 32]
+    assert store.usage("alice") == Usage(2, 90, 0)
+    assert store.release_key("alice", "a" * 32) == 1  # bob still owns it
+    assert store.release_key("bob", "a" * 32) == 0
+    with pytest.raises(QuotaExceededError):
+        store.claim_key("alice", "d" * 32, 60, later, q)  # 50 + 60 bytes > 100
+    store.claim_key("alice", "e" * 32, 10, time.time() + 0.5, q)
+    time.sleep(0.6)
+    assert store.client_keys("alice") == ["b" * 32]  # expired sets free their quota
+    store.claim_key("alice", "f" * 32, 50, later, q)
+
+
+def test_query_budget_is_a_rolling_day_counted_atomically(store: Store) -> None:
+    """RELIABILITY.md line 29: 30 threads asking at once get exactly the budget of answers."""
+    _client(store, "carol", Quotas())
+    outcomes: list[float | None] = []
+
+    def ask() -> None:
+        try:
+            store.spend_query("carol", 12)
+            outcomes.append(None)
+        except QuotaExceededError as exc:
+            outcomes.append(exc.retry_after)
+
+    threads = [threading.Thread(target=ask) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count(None) == 12
+    waits = [w for w in outcomes if w is not None]
+    assert len(waits) == 18
+    assert all(DAY_SECONDS - 60 < w <= DAY_SECONDS for w in waits)
+    assert store.usage("carol").queries_today == 12

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.health import SERVING, status
@@ -26,7 +27,6 @@ from cryptorec.services.rpc.tls import ClientTls, ServerTls
 from cryptorec.services.store.base import StoreError
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
-
 from tests.redis_server import free_port, redis_command
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 

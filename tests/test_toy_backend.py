@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
-
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend
 from tests.backend_contract import BackendContract, contract_model

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptorec.services.client.library import CryptoRecClient, RecommendResult
-from cryptorec.services.rpc.server import start
-from cryptorec.services.store.base import Store
-from cryptorec.services.trainer.publish import small_config, train_and_publish
 
+from cryptorec.services.client.library import CryptoRecClient, RecommendResult
+from cryptorec.services.clients import add_client
+from cryptorec.services.rpc.server import ServerConfig, start
+from cryptorec.services.store.base import Quotas, Store
+from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens
 from libcryptorec.splits import paper_split
 
@@ -53,11 +54,14 @@ def run_demo(
 
             store = FileStore(Path(tmp) / "store")
         train_and_publish(ratings, store, rows=split.train_users, config=small_config(), log=_log)
-        servers = [start((role,), store) for role in ("model", "key", "evaluator")]
+        # As deployed: every call needs a client's token; the demo issues itself one.
+        token = add_client(store, "demo", Quotas())
+        config = ServerConfig(auth=True)
+        servers = [start((role,), store, config=config) for role in ("model", "key", "evaluator")]
         targets = {s.roles[0]: f"127.0.0.1:{s.port}" for s in servers}
         _log("services: " + ", ".join(f"{r} {t}" for r, t in targets.items()))
         try:
-            return _query(ratings, split, targets, scheme, mode, top_n, json_out)
+            return _query(ratings, split, targets, token, scheme, mode, top_n, json_out)
         finally:
             for s in servers:
                 s.stop(grace=1.0)
@@ -67,6 +71,7 @@ def _query(
     ratings: Any,
     split: Any,
     targets: dict[str, str],
+    token: str,
     scheme: str,
     mode: str,
     top_n: int,
@@ -86,7 +91,10 @@ def _query(
     raw_user = int(ratings.user_ids[user])
     _log(f"user {raw_user}: {len(known)} ratings encrypted, {len(test)} held back")
     client = CryptoRecClient(
-        targets["model"], key_target=targets["key"], evaluator_target=targets["evaluator"]
+        targets["model"],
+        key_target=targets["key"],
+        evaluator_target=targets["evaluator"],
+        token=token,
     )
     try:
         result = client.recommend(known, scheme=scheme, mode=mode, top_n=top_n)

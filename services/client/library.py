@@ -22,6 +22,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+
+from cryptorec.services.client.credentials import BearerToken
 from cryptorec.services.client.keycache import KeyCache
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
@@ -40,7 +42,6 @@ from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
-
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Client, ClientInputs, SchemeSpec
 
@@ -94,14 +95,16 @@ class CryptoRecClient:
         timeout: float = 120.0,
         key_dir: Path | None = None,
         tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
         """`key_dir`: where to keep generated keys between runs (None: this object only);
-        `tls`: the CA (and client certificate for mutual TLS) when the services use TLS."""
+        `tls`: the CA (and client certificate for mutual TLS) when the services use TLS;
+        `token`: the bearer token the operator issued, when the services require one."""
         self.timeout = timeout
         self.key_target = key_target or target
         self._cache = KeyCache(key_dir) if key_dir is not None else None
         self._channels = {
-            t: open_channel(t, tls, CHANNEL_OPTIONS)
+            t: _channel(t, tls, token)
             for t in {target, key_target or target, evaluator_target or target}
         }
         self.models = model_grpc.ModelServiceStub(self._channels[target])
@@ -155,9 +158,21 @@ class CryptoRecClient:
             timings["keygen"] = time.perf_counter() - t0
         blobs = client.key_blobs()
         t0 = time.perf_counter()
+        key_id = self.register(spec, blobs)
+        timings["register"] = time.perf_counter() - t0
+        sizes["keys"] = sum(len(b) for b in blobs.values())
+        keys = _Keys(client, key_id)
+        self._keys[cache_key] = keys
+        if self._cache is not None:
+            self._cache.save(self.key_target, spec, client.export_keys(), key_id)
+        return keys
+
+    def register(self, spec: SchemeSpec, blobs: dict[str, bytes]) -> str:
+        """Register public key blobs for `spec` (a header, then the bytes in chunks); the key
+        id (the same for the same keys, whoever registers them)."""
         header = key_pb.KeyHeader(
-            scheme=scheme_enum(scheme),
-            mode=mode_enum(mode),
+            scheme=scheme_enum(spec.scheme),
+            mode=mode_enum(spec.mode),
             parameter_set=spec.parameter_set,
             rotation_steps=list(spec.rotation_steps),
             blobs=[
@@ -171,14 +186,7 @@ class CryptoRecClient:
             for piece in slices(b"".join(blobs.values()), CHUNK_BYTES):
                 yield key_pb.RegisterKeysRequest(chunk=piece)
 
-        response = self.keys.RegisterKeys(stream(), timeout=self.timeout)
-        timings["register"] = time.perf_counter() - t0
-        sizes["keys"] = sum(len(b) for b in blobs.values())
-        keys = _Keys(client, response.key_id)
-        self._keys[cache_key] = keys
-        if self._cache is not None:
-            self._cache.save(self.key_target, spec, client.export_keys(), response.key_id)
-        return keys
+        return str(self.keys.RegisterKeys(stream(), timeout=self.timeout).key_id)
 
     def _registered(self, key_id: str) -> bool:
         """Whether the key service still holds `key_id` (registrations expire)."""
@@ -186,8 +194,10 @@ class CryptoRecClient:
             self.keys.GetKeyInfo(key_pb.GetKeyInfoRequest(key_id=key_id), timeout=self.timeout)
             return True
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False  # re-registering the same public keys gives the same id
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
+                # Expired, or registered under another client: registering the same public
+                # keys again gives the same id, owned by this client.
+                return False
             raise
 
     def predict(
@@ -287,6 +297,12 @@ class CryptoRecClient:
                 self.retries += 1
                 time.sleep(PREDICT_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+
+def _channel(target: str, tls: ClientTls | None, token: str | None) -> grpc.Channel:
+    """A channel to `target` (TLS if given) that sends `token` with every call, if given."""
+    channel = open_channel(target, tls, CHANNEL_OPTIONS)
+    return grpc.intercept_channel(channel, BearerToken(token)) if token else channel
 
 
 def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
-from cryptorec.services.errors import BadRequestError
-from cryptorec.services.store.base import KeyInfo, Store, check_key_id
+from cryptorec.services.errors import BadRequestError, PermissionDeniedError
+from cryptorec.services.store.base import ClientRecord, KeyInfo, Store, check_key_id
 from cryptorec.services.versions import ModelVersion, Versions
 from cryptorec.services.work import WorkSlots
-
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, item_ranges
 from libcryptorec.he.cancel import StopCheck
@@ -75,10 +74,12 @@ class EvaluatorHandler:
         )
         self.versions = Versions(store, self.cache)
 
-    def admit(self, header: QueryHeader) -> Query:
+    def admit(self, header: QueryHeader, caller: ClientRecord | None = None) -> Query:
         """Everything checkable before the ciphertexts arrive (BadRequestError, NotFoundError,
         InvalidIdError otherwise): the key id's syntax, the version, the ciphertext count, the
-        key set's existence and kind. Reads only the key set's metadata."""
+        key set's existence and kind; with a `caller`, that it owns the key set
+        (PermissionDeniedError) and has budget left for one more query (QuotaExceededError,
+        counted now across every replica). Reads only the key set's metadata."""
         key_id = check_key_id(header.key_id)
         backend = header.backend
         version = self.versions.load(self.versions.resolve(header.model_version))
@@ -97,6 +98,10 @@ class EvaluatorHandler:
             raise BadRequestError(
                 f"key {key_id} is for {key.keys.scheme}/{key.keys.mode}, the request is {name}"
             )
+        if caller is not None:
+            if not self.store.owns_key(caller.name, key_id):
+                raise PermissionDeniedError(f"key set {key_id} belongs to another client")
+            self.store.spend_query(caller.name, caller.quotas.queries_per_day)
         return Query(version, spec, backend, key)
 
     def evaluate(

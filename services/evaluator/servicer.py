@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+
 from cryptorec.services.errors import BadRequestError
 from cryptorec.services.evaluator.handler import EvaluatorHandler, QueryHeader, Reply
 from cryptorec.services.rpc.admission import current_upload
+from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import backend_for
 from cryptorec.services.rpc.errors import streaming
@@ -33,7 +35,8 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                 key_id=header.key_id,
                 backend=backend_for(header.scheme, header.mode),
                 ciphertext_count=header.ciphertext_count,
-            )
+            ),
+            current_client(),
         )
         deadline = current_upload()
         if deadline is not None:

@@ -10,14 +10,29 @@ anything stored. Secret keys never arrive: their blob names are refused from the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 
-from cryptorec.services.errors import BadRequestError, TooLargeError
-from cryptorec.services.store.base import KeyInfo, KeyRecord, Store, shown
+from cryptorec.services.errors import (
+    BadRequestError,
+    PermissionDeniedError,
+    PreconditionError,
+    TooLargeError,
+)
+from cryptorec.services.store.base import (
+    ClientRecord,
+    KeyInfo,
+    KeyRecord,
+    NotFoundError,
+    QuotaExceededError,
+    Store,
+    key_id_for,
+    shown,
+)
 from cryptorec.services.work import WorkSlots
-
 from libcryptorec.he.backend import Backend, KeySet
 
 log = logging.getLogger("cryptorec.keys")
@@ -44,9 +59,9 @@ class KeyHandler:
     def __init__(self, store: Store, ttl_seconds: int, work: WorkSlots) -> None:
         self.store, self.ttl, self.work = store, ttl_seconds, work
 
-    def check(self, upload: KeyUpload) -> KeySet:
-        """Everything the header alone shows (before any key byte is read); the key set the
-        bytes must then fill."""
+    def check(self, upload: KeyUpload, caller: ClientRecord | None = None) -> KeySet:
+        """Everything the header alone shows (before any key byte is read), the caller's
+        quotas included; the key set the bytes must then fill."""
         backend = upload.backend
         name = f"{backend.scheme}/{backend.mode}"
         if upload.parameter_set != backend.parameter_set:
@@ -66,6 +81,14 @@ class KeyHandler:
                 f"key set of {upload.total} bytes exceeds the {backend.key_set_cap()}-byte cap "
                 f"for {name}"
             )
+        if caller is not None:
+            held, q = self.store.usage(caller.name), caller.quotas
+            if held.key_sets >= q.max_key_sets or held.key_bytes + upload.total > q.max_key_bytes:
+                raise QuotaExceededError(
+                    f"client {caller.name} holds {held.key_sets} key sets ({held.key_bytes} "
+                    f"bytes) of its {q.max_key_sets} ({q.max_key_bytes} bytes): delete one "
+                    "(DeleteKeys) or wait for one to expire"
+                )
         return KeySet(
             scheme=backend.scheme,
             mode=backend.mode,
@@ -74,8 +97,11 @@ class KeyHandler:
             blobs=tuple((blob_name, size) for blob_name, size, _ in upload.blobs),
         )
 
-    def register(self, upload: KeyUpload, keys: KeySet, data: bytes) -> KeyRecord:
-        """Check the streamed bytes and the keys themselves, then store them."""
+    def register(
+        self, upload: KeyUpload, keys: KeySet, data: bytes, caller: ClientRecord | None = None
+    ) -> KeyRecord:
+        """Check the streamed bytes and the keys themselves, then store them, owned by
+        `caller` (its quotas claimed atomically first)."""
         if len(data) != upload.total:
             raise BadRequestError(
                 f"received {len(data)} key bytes, the header declared {upload.total}"
@@ -86,15 +112,39 @@ class KeyHandler:
                 raise BadRequestError(f"blob {blob_name}: sha256 mismatch")
         with self.work.hold():  # loading keys into SEAL is the heavy part
             upload.backend.validate_keys(keys, blobs)  # InvalidKeyError: INVALID_ARGUMENT
+        if caller is not None:
+            expires = time.time() + self.ttl
+            key_id = key_id_for(keys, data)
+            self.store.claim_key(caller.name, key_id, len(data), expires, caller.quotas)
         record = self.store.put_key(keys, data, self.ttl)
         log.info(
             "registered key %s (%s/%s, %d bytes)", record.key_id, keys.scheme, keys.mode, len(data)
         )
         return record
 
-    def info(self, key_id: str) -> KeyInfo:
-        return self.store.key_info(key_id)
+    def info(self, key_id: str, caller: ClientRecord | None = None) -> KeyInfo:
+        """A key set's metadata: NOT_FOUND if unknown, PERMISSION_DENIED if not the caller's."""
+        info = self.store.key_info(key_id)
+        self._check_owner(key_id, caller)
+        return info
 
-    def delete(self, key_id: str) -> None:
-        self.store.key_info(key_id)  # NOT_FOUND if unknown
-        self.store.delete_key(key_id)
+    def delete(self, key_id: str, caller: ClientRecord | None = None) -> None:
+        """Drop the caller's ownership; the key set goes once nobody owns it (at once without
+        authentication)."""
+        self.info(key_id, caller)
+        if caller is None or self.store.release_key(caller.name, key_id) == 0:
+            self.store.delete_key(key_id)
+
+    def listing(self, caller: ClientRecord | None) -> list[KeyInfo]:
+        """The caller's key sets (known only with authentication on)."""
+        if caller is None:
+            raise PreconditionError("key sets have owners only with authentication on (--auth)")
+        out = []
+        for key_id in self.store.client_keys(caller.name):
+            with contextlib.suppress(NotFoundError):  # expired meanwhile
+                out.append(self.store.key_info(key_id))
+        return out
+
+    def _check_owner(self, key_id: str, caller: ClientRecord | None) -> None:
+        if caller is not None and not self.store.owns_key(caller.name, key_id):
+            raise PermissionDeniedError(f"key set {key_id} belongs to another client")

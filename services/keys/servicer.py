@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+
 from cryptorec.services.errors import BadRequestError
 from cryptorec.services.keys.handler import KeyHandler, KeyUpload
 from cryptorec.services.rpc.admission import current_upload
+from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.convert import backend_for, mode_enum, scheme_enum
 from cryptorec.services.rpc.errors import unary
 from cryptorec.services.rpc.streams import header_then_chunks
+from cryptorec.services.store.base import KeyInfo
 from cryptorec.v1 import key_service_pb2 as pb
 from cryptorec.v1 import key_service_pb2_grpc as pb_grpc
 
@@ -30,7 +33,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             rotation_steps=tuple(header.rotation_steps),
             blobs=tuple((b.name, b.size, b.sha256) for b in header.blobs),
         )
-        keys = self.handler.check(upload)
+        caller = current_client()
+        keys = self.handler.check(upload, caller)
         deadline = current_upload()
         if deadline is not None:
             deadline.expect(upload.total)
@@ -39,26 +43,37 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             data += chunk
             if len(data) > upload.total:
                 raise BadRequestError("more key bytes than the header declared")
-        record = self.handler.register(upload, keys, bytes(data))
+        record = self.handler.register(upload, keys, bytes(data), caller)
         return pb.RegisterKeysResponse(key_id=record.key_id, expires_unix=int(record.expires_unix))
 
     @unary
     def GetKeyInfo(
         self, request: pb.GetKeyInfoRequest, context: grpc.ServicerContext
     ) -> pb.GetKeyInfoResponse:
-        info = self.handler.info(request.key_id)
-        return pb.GetKeyInfoResponse(
-            key_id=info.key_id,
-            scheme=scheme_enum(info.keys.scheme),
-            mode=mode_enum(info.keys.mode),
-            parameter_set=info.keys.parameter_set,
-            size=info.size,
-            expires_unix=int(info.expires_unix),
-        )
+        return key_info_message(self.handler.info(request.key_id, current_client()))
 
     @unary
     def DeleteKeys(
         self, request: pb.DeleteKeysRequest, context: grpc.ServicerContext
     ) -> pb.DeleteKeysResponse:
-        self.handler.delete(request.key_id)
+        self.handler.delete(request.key_id, current_client())
         return pb.DeleteKeysResponse()
+
+    @unary
+    def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.ServicerContext
+    ) -> pb.ListKeysResponse:
+        keys = self.handler.listing(current_client())
+        return pb.ListKeysResponse(keys=[key_info_message(k) for k in keys])
+
+
+def key_info_message(info: KeyInfo) -> pb.GetKeyInfoResponse:
+    """The message describing a registered key set."""
+    return pb.GetKeyInfoResponse(
+        key_id=info.key_id,
+        scheme=scheme_enum(info.keys.scheme),
+        mode=mode_enum(info.keys.mode),
+        parameter_set=info.keys.parameter_set,
+        size=info.size,
+        expires_unix=int(info.expires_unix),
+    )

@@ -9,7 +9,6 @@ from typing import Any
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.store.base import Store, VersionInfo
 from cryptorec.services.versions import Versions
-
 from libcryptorec.compression import CompressionStats
 from libcryptorec.he.backend import ClientInputs, SchemeSpec
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import grpc
+
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.models.handler import ModelDescription, ModelHandler
 from cryptorec.services.rpc.convert import scheme_parameters

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from cryptorec.services.errors import RefusedError
+from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.settings import default_of
 from cryptorec.services.work import WorkSlots
 
@@ -200,31 +202,22 @@ class Admission(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or not handler.request_streaming:
             return handler
-        if handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(
-                self._admitted_stream(handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_unary_rpc_method_handler(
-            self._admitted_unary(handler.stream_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_behaviour(handler, self._admitted)
 
-    def _admitted_unary(self, behaviour: Any) -> Callable[[Iterator[Any], Any], Any]:
-        def run(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+    def _admitted(self, behaviour: Any, streams: bool) -> Callable[..., Any]:
+        if streams:
+
+            def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                with self._admit(requests, context) as tracked:
+                    yield from behaviour(tracked, context)
+
+            return stream
+
+        def unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             with self._admit(requests, context) as tracked:
                 return behaviour(tracked, context)
 
-        return run
-
-    def _admitted_stream(self, behaviour: Any) -> Callable[[Iterator[Any], Any], Iterator[Any]]:
-        def run(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._admit(requests, context) as tracked:
-                yield from behaviour(tracked, context)
-
-        return run
+        return unary
 
     @contextlib.contextmanager
     def _admit(

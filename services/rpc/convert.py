@@ -6,7 +6,6 @@ from __future__ import annotations
 from cryptorec.services.errors import BadRequestError
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
-
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, SchemeSpec
 

@@ -9,16 +9,26 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 import grpc
-from cryptorec.services.errors import BadRequestError, RefusedError, TooLargeError
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from cryptorec.services.errors import (
+    BadRequestError,
+    PermissionDeniedError,
+    PreconditionError,
+    RefusedError,
+    TooLargeError,
+)
 from cryptorec.services.store.base import (
     CorruptError,
     InvalidIdError,
     NotFoundError,
+    QuotaExceededError,
     StoreError,
     StoreFullError,
     shown,
 )
-
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.he.errors import (
     CancelledError,
@@ -34,6 +44,9 @@ STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (CancelledError, grpc.StatusCode.CANCELLED),
     (RefusedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (QuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (BadRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidCiphertextError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -63,8 +76,31 @@ def abort_for(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         log.error("internal error %s: %s\n%s", type(exc).__name__, shown(str(exc), 300), where)
         context.abort(code, "internal error")
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        context.abort_with_status(with_retry_info(code, message[:500], retry_after))
     context.abort(code, message[:500])
     raise AssertionError("context.abort returned")
+
+
+def with_retry_info(code: grpc.StatusCode, message: str, seconds: float) -> grpc.Status:
+    """A status carrying google.rpc.RetryInfo: when trying again can succeed."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(max(0.0, seconds) * 1e9))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def retry_after(error: grpc.Call) -> float | None:
+    """Seconds until retrying can succeed, if the status carries google.rpc.RetryInfo."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return None
 
 
 Req = TypeVar("Req")

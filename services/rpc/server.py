@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
 from cryptorec.services.keys.handler import KeyHandler
@@ -20,6 +23,7 @@ from cryptorec.services.models.handler import ModelHandler
 from cryptorec.services.models.servicer import ModelServicer
 from cryptorec.services.rpc import options
 from cryptorec.services.rpc.admission import Admission, Limits
+from cryptorec.services.rpc.auth import Authenticator
 from cryptorec.services.rpc.tls import ServerTls
 from cryptorec.services.settings import default_of
 from cryptorec.services.store.base import Store, StoreError
@@ -27,8 +31,6 @@ from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_p
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("cryptorec.server")
 
@@ -53,6 +55,7 @@ class ServerConfig:
     """What an operator tunes per deployment (services/settings.py: flags and variables)."""
 
     limits: Limits = field(default_factory=Limits)
+    auth: bool = default_of("auth")
     cache_bytes: int = default_of("cache_bytes")
     key_ttl_seconds: int = default_of("key_ttl")
     paillier_workers: int = default_of("paillier_workers")
@@ -148,7 +151,8 @@ def start(
         # always find one; beyond them, calls are refused at once rather than queued.
         futures.ThreadPoolExecutor(max_workers=config.limits.threads),
         options=options.SERVER_OPTIONS,
-        interceptors=[admission],
+        # Authentication first: a refused caller never holds a stream slot.
+        interceptors=[Authenticator(store), admission] if config.auth else [admission],
         maximum_concurrent_rpcs=config.limits.threads,
     )
     for role in roles:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from libcryptorec.he.backend import KeySet
@@ -152,8 +152,66 @@ def verify_parts(manifest: dict[str, Any], parts: dict[str, bytes]) -> None:
             raise CorruptError(f"part {name} of version {manifest['version']} is corrupt")
 
 
+CLIENT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+DAY_SECONDS = 24 * 3600
+
+
+def check_client_name(name: str) -> str:
+    """Refuse client names that could escape a directory or a Redis key namespace."""
+    if not name or len(name) > 64 or not set(name) <= CLIENT_NAME_CHARS or name[0] in "-_.":
+        raise InvalidIdError(f"invalid client name {shown(name)}: use [a-z0-9-_.], at most 64")
+    return name
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one client may hold and ask: key sets (count and bytes) and answered queries per
+    rolling day. The defaults suit one person using the service."""
+
+    queries_per_day: int = 100
+    max_key_sets: int = 4
+    max_key_bytes: int = 1 << 30
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A client allowed in: its name, the sha256 of its bearer token (never the token), its
+    quotas and when it was added."""
+
+    name: str
+    token_sha256: str
+    quotas: Quotas
+    created_unix: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ClientRecord:
+        raw = json.loads(text)
+        return cls(raw["name"], raw["token_sha256"], Quotas(**raw["quotas"]), raw["created_unix"])
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a client holds and has asked: key sets, their bytes, queries in the last day."""
+
+    key_sets: int
+    key_bytes: int
+    queries_today: int
+
+
+class QuotaExceededError(Exception):
+    """A client's quota or budget is spent (RESOURCE_EXHAUSTED); `retry_after`: seconds until
+    some of it frees up, where the store knows."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Store(Protocol):
-    """Everything services keep: model versions and registered keys."""
+    """Everything services keep: model versions, registered keys, clients and their use."""
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
         """Write an immutable version, verify it, then make it current."""
@@ -191,6 +249,52 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError unless the backend answers."""
+        ...
+
+    def add_client(self, record: ClientRecord) -> None:
+        """Let a client in; ValueError if the name is taken."""
+        ...
+
+    def client_by_token(self, token_sha256: str) -> ClientRecord:
+        """The client a token belongs to; NotFoundError if none (or it was removed)."""
+        ...
+
+    def clients(self) -> list[ClientRecord]:
+        """Every client, by name."""
+        ...
+
+    def remove_client(self, name: str) -> None:
+        """Shut a client out: its token stops working at once. NotFoundError if unknown."""
+        ...
+
+    def claim_key(
+        self, client: str, key_id: str, size: int, expires_unix: float, q: Quotas
+    ) -> None:
+        """Record (atomically) that `client` owns key set `key_id` of `size` bytes until
+        `expires_unix`; QuotaExceededError if that would exceed its key-set quotas. Claiming a
+        key set it owns already only refreshes the expiry."""
+        ...
+
+    def owns_key(self, client: str, key_id: str) -> bool:
+        """Whether `client` owns key set `key_id` (and it has not expired)."""
+        ...
+
+    def client_keys(self, client: str) -> list[str]:
+        """The key sets `client` owns, unexpired."""
+        ...
+
+    def release_key(self, client: str, key_id: str) -> int:
+        """Drop `client`'s ownership of `key_id`; the number of owners left."""
+        ...
+
+    def spend_query(self, client: str, per_day: int) -> None:
+        """Count (atomically, across every replica) one query of `client` in the rolling day;
+        QuotaExceededError with the seconds until the oldest counted one leaves the window if
+        `per_day` are spent already (nothing is counted then)."""
+        ...
+
+    def usage(self, client: str) -> Usage:
+        """What `client` holds and has asked now."""
         ...
 
 

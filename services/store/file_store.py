@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptorec.services.store import base
-
 from libcryptorec.he.backend import KeySet
 
 
@@ -172,3 +172,152 @@ class FileStore:
         with self._io("delete_key"):
             for suffix in (".json", ".blob"):
                 (self.root / "keys" / f"{key_id}{suffix}").unlink(missing_ok=True)
+
+    # --- clients, ownership and budgets --------------------------------------------------------
+    # clients/<name>.json holds a client's record, its key sets ({id: [size, expires]}) and its
+    # query times; tokens/<sha256> its name; keys/<id>.owners the owners of a key set. Every
+    # read-modify-write holds one lock file (flock): atomic for every process on this machine.
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._io("lock"):
+            (self.root / "clients").mkdir(exist_ok=True)
+            (self.root / "tokens").mkdir(exist_ok=True)
+            with (self.root / "clients" / ".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _client_file(self, name: str) -> Path:
+        return self.root / "clients" / f"{base.check_client_name(name)}.json"
+
+    def _state(self, name: str) -> dict[str, Any]:
+        """A client's record (None if it was never added), unexpired key sets and queries."""
+        try:
+            state: dict[str, Any] = json.loads(self._client_file(name).read_bytes())
+        except FileNotFoundError:
+            state = {"record": None, "keys": {}, "queries": []}
+        now = time.time()
+        state["keys"] = {k: v for k, v in state["keys"].items() if v[1] > now}
+        state["queries"] = [t for t in state["queries"] if t > now - base.DAY_SECONDS]
+        return state
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        _atomic_write(self._client_file(name), json.dumps(state).encode())
+
+    def add_client(self, record: base.ClientRecord) -> None:
+        with self._locked(), self._io("add_client"):
+            state = self._state(record.name)
+            if state["record"] is not None:
+                raise ValueError(f"client {record.name} exists already")
+            state["record"] = json.loads(record.to_json())
+            self._save(record.name, state)
+            _atomic_write(self.root / "tokens" / record.token_sha256, record.name.encode())
+
+    def client_by_token(self, token_sha256: str) -> base.ClientRecord:
+        if len(token_sha256) != 64 or not set(token_sha256) <= set("0123456789abcdef"):
+            raise base.NotFoundError("unknown token")
+        self.ping()
+        with self._io("client_by_token"):
+            try:
+                name = (self.root / "tokens" / token_sha256).read_text()
+                raw = json.loads(self._client_file(name).read_bytes())["record"]
+            except FileNotFoundError:
+                raise base.NotFoundError("unknown token") from None
+        if raw is None:
+            raise base.NotFoundError("unknown token")
+        record = base.ClientRecord.from_json(json.dumps(raw))
+        if record.token_sha256 != token_sha256:
+            raise base.NotFoundError("unknown token")
+        return record
+
+    def clients(self) -> list[base.ClientRecord]:
+        self.ping()
+        folder = self.root / "clients"
+        with self._io("clients"):
+            files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+            raws = [json.loads(f.read_bytes())["record"] for f in files]
+        return [base.ClientRecord.from_json(json.dumps(r)) for r in raws if r is not None]
+
+    def remove_client(self, name: str) -> None:
+        with self._locked(), self._io("remove_client"):
+            raw = self._state(name)["record"]
+            if raw is None:
+                raise base.NotFoundError(f"client {name} not found")
+            record = base.ClientRecord.from_json(json.dumps(raw))
+            (self.root / "tokens" / record.token_sha256).unlink(missing_ok=True)
+            self._client_file(name).unlink()
+
+    def claim_key(
+        self, client: str, key_id: str, size: int, expires_unix: float, q: base.Quotas
+    ) -> None:
+        base.check_key_id(key_id)
+        with self._locked(), self._io("claim_key"):
+            state = self._state(client)
+            held = state["keys"]
+            if key_id not in held:
+                frees = min((v[1] for v in held.values()), default=time.time()) - time.time()
+                if len(held) >= q.max_key_sets:
+                    raise base.QuotaExceededError(
+                        f"client {client} holds {q.max_key_sets} key sets already", frees
+                    )
+                if sum(v[0] for v in held.values()) + size > q.max_key_bytes:
+                    raise base.QuotaExceededError(
+                        f"client {client} holds {q.max_key_bytes} key bytes already", frees
+                    )
+            held[key_id] = [size, expires_unix]
+            self._save(client, state)
+            owners = self._owners(key_id) | {client}
+            _atomic_write(
+                self.root / "keys" / f"{key_id}.owners", json.dumps(sorted(owners)).encode()
+            )
+
+    def _owners(self, key_id: str) -> set[str]:
+        try:
+            return set(json.loads((self.root / "keys" / f"{key_id}.owners").read_bytes()))
+        except FileNotFoundError:
+            return set()
+
+    def owns_key(self, client: str, key_id: str) -> bool:
+        base.check_key_id(key_id)
+        return key_id in self.client_keys(client)
+
+    def client_keys(self, client: str) -> list[str]:
+        self.ping()
+        with self._io("client_keys"):
+            return sorted(self._state(client)["keys"])
+
+    def release_key(self, client: str, key_id: str) -> int:
+        base.check_key_id(key_id)
+        with self._locked(), self._io("release_key"):
+            state = self._state(client)
+            state["keys"].pop(key_id, None)
+            self._save(client, state)
+            owners = self._owners(key_id) - {client}
+            path = self.root / "keys" / f"{key_id}.owners"
+            if owners:
+                _atomic_write(path, json.dumps(sorted(owners)).encode())
+            else:
+                path.unlink(missing_ok=True)
+            return len(owners)
+
+    def spend_query(self, client: str, per_day: int) -> None:
+        with self._locked(), self._io("spend_query"):
+            state = self._state(client)
+            now = time.time()
+            if len(state["queries"]) >= per_day:
+                wait = min(state["queries"]) + base.DAY_SECONDS - now
+                raise base.QuotaExceededError(
+                    f"client {client} has asked its {per_day} queries of the last 24 hours", wait
+                )
+            state["queries"].append(now)
+            self._save(client, state)
+
+    def usage(self, client: str) -> base.Usage:
+        self.ping()
+        with self._io("usage"):
+            state = self._state(client)
+        held = state["keys"].values()
+        return base.Usage(len(held), sum(v[0] for v in held), len(state["queries"]))

@@ -15,12 +15,13 @@ key registration) and never evicts a model. Every Redis failure surfaces as Stor
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
 import redis
-from cryptorec.services.store import base
 
+from cryptorec.services.store import base
 from libcryptorec.he.backend import KeySet
 
 
@@ -163,3 +164,153 @@ class RedisStore:
     def delete_key(self, key_id: str) -> None:
         base.check_key_id(key_id)
         self._call(self._r.delete, self._k("key", key_id, "meta"), self._k("key", key_id, "blob"))
+
+    # --- clients, ownership and budgets --------------------------------------------------------
+    # Keys: client:<name> (record), token:<sha256> (name), client:<name>:keys (sorted set of
+    # key ids by expiry), client:<name>:keybytes (hash key id -> size), client:<name>:queries
+    # (sorted set of query times), key:<id>:owners (set of names). The two checks that must be
+    # atomic across replicas run as Lua scripts; one Redis (or hash tags, on a cluster).
+
+    def add_client(self, record: base.ClientRecord) -> None:
+        base.check_client_name(record.name)
+        tx = self._r.pipeline(transaction=True)
+        tx.set(self._k("client", record.name), record.to_json(), nx=True)
+        tx.set(self._k("token", record.token_sha256), record.name)
+        created, _ = self._call(tx.execute)
+        if not created:
+            self._call(self._r.delete, self._k("token", record.token_sha256))
+            raise ValueError(f"client {record.name} exists already")
+
+    def client_by_token(self, token_sha256: str) -> base.ClientRecord:
+        name = self._call(self._r.get, self._k("token", token_sha256))
+        raw = self._call(self._r.get, self._k("client", name.decode())) if name else None
+        if raw is None:
+            raise base.NotFoundError("unknown token")
+        record = base.ClientRecord.from_json(raw)
+        if record.token_sha256 != token_sha256:
+            raise base.NotFoundError("unknown token")
+        return record
+
+    def clients(self) -> list[base.ClientRecord]:
+        names = self._call(lambda: list(self._r.scan_iter(match=self._k("client", "*"))))
+        records = []
+        for key in names:
+            if key.decode().count(":") == self._k("client", "x").count(":"):
+                raw = self._call(self._r.get, key)
+                if raw is not None:
+                    records.append(base.ClientRecord.from_json(raw))
+        return sorted(records, key=lambda r: r.name)
+
+    def remove_client(self, name: str) -> None:
+        base.check_client_name(name)
+        raw = self._call(self._r.get, self._k("client", name))
+        if raw is None:
+            raise base.NotFoundError(f"client {name} not found")
+        record = base.ClientRecord.from_json(raw)
+        self._call(self._r.delete, self._k("token", record.token_sha256), self._k("client", name))
+
+    _CLAIM = """
+    local keys, sizes, owners = KEYS[1], KEYS[2], KEYS[3]
+    local key_id, size, expires = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+    local now, max_sets, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+    for _, old in ipairs(redis.call('ZRANGEBYSCORE', keys, '-inf', now)) do
+      redis.call('HDEL', sizes, old)
+    end
+    redis.call('ZREMRANGEBYSCORE', keys, '-inf', now)
+    if not redis.call('ZSCORE', keys, key_id) then
+      local first = redis.call('ZRANGE', keys, 0, 0, 'WITHSCORES')
+      local frees = first[2] and (tonumber(first[2]) - now) or 0
+      if redis.call('ZCARD', keys) >= max_sets then return {1, tostring(frees)} end
+      local total = 0
+      for _, v in ipairs(redis.call('HVALS', sizes)) do total = total + tonumber(v) end
+      if total + size > max_bytes then return {2, tostring(frees)} end
+    end
+    redis.call('ZADD', keys, expires, key_id)
+    redis.call('HSET', sizes, key_id, size)
+    redis.call('SADD', owners, ARGV[7])
+    redis.call('EXPIREAT', owners, math.ceil(expires))
+    return {0, '0'}
+    """
+
+    def claim_key(
+        self, client: str, key_id: str, size: int, expires_unix: float, q: base.Quotas
+    ) -> None:
+        code, frees = self._call(
+            self._r.eval,
+            self._CLAIM,
+            3,
+            self._k("client", client, "keys"),
+            self._k("client", client, "keybytes"),
+            self._k("key", key_id, "owners"),
+            key_id,
+            size,
+            expires_unix,
+            time.time(),
+            q.max_key_sets,
+            q.max_key_bytes,
+            client,
+        )
+        if int(code):
+            what = (
+                f"{q.max_key_sets} key sets" if int(code) == 1 else f"{q.max_key_bytes} key bytes"
+            )
+            raise base.QuotaExceededError(f"client {client} holds {what} already", float(frees))
+
+    def owns_key(self, client: str, key_id: str) -> bool:
+        expires = self._call(self._r.zscore, self._k("client", client, "keys"), key_id)
+        return expires is not None and float(expires) > time.time()
+
+    def client_keys(self, client: str) -> list[str]:
+        now = time.time()
+        members = self._call(self._r.zrangebyscore, self._k("client", client, "keys"), now, "+inf")
+        return [m.decode() for m in members]
+
+    def release_key(self, client: str, key_id: str) -> int:
+        tx = self._r.pipeline(transaction=True)
+        tx.zrem(self._k("client", client, "keys"), key_id)
+        tx.hdel(self._k("client", client, "keybytes"), key_id)
+        tx.srem(self._k("key", key_id, "owners"), client)
+        tx.scard(self._k("key", key_id, "owners"))
+        return int(self._call(tx.execute)[-1])
+
+    _SPEND = """
+    local queries, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    redis.call('ZREMRANGEBYSCORE', queries, '-inf', now - window)
+    if redis.call('ZCARD', queries) >= limit then
+      local oldest = redis.call('ZRANGE', queries, 0, 0, 'WITHSCORES')
+      return tostring(tonumber(oldest[2]) + window - now)
+    end
+    redis.call('ZADD', queries, now, ARGV[3])
+    redis.call('EXPIRE', queries, math.ceil(window) + 1)
+    return '0'
+    """
+
+    def spend_query(self, client: str, per_day: int) -> None:
+        wait = float(
+            self._call(
+                self._r.eval,
+                self._SPEND,
+                1,
+                self._k("client", client, "queries"),
+                per_day,
+                base.DAY_SECONDS,
+                secrets.token_hex(8),
+            )
+        )
+        if wait > 0:
+            raise base.QuotaExceededError(
+                f"client {client} has asked its {per_day} queries of the last 24 hours", wait
+            )
+
+    def usage(self, client: str) -> base.Usage:
+        now = time.time()
+        keys = self.client_keys(client)
+        sizes = (
+            self._call(self._r.hmget, self._k("client", client, "keybytes"), keys) if keys else []
+        )
+        queries = self._call(
+            self._r.zcount, self._k("client", client, "queries"), now - base.DAY_SECONDS, "+inf"
+        )
+        return base.Usage(len(keys), sum(int(s or 0) for s in sizes), int(queries))

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+
 from cryptorec.services import versions
 from cryptorec.services.store.base import Store
-
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
 from libcryptorec.training import TrainConfig, train

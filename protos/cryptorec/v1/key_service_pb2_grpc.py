@@ -28,6 +28,9 @@ if _version_not_supported:
 class KeyServiceStub:
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     def __init__(self, channel):
@@ -51,11 +54,19 @@ class KeyServiceStub:
                 request_serializer=cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysRequest.SerializeToString,
                 response_deserializer=cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysResponse.FromString,
                 _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/cryptorec.v1.KeyService/ListKeys',
+                request_serializer=cryptorec_dot_v1_dot_key__service__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=cryptorec_dot_v1_dot_key__service__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     def RegisterKeys(self, request_iterator, context):
@@ -72,7 +83,15 @@ class KeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteKeys(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes the caller's ownership; the keys themselves go when no owner remains.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """The caller's key sets (every key set when authentication is off).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -95,6 +114,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     request_deserializer=cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysRequest.FromString,
                     response_serializer=cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysResponse.SerializeToString,
             ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=cryptorec_dot_v1_dot_key__service__pb2.ListKeysRequest.FromString,
+                    response_serializer=cryptorec_dot_v1_dot_key__service__pb2.ListKeysResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cryptorec.v1.KeyService', rpc_method_handlers)
@@ -106,6 +130,9 @@ def add_KeyServiceServicer_to_server(servicer, server):
 class KeyService:
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     @staticmethod
@@ -179,6 +206,33 @@ class KeyService:
             '/cryptorec.v1.KeyService/DeleteKeys',
             cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysRequest.SerializeToString,
             cryptorec_dot_v1_dot_key__service__pb2.DeleteKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cryptorec.v1.KeyService/ListKeys',
+            cryptorec_dot_v1_dot_key__service__pb2.ListKeysRequest.SerializeToString,
+            cryptorec_dot_v1_dot_key__service__pb2.ListKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,9 @@ GRPC_VERSION: str
 class KeyServiceStub:
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     @_typing.overload
@@ -39,11 +42,17 @@ class KeyServiceStub:
     """A header first, then the blobs' bytes in chunks, in the header's order."""
     GetKeyInfo: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.GetKeyInfoRequest, _key_service_pb2.GetKeyInfoResponse]
     DeleteKeys: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.DeleteKeysRequest, _key_service_pb2.DeleteKeysResponse]
+    """Removes the caller's ownership; the keys themselves go when no owner remains."""
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.ListKeysRequest, _key_service_pb2.ListKeysResponse]
+    """The caller's key sets (every key set when authentication is off)."""
 
 @_typing.type_check_only
 class KeyServiceAsyncStub(KeyServiceStub):
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -51,10 +60,16 @@ class KeyServiceAsyncStub(KeyServiceStub):
     """A header first, then the blobs' bytes in chunks, in the header's order."""
     GetKeyInfo: _aio.UnaryUnaryMultiCallable[_key_service_pb2.GetKeyInfoRequest, _key_service_pb2.GetKeyInfoResponse]  # type: ignore[assignment]
     DeleteKeys: _aio.UnaryUnaryMultiCallable[_key_service_pb2.DeleteKeysRequest, _key_service_pb2.DeleteKeysResponse]  # type: ignore[assignment]
+    """Removes the caller's ownership; the keys themselves go when no owner remains."""
+    ListKeys: _aio.UnaryUnaryMultiCallable[_key_service_pb2.ListKeysRequest, _key_service_pb2.ListKeysResponse]  # type: ignore[assignment]
+    """The caller's key sets (every key set when authentication is off)."""
 
 class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
     """Clients register public and evaluation keys once and get a content-addressed key id.
     Secret keys never reach this service; blobs that contain them are refused.
+    With authentication on (a bearer token in the `authorization` metadata), a key set belongs
+    to the client that registered it: others get PERMISSION_DENIED for its id. The same keys
+    registered by two clients have one id and two owners.
     """
 
     @_abc_1.abstractmethod
@@ -77,6 +92,15 @@ class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _key_service_pb2.DeleteKeysRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_key_service_pb2.DeleteKeysResponse, _abc.Awaitable[_key_service_pb2.DeleteKeysResponse]]: ...
+    ) -> _typing.Union[_key_service_pb2.DeleteKeysResponse, _abc.Awaitable[_key_service_pb2.DeleteKeysResponse]]:
+        """Removes the caller's ownership; the keys themselves go when no owner remains."""
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _key_service_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_key_service_pb2.ListKeysResponse, _abc.Awaitable[_key_service_pb2.ListKeysResponse]]:
+        """The caller's key sets (every key set when authentication is off)."""
 
 def add_KeyServiceServicer_to_server(servicer: KeyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

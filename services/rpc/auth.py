@@ -1,0 +1,90 @@
+"""Authentication: a server interceptor that lets a call through only with a known client's
+bearer token (`authorization: Bearer TOKEN` metadata), before any work. Health checking and
+reflection stay open (the kubelet and operators' tools have no token).
+
+The token is looked up in the store on every call (one read), so removing a client stops its
+token at once on every replica. The caller is available to the servicers as `current_client()`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from cryptorec.services.clients import parse_bearer, token_sha256
+from cryptorec.services.rpc.errors import abort_for
+from cryptorec.services.rpc.handlers import wrap_behaviour
+from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
+
+log = logging.getLogger("cryptorec.auth")
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_current_client: contextvars.ContextVar[ClientRecord | None] = contextvars.ContextVar(
+    "client", default=None
+)
+
+
+def current_client() -> ClientRecord | None:
+    """The authenticated client of the call this thread serves (None without authentication)."""
+    return _current_client.get()
+
+
+class Authenticator(grpc.ServerInterceptor):
+    """Refuses calls without a known client's token: UNAUTHENTICATED."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(OPEN_SERVICES):
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        token = parse_bearer(str(metadata.get("authorization", "")))
+        return wrap_behaviour(handler, lambda b, streams: self._checked(b, streams, token))
+
+    def _client(self, token: str | None, context: grpc.ServicerContext) -> ClientRecord:
+        """The token's client, looked up in the pool thread (never the server's poll loop)."""
+        if token is None:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing credentials: send 'authorization: Bearer <token>'",
+            )
+        try:
+            return self.store.client_by_token(token_sha256(token))
+        except NotFoundError:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+        except Exception as exc:  # a store outage: UNAVAILABLE, like everywhere else
+            abort_for(context, exc)
+        raise AssertionError("context.abort returned")
+
+    def _checked(
+        self, behaviour: Callable[..., Any], streams: bool, token: str | None
+    ) -> Callable[..., Any]:
+        if streams:
+
+            def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                reset = _current_client.set(self._client(token, context))
+                try:
+                    yield from behaviour(request, context)
+                finally:
+                    _current_client.reset(reset)
+
+            return stream
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            reset = _current_client.set(self._client(token, context))
+            try:
+                return behaviour(request, context)
+            finally:
+                _current_client.reset(reset)
+
+        return unary
