@@ -18,19 +18,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_evaluator(store_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_evaluator(
+    store_dir: Path, *extra: str, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """A `cryptorec serve --role evaluator` process on a free port over the directory store
-    (with `extra` flags), and its target once it serves."""
+    (with `extra` flags; no /metrics port unless they say so), and its target once it
+    serves. Its stderr (the log) goes to `log`, if given."""
     port = free_port()
+    stderr = log.open("ab") if log is not None else None
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "evaluator"),
             *("--host", "127.0.0.1", "--port", str(port), "--store", f"file://{store_dir}"),
-            *extra,
+            *("--metrics-port", "0", *extra),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr or subprocess.DEVNULL,
     )
+    if stderr is not None:
+        stderr.close()  # the child has its own copy
     target = f"127.0.0.1:{port}"
     wait_for(target, timeout=120)
     return proc, target

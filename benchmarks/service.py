@@ -2,7 +2,9 @@
 
 For CKKS fast mode on the ml-1m model: the engine's in-process evaluation time, then the
 evaluate phase through gRPC (stream up, compute, stream down, verify) with 1 and 2 evaluator
-processes: sequential latency (medians) and throughput under concurrent clients.
+processes: sequential latency (medians) and throughput under concurrent clients; then what
+authentication and budgets, and metrics and logs, each add to the evaluate phase (paired
+processes with and without them, queries alternating between the two).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cryptorec.benchmarks.models import item_ratings, load_or_train
-from cryptorec.benchmarks.processes import start_evaluator, stop
+from cryptorec.benchmarks.processes import free_port, start_evaluator, stop
 from cryptorec.benchmarks.report import log, write_json
 from cryptorec.services import settings, versions
 from cryptorec.services.client.library import CryptoRecClient
@@ -64,6 +66,7 @@ def run(
                     stop(proc)
         front.stop(grace=1.0)
         results["auth"] = _auth_overhead(store, Path(tmp), users)
+        results["observability"] = _observe_overhead(store, Path(tmp), users)
     one, two = results["processes"]["1"], results["processes"]["2"]
     results["scaling"] = two["throughput_rps"] / one["throughput_rps"]
     print(f"engine (in-process)       {engine_s * 1000:8.1f} ms per query")
@@ -74,11 +77,15 @@ def run(
             f"with {r['concurrent']} concurrent clients"
         )
     print(f"throughput 2 vs 1 processes: {results['scaling']:.2f}x")
-    a = results["auth"]
-    print(
-        f"evaluate phase without / with authentication and budgets: {a['without_s'] * 1000:.1f} "
-        f"/ {a['with_s'] * 1000:.1f} ms ({100 * a['overhead']:+.2f}%, {a['pairs']} pairs)"
-    )
+    for key, what in (
+        ("auth", "authentication and budgets"),
+        ("observability", "metrics and logs"),
+    ):
+        a = results[key]
+        print(
+            f"evaluate phase without / with {what}: {a['without_s'] * 1000:.1f} "
+            f"/ {a['with_s'] * 1000:.1f} ms ({100 * a['overhead']:+.2f}%, {a['pairs']} pairs)"
+        )
     write_json(json_out, results)
     return results
 
@@ -147,35 +154,63 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _auth_overhead(store: FileStore, folder: Path, users: list[dict[int, float]]) -> dict[str, Any]:
-    """The evaluate phase on an evaluator without and one with `--auth` (token lookup, key
-    ownership, the query budget), the same query alternating between them: medians."""
+    """Authentication and budgets (token lookup, key ownership, the query budget): the
+    evaluate phase on an evaluator without and one with `--auth`."""
     token = add_client(store, "bench", Quotas(queries_per_day=1_000_000))
     front = start(("model", "key"), store, config=ServerConfig(auth=True))
-    plain, plain_target = start_evaluator(folder)
-    checked, checked_target = start_evaluator(folder, "--auth")
+    try:
+        return _paired(front.port, folder, users, ((), ("--auth",)), token)
+    finally:
+        front.stop(grace=1.0)
+
+
+def _observe_overhead(
+    store: FileStore, folder: Path, users: list[dict[int, float]]
+) -> dict[str, Any]:
+    """Metrics, the JSON access log (to a file) and the request id: the evaluate phase on an
+    evaluator with `--no-observe` and one with them on."""
+    front = start(("model", "key"), store)
+    try:
+        observed = ("--metrics-port", str(free_port()), "--log-format", "json")
+        return _paired(front.port, folder, users, (("--no-observe",), observed), log=folder / "log")
+    finally:
+        front.stop(grace=1.0)
+
+
+def _paired(
+    front_port: int,
+    folder: Path,
+    users: list[dict[int, float]],
+    flags: tuple[tuple[str, ...], tuple[str, ...]],
+    token: str | None = None,
+    log: Path | None = None,
+) -> dict[str, Any]:
+    """The evaluate phase on two evaluator processes, started with `flags[0]` and `flags[1]`,
+    the same queries alternating between them (and alternating which goes first, against
+    drift): medians and the second's overhead over the first."""
+    procs = [start_evaluator(folder, *f, log=log) for f in flags]
     clients = [
-        CryptoRecClient(f"127.0.0.1:{front.port}", evaluator_target=t, token=token, timeout=300)
-        for t in (plain_target, checked_target)
+        CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=t, token=token, timeout=300)
+        for _, t in procs
     ]
-    clients[1]._keys = clients[0]._keys  # one key set, owned by the client, used by both
+    clients[1]._keys = clients[0]._keys  # one key set, used by both
     try:
         for c in clients:
             c.predict(users[0])  # warm-up: each loads and encodes the model once
         times: list[list[float]] = [[], []]
         for k in range(4 * len(users)):
-            for which in (k % 2, 1 - k % 2):  # alternate the order, against drift
+            for which in (k % 2, 1 - k % 2):
                 _, result = clients[which].predict(users[k % len(users)])
                 times[which].append(result.timings["evaluate"])
     finally:
         for c in clients:
             c.close()
-        stop(plain)
-        stop(checked)
-        front.stop(grace=1.0)
-    without, with_auth = (float(np.median(t)) for t in times)
+        for proc, _ in procs:
+            stop(proc)
+    without, with_ = (float(np.median(t)) for t in times)
     return {
         "without_s": without,
-        "with_s": with_auth,
-        "overhead": with_auth / without - 1.0,
+        "with_s": with_,
+        "overhead": with_ / without - 1.0,
         "pairs": len(times[0]),
     }

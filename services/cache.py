@@ -25,11 +25,18 @@ class ByteBudgetCache(Generic[K, V]):
     """
 
     def __init__(
-        self, budget: int, size_of: Callable[[V], int], *, keep_oversized: bool = True
+        self,
+        budget: int,
+        size_of: Callable[[V], int],
+        *,
+        keep_oversized: bool = True,
+        on_lookup: Callable[[K, bool], None] | None = None,
     ) -> None:
         """`keep_oversized`: keep an entry larger than the budget alone (and warn), rather
-        than hand it out without keeping it."""
+        than hand it out without keeping it; `on_lookup(key, hit)` is told of every `get`
+        (for metrics)."""
         self.budget, self._size_of, self.keep_oversized = budget, size_of, keep_oversized
+        self._on_lookup = on_lookup
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[K, threading.Lock] = {}
@@ -46,10 +53,15 @@ class ByteBudgetCache(Generic[K, V]):
         `expected_size` bytes is made before building, so the old entries' memory is free
         for the new one rather than held beside it."""
         with self._lock:
-            if key in self._entries:
+            found = self._entries.get(key)
+            if found is not None:
                 self._entries.move_to_end(key)
-                return self._entries[key][0]
-            builder = self._building.setdefault(key, threading.Lock())
+            else:
+                builder = self._building.setdefault(key, threading.Lock())
+        if self._on_lookup is not None:
+            self._on_lookup(key, found is not None)
+        if found is not None:
+            return found[0]
         with builder:
             with self._lock:  # another thread may have built it while we waited
                 if key in self._entries:

@@ -41,21 +41,31 @@ def _fetch(args: argparse.Namespace, *names: str) -> None:
         download(name, args.data_dir, args.download_url)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import logging
+def _configure_logging(args: argparse.Namespace, service_name: str) -> None:
+    from cryptorec.services.observability import logs, tracing
 
+    logs.configure(args.log_format, args.log_level)
+    try:
+        tracing.configure(service_name)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
     from cryptorec.services.rpc.admission import Limits
     from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
     from cryptorec.services.rpc.tls import ServerTls
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _configure_logging(args, f"cryptorec-{args.role}")
     roles = tuple(ROLES) if args.role == "all" else (args.role,)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", 2)
     tls = ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     _check_free(args.host, args.port)
     if tls is not None:
-        _check_free(args.host, args.health_port)
+        _check_free(args.host, args.health_port, "--health-port")
+    if args.observe:
+        _check_free(args.host, args.metrics_port, "--metrics-port")
     config = ServerConfig(
         limits=Limits(
             max_streams=args.max_streams,
@@ -70,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         key_ttl_seconds=args.key_ttl,
         paillier_workers=args.paillier_workers,
         drain_seconds=args.drain_seconds,
+        observe=args.observe,
+        metrics_port=args.metrics_port,
+        metrics_host=args.host,
     )
     running = start(
         roles,
@@ -84,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_free(host: str, port: int) -> None:
+def _check_free(host: str, port: int, flag: str = "--port") -> None:
     """CliError (exit 3) if host:port cannot be bound, before gRPC tries and logs its own."""
     import socket
 
@@ -96,7 +109,7 @@ def _check_free(host: str, port: int) -> None:
     except OSError as exc:
         raise CliError(
             f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or choose "
-            "another --port",
+            f"another {flag}",
             3,
         ) from None
 
@@ -105,6 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     from cryptorec.services.trainer.publish import train_and_publish
     from libcryptorec.data import load_movielens, read_csv
 
+    _configure_logging(args, "cryptorec-trainer")
     if not args.csv:
         _fetch(args, args.dataset)
     store = _open_store(args)
@@ -116,7 +130,6 @@ def _train(args: argparse.Namespace) -> int:
         prune_fraction=args.prune_fraction,
         version=args.version,
         retain=args.retain,
-        show_progress=True,
     )
     return 0
 
@@ -145,6 +158,7 @@ def _recommend(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {r.score:4.2f}  {r.title}")
     print("time: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
     print("bytes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in result.bytes.items()))
+    print(f"request id: {result.request_id}")
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
     return 0
@@ -208,6 +222,7 @@ def _clients_revoke(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from cryptorec.services.client.demo import run_demo
 
+    _configure_logging(args, "cryptorec-demo")
     _fetch(args, args.dataset)
     run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
     return 0
@@ -268,12 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         "key_ttl",
         "paillier_workers",
         "drain_seconds",
+        "observe",
+        "metrics_port",
+        "log_format",
+        "log_level",
     )
     srv.set_defaults(func=_serve)
 
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
     tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
-    settings.add(tr, "data_dir", "store", "store_prefix", "retain")
+    settings.add(tr, "data_dir", "store", "store_prefix", "retain", "log_format", "log_level")
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
     _add_download(tr)
     tr.add_argument("--version", help="version id (default: UTC time)")
@@ -302,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
     demo.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-100k")
-    settings.add(demo, "data_dir")
+    settings.add(demo, "data_dir", "log_format", "log_level")
     _add_download(demo)
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
     demo.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")

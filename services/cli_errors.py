@@ -11,6 +11,7 @@ import grpc
 
 from cryptorec.services.client.library import InputError, ReplyError
 from cryptorec.services.rpc.errors import retry_after
+from cryptorec.services.rpc.request_id import request_id_of
 from cryptorec.services.store.base import (
     InvalidIdError,
     NotFoundError,
@@ -94,6 +95,9 @@ def _rpc(exc: grpc.Call) -> tuple[str, int]:
     else:
         advice = ""
     message = f"{code.name}: {details}" + (f"; {advice}" if advice else "")
+    request_id = request_id_of(exc)
+    if request_id:
+        message += f" (request id {request_id})"
     if code in _UNAVAILABLE_STATUSES:
         return message, UNAVAILABLE
     if code in _BAD_INPUT_STATUSES:

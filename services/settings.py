@@ -46,6 +46,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"choose text or json, not {text!r}")
+    return text
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise argparse.ArgumentTypeError(f"choose DEBUG, INFO, WARNING or ERROR, not {text!r}")
+    return level
+
+
 def byte_size(text: str) -> int:
     """Bytes from "3221225472", "3G", "512M" or "64K" (powers of 1024)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -250,6 +263,35 @@ SETTINGS: dict[str, Setting] = {
         "50052",
         "plaintext health-only port when TLS is on (kubelet gRPC probes speak plaintext)",
         _non_negative_int,
+    ),
+    "metrics_port": Setting(
+        "--metrics-port",
+        "CRYPTOREC_METRICS_PORT",
+        "9464",
+        "Prometheus /metrics port (0 = none; 9464 is the exporters' conventional port)",
+        _non_negative_int,
+    ),
+    "observe": Setting(
+        "--observe",
+        "CRYPTOREC_OBSERVE",
+        "true",
+        "metrics, the access log and traces for every call (--no-observe: none of them, "
+        "which is how `cryptorec bench service` measures their cost)",
+        bool,
+    ),
+    "log_format": Setting(
+        "--log-format",
+        "CRYPTOREC_LOG_FORMAT",
+        "text",
+        "log lines as text (for people) or json (one object per line, for collectors)",
+        _log_format,
+    ),
+    "log_level": Setting(
+        "--log-level",
+        "CRYPTOREC_LOG_LEVEL",
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR (DEBUG adds health checks to the access log)",
+        _log_level,
     ),
     "drain_seconds": Setting(
         "--drain-seconds",

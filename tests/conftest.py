@@ -9,6 +9,10 @@ import pytest
 
 from libcryptorec.data import Ratings, synthetic
 
+# The servers tests start (as processes too) share this machine: none serves /metrics on the
+# default port unless a test asks for it.
+os.environ.setdefault("CRYPTOREC_METRICS_PORT", "0")
+
 SHARED_DATA = Path(
     os.environ.get("CRYPTOREC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )

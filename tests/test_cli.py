@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -326,3 +327,66 @@ def test_clients_and_tokens_through_the_cli(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@pytest.mark.integration
+@pytest.mark.he
+def test_serve_with_metrics_and_json_logs_then_recommend(tmp_path: Path) -> None:
+    """Issue 10's check, as an operator runs it: `serve --role all --metrics-port M
+    --log-format json`, one `recommend`; /metrics shows the Predict counter and histogram
+    buckets, stderr holds JSON lines with the request id."""
+    import urllib.request
+
+    from cryptorec.services import versions
+    from cryptorec.services.store.file_store import FileStore
+    from tests.test_service_e2e import ITEMS, _packed
+
+    store_url = f"file://{tmp_path / 'store'}"
+    versions.publish(
+        FileStore(tmp_path / "store"), "v1", _packed(), [(i + 1, f"I{i}") for i in range(ITEMS)]
+    )
+    port, metrics_port = _closed_port(), _closed_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log_file:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "all"),
+                *("--store", store_url, "--host", "127.0.0.1", "--port", str(port)),
+                *("--metrics-port", str(metrics_port), "--log-format", "json"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        from cryptorec.services.rpc.health import wait_for
+
+        wait_for(f"127.0.0.1:{port}", timeout=60)
+        ratings = tmp_path / "mine.csv"
+        ratings.write_text("item,rating\n3,5\n7,1\n11,4\n19,2\n")
+        out = tmp_path / "result.json"
+        answered = _run_cli(
+            *("recommend", "--ratings", str(ratings), "--target", f"127.0.0.1:{port}"),
+            *("--key-dir", str(tmp_path / "keys"), "--json", str(out)),
+        )
+        assert answered.returncode == 0, answered.stderr
+        request_id = json.loads(out.read_text())["request_id"]
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            metrics = reply.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    counter = re.search(
+        r'^cryptorec_rpc_requests_total\{grpc_code="OK",grpc_method="Predict",'
+        r'grpc_service="cryptorec.v1.EvaluatorService"\} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    assert counter, metrics
+    assert float(counter.group(1)) > 0
+    assert 'cryptorec_rpc_duration_seconds_bucket{grpc_method="Predict"' in metrics
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert all("level" in line and "message" in line for line in lines)
+    (predict,) = [line for line in lines if line.get("method") == "Predict"]
+    assert predict["request_id"] == request_id
+    assert predict["code"] == "OK"

@@ -3,6 +3,7 @@ stalled Redis. Real `cryptorec serve` processes, real signals."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import threading
@@ -20,7 +21,7 @@ from cryptorec.services.rpc.health import NOT_SERVING, SERVING, status
 from cryptorec.services.store.redis_store import RedisStore
 from tests.redis_server import start_redis
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
-from tests.test_service_faults import serve, stop, wait_serving
+from tests.test_service_faults import free_port, serve, stop, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 
@@ -69,9 +70,27 @@ def test_evaluator_killed_mid_request_the_client_retries_on_the_other_replica(st
             stop(proc)
 
 
+def _wait_in_flight(metrics_port: int, method: str, timeout: float = 60.0) -> None:
+    """Until the server's in-flight gauge shows a `method` call (its /metrics)."""
+    import urllib.request
+
+    pattern = re.compile(
+        rf'^cryptorec_rpc_in_flight{{[^}}]*grpc_method="{method}"[^}}]*}} 1\.0$', re.M
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            if pattern.search(reply.read().decode()):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no {method} call in flight after {timeout} s")
+
+
 def test_sigterm_drains_in_flight_work_while_health_reports_not_serving(store_url) -> None:  # type: ignore[no-untyped-def]
     url, prefix = store_url
-    proc, port = serve("all", url, prefix)
+    metrics_port = free_port()
+    proc, port = serve("all", url, prefix, "--metrics-port", str(metrics_port))
     client = CryptoRecClient(f"127.0.0.1:{port}", timeout=60)
     client.predict(RATINGS, mode="accurate")  # keys registered, model encoded
     result: dict[str, object] = {}
@@ -84,7 +103,7 @@ def test_sigterm_drains_in_flight_work_while_health_reports_not_serving(store_ur
 
     worker = threading.Thread(target=run)
     worker.start()
-    time.sleep(0.2)
+    _wait_in_flight(metrics_port, "Predict")  # the server has the call: SIGTERM now
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     assert status(f"127.0.0.1:{port}") in (NOT_SERVING, None)  # flipped at once

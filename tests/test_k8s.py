@@ -266,3 +266,50 @@ def test_evaluator_memory_covers_its_cache_budget(target: str) -> None:
     limit = _quantity(resources["limits"]["memory"])
     assert limit >= budget + (75 << 20) + (300 << 20)
     assert _quantity(resources["requests"]["memory"]) == limit  # no burst into the cache
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_service_exposes_metrics_for_scraping(target: str) -> None:
+    objects = render(target)
+    for name, deployment in by_kind(objects, "Deployment").items():
+        template = deployment["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert str(ports["metrics"]) == annotations["prometheus.io/port"], name
+        service = by_kind(objects, "Service")[name]
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}, name
+    config = by_kind(objects, "ConfigMap")["cryptorec-config"]["data"]
+    assert config["CRYPTOREC_METRICS_PORT"] == "9464"
+    assert config["CRYPTOREC_LOG_FORMAT"] == "json"
+    policy = by_kind(objects, "NetworkPolicy")["services-metrics-from-monitoring"]["spec"]
+    (rule,) = policy["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [9464]
+    assert "namespaceSelector" in rule["from"][0]
+
+
+def test_monitoring_overlay_adds_operator_objects_and_the_dashboard() -> None:
+    import json
+
+    import kubernetes_validate
+
+    objects = render("overlays/monitoring")
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # CRDs: not in the core schemas (hence an overlay of their own)
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    (monitor,) = by_kind(objects, "ServiceMonitor").values()
+    selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
+    assert selected == set(by_kind(objects, "Deployment"))
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    (rules,) = by_kind(objects, "PrometheusRule").values()
+    alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "CryptoRecEvaluatorsNotReady",
+        "CryptoRecStoreDown",
+        "CryptoRecHighErrorRatio",
+    } <= alerts
+    dashboard = by_kind(objects, "ConfigMap")["cryptorec-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["dashboard.json"])["uid"] == "cryptorec"

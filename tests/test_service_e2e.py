@@ -299,7 +299,7 @@ def test_demo_runs_on_synthetic_data(tmp_path: Path) -> None:
     from cryptorec.services.trainer.publish import small_config, train_and_publish
 
     store = FileStore(tmp_path / "s")
-    version = train_and_publish(ratings, store, config=small_config(), log=lambda _: None)
+    version = train_and_publish(ratings, store, config=small_config())
     assert store.current() == version
     running = start(("key", "model", "evaluator"), store)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptorec.services.rpc.server import _store_ok
+from cryptorec.services.rpc.server import store_reachable
 from cryptorec.services.store import open_store
 from cryptorec.services.store.base import (
     DAY_SECONDS,
@@ -194,7 +194,7 @@ def test_every_operation_of_a_failed_store_raises_store_error(
 @pytest.mark.parametrize("kind", ["file", "redis"])
 def test_health_watcher_survives_a_failed_store(kind: str, tmp_path: Path) -> None:
     # The watcher catches store errors only: anything else would kill it silently.
-    assert _store_ok(_failed_store(kind, tmp_path)) is False
+    assert store_reachable(_failed_store(kind, tmp_path)) is False
 
 
 def test_full_redis_refuses_writes_and_keeps_serving_models(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def run_demo(
             from cryptorec.services.store.file_store import FileStore
 
             store = FileStore(Path(tmp) / "store")
-        train_and_publish(ratings, store, rows=split.train_users, config=small_config(), log=_log)
+        train_and_publish(ratings, store, rows=split.train_users, config=small_config())
         # As deployed: every call needs a client's token; the demo issues itself one.
         token = add_client(store, "demo", Quotas())
         config = ServerConfig(auth=True)

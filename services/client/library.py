@@ -10,20 +10,21 @@ from exactly the model the client encrypted for.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from cryptorec.services.client.credentials import BearerToken
+from cryptorec.services.client.call_metadata import CallMetadata, reported
 from cryptorec.services.client.keycache import KeyCache
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
@@ -33,6 +34,7 @@ from cryptorec.services.rpc.options import (
     PREDICT_ATTEMPTS,
     PREDICT_BACKOFF_SECONDS,
 )
+from cryptorec.services.rpc.request_id import request_id_of
 from cryptorec.services.rpc.streams import groups_by_bytes, slices
 from cryptorec.services.rpc.tls import ClientTls
 from cryptorec.services.rpc.tls import channel as open_channel
@@ -75,12 +77,30 @@ class RecommendResult:
     recommendations: list[Recommendation]
     timings: dict[str, float] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
+    request_id: str = ""  # the Predict call's, as the evaluator logged it
 
 
 @dataclass
 class _Keys:
     client: Client
     key_id: str
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reporting(method: F) -> F:
+    """Failed calls leave the library as ServiceError: still a grpc.RpcError with `code()`,
+    and shown with the request id the server logged."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except grpc.RpcError as exc:
+            raise reported(exc) from exc
+
+    return cast(F, wrapper)
 
 
 class CryptoRecClient:
@@ -112,11 +132,13 @@ class CryptoRecClient:
         self.evaluator = ev_grpc.EvaluatorServiceStub(self._channels[evaluator_target or target])
         self._keys: dict[tuple[Any, ...], _Keys] = {}
         self.retries = 0  # Predict attempts repeated after a replica failed
+        self.last_request_id = ""  # the last Predict's
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
 
+    @_reporting
     def model_info(self, version: str = "") -> model_pb.GetModelResponse:
         """The model service's description of `version` (default: the current one)."""
         response: model_pb.GetModelResponse = self.models.GetModel(
@@ -130,6 +152,7 @@ class CryptoRecClient:
                 return spec_from_pb(p, len(info.catalogue), info.dim)
         raise InputError(f"model {info.version} offers no {scheme}/{mode}")
 
+    @_reporting
     def ensure_keys(
         self,
         info: model_pb.GetModelResponse,
@@ -167,6 +190,7 @@ class CryptoRecClient:
             self._cache.save(self.key_target, spec, client.export_keys(), key_id)
         return keys
 
+    @_reporting
     def register(self, spec: SchemeSpec, blobs: dict[str, bytes]) -> str:
         """Register public key blobs for `spec` (a header, then the bytes in chunks); the key
         id (the same for the same keys, whoever registers them)."""
@@ -200,6 +224,7 @@ class CryptoRecClient:
                 return False
             raise
 
+    @_reporting
     def predict(
         self, ratings: dict[int, float], scheme: str = "ckks", mode: str = "fast", version: str = ""
     ) -> tuple[npt.NDArray[np.float64], RecommendResult]:
@@ -207,6 +232,7 @@ class CryptoRecClient:
         info, result = self._describe(version, scheme, mode)
         return self._predict(info, ratings, result), result
 
+    @_reporting
     def recommend(
         self,
         ratings: dict[int, float],
@@ -251,6 +277,7 @@ class CryptoRecClient:
             info.version, keys, result.scheme, result.mode, ciphertexts, len(info.catalogue)
         )
         timings["evaluate"] = time.perf_counter() - t0
+        result.request_id = self.last_request_id
         sizes["up"] = sum(map(len, ciphertexts))
         sizes["down"] = sum(map(len, replies))
         t0 = time.perf_counter()
@@ -289,7 +316,9 @@ class CryptoRecClient:
         for attempt in range(PREDICT_ATTEMPTS):
             try:
                 calls = self.evaluator.Predict(stream(), timeout=self.timeout)
-                return verify_replies(calls, version, items)
+                replies = verify_replies(calls, version, items)
+                self.last_request_id = request_id_of(calls) or ""
+                return replies
             except (grpc.RpcError, ReplyError) as exc:
                 retryable = isinstance(exc, ReplyError) or exc.code() in RETRYABLE
                 if not retryable or attempt == PREDICT_ATTEMPTS - 1:
@@ -300,9 +329,10 @@ class CryptoRecClient:
 
 
 def _channel(target: str, tls: ClientTls | None, token: str | None) -> grpc.Channel:
-    """A channel to `target` (TLS if given) that sends `token` with every call, if given."""
+    """A channel to `target` (TLS if given) that sends a request id, and `token` if given,
+    with every call."""
     channel = open_channel(target, tls, CHANNEL_OPTIONS)
-    return grpc.intercept_channel(channel, BearerToken(token)) if token else channel
+    return grpc.intercept_channel(channel, CallMetadata(token))
 
 
 def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:

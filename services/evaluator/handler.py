@@ -11,12 +11,13 @@ once the request is complete and valid.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.errors import BadRequestError, PermissionDeniedError
+from cryptorec.services.observability.current import note, phase
 from cryptorec.services.store.base import ClientRecord, KeyInfo, Store, check_key_id
 from cryptorec.services.versions import ModelVersion, Versions
 from cryptorec.services.work import WorkSlots
@@ -64,13 +65,19 @@ class Reply:
 
 class EvaluatorHandler:
     def __init__(
-        self, store: Store, work: WorkSlots, cache_bytes: int, paillier_workers: int = 1
+        self,
+        store: Store,
+        work: WorkSlots,
+        cache_bytes: int,
+        paillier_workers: int = 1,
+        on_cache_lookup: Callable[[tuple[str, ...], bool], None] | None = None,
     ) -> None:
         """`cache_bytes`: memory for models, their encodings and clients' loaded keys, shared
-        by all three; `paillier_workers`: processes per Paillier query."""
+        by all three; `paillier_workers`: processes per Paillier query; `on_cache_lookup(key,
+        hit)` hears of every cache lookup."""
         self.store, self.work, self.paillier_workers = store, work, paillier_workers
         self.cache: ByteBudgetCache[tuple[str, ...], Any] = ByteBudgetCache(
-            cache_bytes, lambda value: int(value.nbytes)
+            cache_bytes, lambda value: int(value.nbytes), on_lookup=on_cache_lookup
         )
         self.versions = Versions(store, self.cache)
 
@@ -102,6 +109,7 @@ class EvaluatorHandler:
             if not self.store.owns_key(caller.name, key_id):
                 raise PermissionDeniedError(f"key set {key_id} belongs to another client")
             self.store.spend_query(caller.name, caller.quotas.queries_per_day)
+        note(scheme=backend.scheme, mode=backend.mode, model_version=version.version)
         return Query(version, spec, backend, key)
 
     def evaluate(
@@ -122,11 +130,8 @@ class EvaluatorHandler:
             )
             if should_stop():
                 return None
-            started = time.perf_counter()
-            replies = evaluator.evaluate(ciphertexts, should_stop)
-        log.info(
-            "%s/%s on %s: %.3f s", spec.scheme, spec.mode, version, time.perf_counter() - started
-        )
+            with phase("evaluate"):
+                replies = evaluator.evaluate(ciphertexts, should_stop)
         ranges = item_ranges(spec.items, backend.items_per_reply(spec), len(replies))
         return Reply(version, replies, ranges)
 

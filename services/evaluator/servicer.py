@@ -9,6 +9,7 @@ import grpc
 
 from cryptorec.services.errors import BadRequestError
 from cryptorec.services.evaluator.handler import EvaluatorHandler, QueryHeader, Reply
+from cryptorec.services.observability.current import phase
 from cryptorec.services.rpc.admission import current_upload
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
@@ -28,23 +29,25 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
     def Predict(
         self, request_iterator: Iterator[pb.PredictRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.PredictResponse]:
-        header, chunks = header_then_chunks(request_iterator)
-        query = self.handler.admit(
-            QueryHeader(
-                model_version=header.model_version,
-                key_id=header.key_id,
-                backend=backend_for(header.scheme, header.mode),
-                ciphertext_count=header.ciphertext_count,
-            ),
-            current_client(),
-        )
-        deadline = current_upload()
-        if deadline is not None:
-            deadline.expect(query.upload_bytes)
-        ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
+        with phase("receive"):
+            header, chunks = header_then_chunks(request_iterator)
+            query = self.handler.admit(
+                QueryHeader(
+                    model_version=header.model_version,
+                    key_id=header.key_id,
+                    backend=backend_for(header.scheme, header.mode),
+                    ciphertext_count=header.ciphertext_count,
+                ),
+                current_client(),
+            )
+            deadline = current_upload()
+            if deadline is not None:
+                deadline.expect(query.upload_bytes)
+            ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
         reply = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
         if reply is not None:
-            yield from reply_chunks(reply, context)
+            with phase("send"):
+                yield from reply_chunks(reply, context)
 
 
 def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:

@@ -22,6 +22,7 @@ from cryptorec.services.errors import (
     PreconditionError,
     TooLargeError,
 )
+from cryptorec.services.observability.current import note
 from cryptorec.services.store.base import (
     ClientRecord,
     KeyInfo,
@@ -63,6 +64,7 @@ class KeyHandler:
         """Everything the header alone shows (before any key byte is read), the caller's
         quotas included; the key set the bytes must then fill."""
         backend = upload.backend
+        note(scheme=backend.scheme, mode=backend.mode)
         name = f"{backend.scheme}/{backend.mode}"
         if upload.parameter_set != backend.parameter_set:
             raise BadRequestError(

@@ -8,6 +8,7 @@ import grpc
 
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.models.handler import ModelDescription, ModelHandler
+from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.convert import scheme_parameters
 from cryptorec.services.rpc.errors import unary
 from cryptorec.v1 import model_service_pb2 as pb
@@ -69,4 +70,5 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
         version = self.handler.resolve(request.version)
+        note(model_version=version)
         return self._responses.get(version, lambda: to_message(self.handler.describe(version)))

@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 
 from cryptorec.services.errors import RefusedError
+from cryptorec.services.observability.current import note_refusal
 from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.settings import default_of
 from cryptorec.services.work import WorkSlots
@@ -227,6 +228,7 @@ class Admission(grpc.ServerInterceptor):
             try:
                 stack.enter_context(self._stream(context.peer()))
             except RefusedError as exc:
+                note_refusal("overload")
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
             upload = Upload(context, self.limits, self._watchdog)
             stack.callback(_current_upload.reset, _current_upload.set(upload))

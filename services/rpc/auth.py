@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from cryptorec.services.clients import parse_bearer, token_sha256
+from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
@@ -59,7 +60,9 @@ class Authenticator(grpc.ServerInterceptor):
                 "missing credentials: send 'authorization: Bearer <token>'",
             )
         try:
-            return self.store.client_by_token(token_sha256(token))
+            client = self.store.client_by_token(token_sha256(token))
+            note(client=client.name)
+            return client
         except NotFoundError:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
         except Exception as exc:  # a store outage: UNAVAILABLE, like everywhere else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import traceback
@@ -20,6 +21,7 @@ from cryptorec.services.errors import (
     RefusedError,
     TooLargeError,
 )
+from cryptorec.services.observability.current import note_refusal
 from cryptorec.services.store.base import (
     CorruptError,
     InvalidIdError,
@@ -60,6 +62,15 @@ STATUS_FOR: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
+# Why a call was refused with RESOURCE_EXHAUSTED, for the refusal counter's `reason` label.
+REFUSAL_FOR: list[tuple[type[BaseException], str]] = [
+    (RefusedError, "overload"),
+    (QuotaExceededError, "quota"),
+    (TooLargeError, "too_large"),
+    (StoreFullError, "store_full"),
+]
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode:
     for kind, code in STATUS_FOR:
         if isinstance(exc, kind):
@@ -75,12 +86,25 @@ def abort_for(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         where = "".join(traceback.format_tb(exc.__traceback__)[-8:])
         log.error("internal error %s: %s\n%s", type(exc).__name__, shown(str(exc), 300), where)
         context.abort(code, "internal error")
+    for kind, reason in REFUSAL_FOR:
+        if isinstance(exc, kind):
+            note_refusal(reason)
+            break
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
-        context.abort_with_status(with_retry_info(code, message[:500], retry_after))
+        status = with_retry_info(code, message[:500], retry_after)
+        # abort_with_status replaces the trailing metadata: keep what was set (the request id).
+        kept = tuple(context.trailing_metadata() or ())
+        context.abort_with_status(_Status(code, message[:500], kept + status.trailing_metadata))
     context.abort(code, message[:500])
     raise AssertionError("context.abort returned")
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    """A status as `abort_with_status` takes it (what grpc_status builds, with our metadata)."""
 
 
 def with_retry_info(code: grpc.StatusCode, message: str, seconds: float) -> grpc.Status:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +22,8 @@ from cryptorec.services.keys.handler import KeyHandler
 from cryptorec.services.keys.servicer import KeyServicer
 from cryptorec.services.models.handler import ModelHandler
 from cryptorec.services.models.servicer import ModelServicer
+from cryptorec.services.observability.interceptor import Observer
+from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.rpc import options
 from cryptorec.services.rpc.admission import Admission, Limits
 from cryptorec.services.rpc.auth import Authenticator
@@ -36,12 +39,23 @@ log = logging.getLogger("cryptorec.server")
 
 
 @dataclass(frozen=True)
+class Parts:
+    """What a server's services share: the store, admission (stream caps and work slots), the
+    configuration and the metrics."""
+
+    store: Store
+    admission: Admission
+    config: ServerConfig
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
 class Role:
     """One service a server can run: its full gRPC name and how to add it to a server."""
 
     name: str
     service: str
-    add: Callable[[grpc.Server, Store, Admission, ServerConfig], None]
+    add: Callable[[grpc.Server, Parts], None]
 
 
 # Health service names. Liveness says the process serves and stays SERVING through a store
@@ -60,21 +74,32 @@ class ServerConfig:
     key_ttl_seconds: int = default_of("key_ttl")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
+    observe: bool = default_of("observe")
+    # /metrics port; 0 = none. (`cryptorec serve` defaults to 9464, the port OpenTelemetry
+    # and Prometheus exporters conventionally use; embedded servers and tests need none.)
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
-def _add_keys(server: grpc.Server, store: Store, admission: Admission, c: ServerConfig) -> None:
-    handler = KeyHandler(store, c.key_ttl_seconds, admission.work)
+def _add_keys(server: grpc.Server, p: Parts) -> None:
+    handler = KeyHandler(p.store, p.config.key_ttl_seconds, p.admission.work)
     key_grpc.add_KeyServiceServicer_to_server(KeyServicer(handler), server)
 
 
-def _add_models(server: grpc.Server, store: Store, admission: Admission, c: ServerConfig) -> None:
-    model_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelHandler(store)), server)
+def _add_models(server: grpc.Server, p: Parts) -> None:
+    model_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelHandler(p.store)), server)
 
 
-def _add_evaluator(
-    server: grpc.Server, store: Store, admission: Admission, c: ServerConfig
-) -> None:
-    handler = EvaluatorHandler(store, admission.work, c.cache_bytes, c.paillier_workers)
+def _add_evaluator(server: grpc.Server, p: Parts) -> None:
+    c = p.config
+    handler = EvaluatorHandler(
+        p.store,
+        p.admission.work,
+        c.cache_bytes,
+        c.paillier_workers,
+        on_cache_lookup=p.metrics.cache_lookup,
+    )
+    p.metrics.cache_bytes.set_function(lambda: handler.cache.total)
     ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(handler), server)
 
 
@@ -103,13 +128,21 @@ class Running:
     roles: tuple[str, ...]
     store: Store
     config: ServerConfig
+    metrics: Metrics
     health_server: grpc.Server | None = None
     health_port: int = 0
+    metrics_server: WSGIServer | None = None
+
+    @property
+    def metrics_port(self) -> int:
+        """The port /metrics is served on (0: none)."""
+        return int(self.metrics_server.server_address[1]) if self.metrics_server else 0
 
     def set_serving(self, serving: bool) -> None:
         """Readiness: every role's name and the overall "" (liveness is not touched)."""
         status = _SERVING if serving else _NOT_SERVING
         for role in self.roles:
+            self.metrics.ready.labels(role).set(1 if serving else 0)
             self.health.set(ROLES[role].service, status)
         self.health.set("", status)
 
@@ -121,6 +154,9 @@ class Running:
         self.server.stop(self.config.drain_seconds if grace is None else grace).wait()
         if self.health_server is not None:
             self.health_server.stop(0)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
 
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -146,17 +182,24 @@ def start(
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
     admission = Admission(config.limits)
+    metrics = Metrics()
+    # Observation outermost, so refused calls are counted and logged too; then authentication,
+    # so a refused caller never holds a stream slot.
+    interceptors: list[grpc.ServerInterceptor] = [Observer(metrics)] if config.observe else []
+    if config.auth:
+        interceptors.append(Authenticator(store))
+    interceptors.append(admission)
     server = grpc.server(
         # Threads for every admitted stream and then some, so unary calls and health checks
         # always find one; beyond them, calls are refused at once rather than queued.
         futures.ThreadPoolExecutor(max_workers=config.limits.threads),
         options=options.SERVER_OPTIONS,
-        # Authentication first: a refused caller never holds a stream slot.
-        interceptors=[Authenticator(store), admission] if config.auth else [admission],
+        interceptors=interceptors,
         maximum_concurrent_rpcs=config.limits.threads,
     )
+    parts = Parts(store, admission, config, metrics)
     for role in roles:
-        ROLES[role].add(server, store, admission, config)
+        ROLES[role].add(server, parts)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [ROLES[r].service for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -168,7 +211,9 @@ def start(
         else server.add_insecure_port(address)
     )
     server.start()
-    running = Running(server, bound, health_servicer, tuple(roles), store, config)
+    running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
+    if config.observe and config.metrics_port:
+        running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:
         probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
@@ -176,11 +221,12 @@ def start(
         probe.start()
         running.health_server = probe
     health_servicer.set(LIVENESS, _SERVING)
-    running.set_serving(_store_ok(store))
+    check_store(running)
     return running
 
 
-def _store_ok(store: Store) -> bool:
+def store_reachable(store: Store) -> bool:
+    """Whether the store answers a ping (store errors only: anything else is a bug)."""
     try:
         store.ping()
         return True
@@ -188,10 +234,17 @@ def _store_ok(store: Store) -> bool:
         return False
 
 
+def check_store(running: Running) -> None:
+    """Readiness follows the store: NOT_SERVING while it is unreachable."""
+    ok = store_reachable(running.store)
+    running.metrics.store_up.set(1 if ok else 0)
+    running.set_serving(ok)
+
+
 def watch_store(running: Running, stop: threading.Event, every: float = 2.0) -> None:
-    """Keep health in step with the store: NOT_SERVING while it is unreachable."""
+    """Check the store every `every` seconds until `stop`."""
     while not stop.wait(every):
-        running.set_serving(_store_ok(running.store))
+        check_store(running)
 
 
 def serve_forever(running: Running) -> None:
@@ -201,7 +254,12 @@ def serve_forever(running: Running) -> None:
         signal.signal(sig, lambda *_: stop.set())
     watcher = threading.Thread(target=watch_store, args=(running, stop), daemon=True)
     watcher.start()
-    log.info("serving %s on port %d", ",".join(running.roles), running.port)
+    log.info(
+        "serving %s on port %d (metrics: %s)",
+        ",".join(running.roles),
+        running.port,
+        f"port {running.metrics_port}" if running.metrics_port else "off",
+    )
     stop.wait()
     log.info("draining (grace %.0f s)", running.config.drain_seconds)
     running.stop()

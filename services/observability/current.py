@@ -1,0 +1,83 @@
+"""The call being served, as the observer sees it: what the servicers and handlers learn along
+the way (scheme, mode, model version, client, refusal reason) they `note` here, and the phases
+they time. Nothing from a payload is ever recorded: sizes, never contents. No gRPC here, so
+handlers may use it."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptorec.services.observability.tracing import tracer
+
+
+@dataclass
+class Call:
+    """What is known of one call."""
+
+    request_id: str
+    service: str
+    method: str
+    peer: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    refusal: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+_current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("call", default=None)
+
+
+def note(**fields: Any) -> None:
+    """Record facts about the current call (scheme, mode, model_version, client) for its log
+    line and span; nothing happens outside a call."""
+    call = _current.get()
+    if call is not None:
+        call.fields.update(fields)
+
+
+def note_refusal(reason: str) -> None:
+    """Why the current call is refused with RESOURCE_EXHAUSTED (a small fixed set)."""
+    call = _current.get()
+    if call is not None:
+        call.refusal = reason
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Time a phase of the current call (a metric and a span)."""
+    started = time.perf_counter()
+    with tracer.start_as_current_span(name):
+        try:
+            yield
+        finally:
+            call = _current.get()
+            if call is not None:
+                call.phases[name] = time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def serving(call: Call) -> Iterator[Call]:
+    """Make `call` the current one for the code inside (the observer's job)."""
+    reset = _current.set(call)
+    try:
+        yield call
+    finally:
+        _current.reset(reset)
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every log record made while serving a call that call's request id, so a
+    handler's own lines (a key registered, an error) join its access line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        call = _current.get()
+        if call is not None and not hasattr(record, "request_id"):
+            record.request_id = call.request_id
+        return True
