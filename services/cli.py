@@ -80,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         key_ttl_seconds=args.key_ttl,
         paillier_workers=args.paillier_workers,
         drain_seconds=args.drain_seconds,
+        shard_peers=args.shard_peers,
+        peer_secret=args.peer_secret,
+        peer_tls=_peer_tls(args),
         observe=args.observe,
         metrics_port=args.metrics_port,
         metrics_host=args.host,
@@ -95,6 +98,16 @@ def _serve(args: argparse.Namespace) -> int:
     )
     serve_forever(running)
     return 0
+
+
+def _peer_tls(args: argparse.Namespace) -> Any:
+    """How shard calls reach peers over TLS (None: plaintext)."""
+    from cryptorec.services.evaluator.peers import PeerTls
+    from cryptorec.services.rpc.tls import ClientTls
+
+    if not args.peer_tls_ca:
+        return None
+    return PeerTls(ClientTls(args.peer_tls_ca, args.tls_cert, args.tls_key), args.peer_tls_name)
 
 
 def _check_free(host: str, port: int, flag: str = "--port") -> None:
@@ -130,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
         prune_fraction=args.prune_fraction,
         version=args.version,
         retain=args.retain,
+        shards=args.shards,
+        measure_cost=args.quote,
     )
     return 0
 
@@ -154,6 +169,12 @@ def _recommend(args: argparse.Namespace) -> int:
         result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
     finally:
         client.close()
+    if result.quote:
+        q = result.quote
+        print(
+            f"quoted: {q['bytes_up'] / 1e6:.2f} MB up, {q['bytes_down'] / 1e6:.2f} MB down, "
+            f"{q['server_seconds']:.2f} s on the server"
+        )
     for rank, r in enumerate(result.recommendations, 1):
         print(f"{rank:>3}. {r.score:4.2f}  {r.title}")
     print("time: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
@@ -283,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         "key_ttl",
         "paillier_workers",
         "drain_seconds",
+        "shard_peers",
+        "peer_secret",
+        "peer_tls_ca",
+        "peer_tls_name",
         "observe",
         "metrics_port",
         "log_format",
@@ -292,11 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
     tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
-    settings.add(tr, "data_dir", "store", "store_prefix", "retain", "log_format", "log_level")
+    settings.add(
+        tr, "data_dir", "store", "store_prefix", "retain", "shards", "log_format", "log_level"
+    )
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
     _add_download(tr)
     tr.add_argument("--version", help="version id (default: UTC time)")
     tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")
+    tr.add_argument(
+        "--quote",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each scheme's bytes and server seconds per query for clients to see",
+    )
     tr.set_defaults(func=_train)
 
     rec = sub.add_parser("recommend", help="encrypted recommendations for your ratings")

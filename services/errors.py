@@ -25,3 +25,12 @@ class PermissionDeniedError(Exception):
 class PreconditionError(Exception):
     """The request cannot be served in the server's present configuration
     (FAILED_PRECONDITION)."""
+
+
+class PeerError(Exception):
+    """A call to another evaluator (a shard) failed on every peer tried; `status` is the
+    name of the last peer's gRPC status, passed on to the client as is."""
+
+    def __init__(self, status: str, details: str) -> None:
+        super().__init__(details)
+        self.status = status

@@ -271,6 +271,41 @@ SETTINGS: dict[str, Setting] = {
         "Prometheus /metrics port (0 = none; 9464 is the exporters' conventional port)",
         _non_negative_int,
     ),
+    "shard_peers": Setting(
+        "--shard-peers",
+        "CRYPTOREC_SHARD_PEERS",
+        None,
+        "evaluators that compute item shards: host:port,... or dns:///name:port (every address "
+        "of a headless Service); unset: every shard is computed in the receiving process",
+    ),
+    "peer_secret": Setting(
+        "--peer-secret",
+        "CRYPTOREC_PEER_SECRET",
+        None,
+        "the secret evaluators send each other with shard calls (required for them with "
+        "--auth; keep it in a Secret: with it, anyone could read partial products)",
+    ),
+    "peer_tls_ca": Setting(
+        "--peer-tls-ca",
+        "CRYPTOREC_PEER_TLS_CA",
+        None,
+        "CA of the peers' certificates: shard calls use TLS (with --tls-cert/--tls-key as the "
+        "client pair if the peers want mutual TLS)",
+        Path,
+    ),
+    "peer_tls_name": Setting(
+        "--peer-tls-name",
+        "CRYPTOREC_PEER_TLS_NAME",
+        None,
+        "the name the peers' certificate carries (peers are dialled by address)",
+    ),
+    "shards": Setting(
+        "--shards",
+        "CRYPTOREC_SHARDS",
+        None,
+        "item shards a published version is split into (default: one per 65,536 items)",
+        _positive_int,
+    ),
     "observe": Setting(
         "--observe",
         "CRYPTOREC_OBSERVE",

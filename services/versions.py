@@ -17,6 +17,7 @@ from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.he.backend import SchemeSpec
+from libcryptorec.he.shards import check_shards, default_shards, shard_blocks
 
 log = logging.getLogger("cryptorec.models")
 
@@ -41,14 +42,45 @@ class ModelVersion:
         """Public parameters per (scheme, mode); computed once (spectral norms take a second)."""
         return registry.specs(self.packed)
 
+    @property
+    def shards(self) -> int:
+        """How many item shards the version was split into at publication (1: none)."""
+        return int(self.summary.get("shards", 1))
+
+    def shard_runs(self, spec: SchemeSpec) -> list[range]:
+        """The item blocks of each shard of a shardable (scheme, mode)."""
+        blocks = spec.plan().blocks
+        return shard_blocks(blocks, min(self.shards, blocks))
+
+    def quote(self, spec: SchemeSpec) -> dict[str, float]:
+        """The cost of one (scheme, mode) query measured at publication ({} if none was)."""
+        quotes: dict[str, dict[str, float]] = self.summary.get("quote", {})
+        return quotes.get(f"{spec.scheme}/{spec.mode}", {})
+
 
 def publish(
-    store: Store, version: str, packed: CompressedModel, catalogue: list[tuple[int, str]]
+    store: Store,
+    version: str,
+    packed: CompressedModel,
+    catalogue: list[tuple[int, str]],
+    *,
+    shards: int | None = None,
+    quote: dict[str, dict[str, float]] | None = None,
 ) -> None:
     """Write a version (artifact + catalogue) and make it current once verified; an artifact
-    this code cannot read back is refused before anything is written."""
+    this code cannot read back is refused before anything is written. `shards`: item shards
+    for the shardable schemes (default from the catalogue size); `quote`: measured costs per
+    "scheme/mode" (`services/trainer/quote.py`)."""
     if len(catalogue) != packed.model.n_items:
         raise ValueError("the catalogue must name every item of the model, in model order")
+    m, d = packed.model.n_items, packed.model.dim
+    shardable = [b for b in registry.backends() if b.shardable]
+    blocks = max((b.blocks(m, d) for b in shardable), default=1)
+    shards = default_shards(blocks) if shards is None else shards
+    if not 1 <= shards <= blocks:
+        raise ValueError(f"cannot split a catalogue of {blocks} item blocks into {shards} shards")
+    for backend in shardable:
+        check_shards(backend.blocks(m, d), min(shards, blocks), backend.query_block_bytes())
     data, digest = artifact.dumps(packed)
     artifact.loads(data, label=f"model {version}")  # ArtifactError: never becomes current
     model = packed.model
@@ -57,6 +89,8 @@ def publish(
         "dim": model.dim,
         "artifact_sha256": digest,
         "provenance": {k: v for k, v in model.meta.items() if k != "train_config"},
+        "shards": shards,
+        "quote": quote or {},
     }
     parts = {"model": data, "catalogue": json.dumps(catalogue).encode()}
     store.publish(version, parts, summary)

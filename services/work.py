@@ -19,9 +19,11 @@ class WorkSlots:
         self._free = threading.BoundedSemaphore(slots)
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold one slot for the block; RefusedError at once if none is free."""
-        if not self._free.acquire(blocking=False):
+    def hold(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold one slot for the block; RefusedError if none is free at once (or within
+        `wait` seconds: shard calls, which the calling evaluator has admitted already)."""
+        free = self._free.acquire(timeout=wait) if wait > 0 else self._free.acquire(False)
+        if not free:
             raise RefusedError(f"all {self.slots} work slots of this process are busy; retry later")
         try:
             yield

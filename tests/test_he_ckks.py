@@ -42,7 +42,7 @@ def ml1m_shaped():  # type: ignore[no-untyped-def]
 )
 def test_contract_fast_mode_equals_plaintext(items: int, dim: int) -> None:
     A, Q, bias, model, client, server, x = _setup(items, dim, seed=items)
-    reply = server.fast(server.load_query(client.encrypt(x), model.plan), model)
+    reply = server.fast(server.load_query(client.encrypt(x), model), model)
     assert len(reply) == model.plan.blocks
     np.testing.assert_allclose(client.decrypt(reply), bias + x @ A @ Q.T, atol=TOLERANCE)
 
@@ -50,7 +50,7 @@ def test_contract_fast_mode_equals_plaintext(items: int, dim: int) -> None:
 @pytest.mark.slow
 def test_contract_ml1m_shape(ml1m_shaped) -> None:  # type: ignore[no-untyped-def]
     A, Q, bias, model, client, server, x = ml1m_shaped
-    reply = server.fast(server.load_query(client.encrypt(x), model.plan), model)
+    reply = server.fast(server.load_query(client.encrypt(x), model), model)
     np.testing.assert_allclose(client.decrypt(reply), bias + x @ A @ Q.T, atol=TOLERANCE)
 
 
@@ -58,8 +58,8 @@ def test_same_request_twice_differs_in_bytes_not_in_value() -> None:
     _, _, _, model, client, server, x = _setup(50, 7)
     q1, q2 = client.encrypt(x), client.encrypt(x)
     assert q1 != q2
-    r1 = server.fast(server.load_query(q1, model.plan), model)
-    r2 = server.fast(server.load_query(q1, model.plan), model)  # same query bytes
+    r1 = server.fast(server.load_query(q1, model), model)
+    r2 = server.fast(server.load_query(q1, model), model)  # same query bytes
     assert r1 != r2  # replies re-randomised
     np.testing.assert_allclose(client.decrypt(r1), client.decrypt(r2), atol=TOLERANCE)
 
@@ -69,21 +69,21 @@ def test_truncated_or_foreign_ciphertext_is_rejected() -> None:
     blob = client.encrypt(x)[0]
     for bad in (blob[: len(blob) // 2], b"\x00" * 64, b"", blob + b"\x00" * 100_000):
         with pytest.raises(InvalidCiphertextError):
-            server.load_query([bad], model.plan)
+            server.load_query([bad], model)
 
 
 def test_wrong_block_count_is_rejected() -> None:
     _, _, _, model, client, server, x = _setup(50, 7)
     blob = client.encrypt(x)[0]
     with pytest.raises(InvalidCiphertextError, match="blocks"):
-        server.load_query([blob, blob], model.plan)
+        server.load_query([blob, blob], model)
 
 
 def test_reply_is_not_a_valid_query() -> None:
     _, _, _, model, client, server, x = _setup(50, 7)
-    reply = server.fast(server.load_query(client.encrypt(x), model.plan), model)
+    reply = server.fast(server.load_query(client.encrypt(x), model), model)
     with pytest.raises(InvalidCiphertextError):
-        server.load_query(reply, model.plan)  # one limb, wrong scale: refused
+        server.load_query(reply, model)  # one limb, wrong scale: refused
 
 
 def test_keys_of_another_scheme_or_parameter_set_are_rejected() -> None:
@@ -154,7 +154,7 @@ def test_missing_rotation_keys_are_refused_before_work() -> None:
         PARAMS, SealPublicKeys("ckks", m.params, m.public_key, rotation_keys, (1,))
     )
     with pytest.raises(InvalidKeyError, match="rotation steps"):
-        server.fast(server.load_query(client.encrypt(x), model.plan), model)
+        server.fast(server.load_query(client.encrypt(x), model), model)
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,10 @@ from cryptorec.services.client.library import (
     CryptoRecClient,
     ReplyError,
     ratings_row,
-    verify_replies,
+    receive_replies,
 )
 from cryptorec.services.rpc.checksum import chunk_checksum
+from cryptorec.services.rpc.options import MAX_MESSAGE_BYTES
 from cryptorec.services.rpc.server import Running, start
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
@@ -180,7 +181,7 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
         "truncated ciphertext": (lambda: _predict(client, header(), [[good[0][:1000]]]), INVALID),
         "random bytes": (lambda: _predict(client, header(), [[b"\x07" * 5000]]), INVALID),
         "oversized message": (
-            lambda: _predict(client, header(), [[b"\x00" * (9 << 20)]]),
+            lambda: _predict(client, header(), [[b"\x00" * (MAX_MESSAGE_BYTES + (1 << 20))]]),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         ),
     }
@@ -281,16 +282,25 @@ def test_client_detects_missing_duplicated_reordered_or_corrupt_chunks() -> None
             checksum=chunk_checksum(i, first, count, "v1", [payload]),
         )
 
+    def decrypt(replies: list[bytes], count: int) -> np.ndarray:
+        return np.full(count, float(len(replies[0])))
+
+    def receive(stream: list[ev_pb.PredictResponse], version: str = "v1") -> np.ndarray:
+        return receive_replies(stream, version, 10, decrypt).values
+
     a, b = chunk(0, 0, 5), chunk(1, 5, 5)
-    assert verify_replies([a, b], "v1", 10) == [b"c", b"c"]
+    np.testing.assert_array_equal(receive([a, b]), np.ones(10))
+    # Shards send item ranges in any order: the chunk index still runs 0, 1, ...
+    np.testing.assert_array_equal(receive([chunk(0, 5, 5), chunk(1, 0, 5)]), np.ones(10))
     bad = ev_pb.PredictResponse()
     bad.CopyFrom(b)
     bad.ciphertexts[0] = b"x"
-    for stream in ([a], [a, a], [b, a], [a, bad], [a, chunk(1, 5, 5, total=3)]):
+    overlapping = [a, chunk(1, 4, 5)]
+    for stream in ([a], [a, a], [b, a], [a, bad], [a, chunk(1, 5, 5, total=3)], overlapping):
         with pytest.raises(ReplyError):
-            verify_replies(stream, "v1", 10)
+            receive(stream)
     with pytest.raises(ReplyError, match="model"):
-        verify_replies([chunk(0, 0, 10, total=1)], "v2", 10)
+        receive([chunk(0, 0, 10, total=1)], "v2")
 
 
 def test_demo_runs_on_synthetic_data(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cryptorec.services import versions
-from cryptorec.services.client.library import CryptoRecClient, ratings_row, verify_replies
+from cryptorec.services.client.library import CryptoRecClient, ratings_row, receive_replies
 from cryptorec.services.rpc.health import NOT_SERVING, SERVING, wait_for
 from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
@@ -129,9 +129,10 @@ def test_publishing_during_a_stream_leaves_it_wholly_on_one_version(
                 chunk=ev_pb.CiphertextChunk(chunk_index=0, ciphertexts=query)
             )
 
-        replies = verify_replies(client.evaluator.Predict(stream(), timeout=60), "v1", ITEMS)
+        calls = client.evaluator.Predict(stream(), timeout=60)
+        received = receive_replies(calls, "v1", ITEMS, keys.client.decrypt_part)
         np.testing.assert_allclose(
-            keys.client.decrypt(replies) + np.mean(list(RATINGS.values())),
+            received.values + np.mean(list(RATINGS.values())),
             _library_prediction("fast"),
             atol=1e-3,
         )

@@ -52,6 +52,9 @@ class ToyClient:
     def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
         return np.concatenate([_unpack(r, self.spec.items) for r in replies])
 
+    def decrypt_part(self, replies: list[bytes], count: int) -> npt.NDArray[np.float64]:
+        return api.decrypt_part(lambda r: _unpack(r, self.spec.items), replies, count)
+
 
 @dataclass
 class ToyModel:
@@ -84,7 +87,10 @@ class ToyBackend(api.Backend):
     ) -> ToyClient:
         return ToyClient(spec, inputs, (keys or {}).get("token", os.urandom(16)))
 
-    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+    def prepare(
+        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
+    ) -> api.PreparedModel:
+        api.unsharded(self, blocks)
         m = packed.model
         return api.PreparedModel(
             spec, ToyModel(m.A.astype(np.float64), m.Q.astype(np.float64), m.item_bias)

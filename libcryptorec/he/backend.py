@@ -19,9 +19,10 @@ registered backend to the same contract.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -150,6 +151,11 @@ class Client(Protocol):
         """The (m,) predictions minus the user's mean."""
         ...
 
+    def decrypt_part(self, replies: list[bytes], count: int) -> npt.NDArray[np.float64]:
+        """The predictions (minus the user's mean) of `count` consecutive items carried by
+        `replies`, consecutive reply ciphertexts: a chunk, decrypted as it arrives."""
+        ...
+
 
 class Bound(Protocol):
     """An evaluator for one registered key set."""
@@ -161,6 +167,10 @@ class Bound(Protocol):
 
     def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
         """Replies for one query; CancelledError within milliseconds once should_stop()."""
+        ...
+
+    def stream(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> Iterator[bytes]:
+        """The same replies, in order, each as soon as it is computed."""
         ...
 
     def close(self) -> None: ...
@@ -176,6 +186,9 @@ class Backend(ABC):
     # Largest absolute difference from the plaintext model a decrypted result may show.
     tolerance: ClassVar[float]
     key_blob_names: ClassVar[tuple[str, ...]]
+    # Whether the model can be split into item shards evaluated by different processes
+    # (`prepare(..., blocks=...)`, `bind` gives a ShardBound, `combine` adds partials).
+    shardable: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -194,8 +207,32 @@ class Backend(ABC):
         saved from an earlier client's `export_keys`."""
 
     @abstractmethod
-    def prepare(self, packed: CompressedModel, spec: SchemeSpec) -> PreparedModel:
-        """Encode the model (seconds; cache per model version)."""
+    def prepare(
+        self, packed: CompressedModel, spec: SchemeSpec, blocks: range | None = None
+    ) -> PreparedModel:
+        """Encode the model (seconds; cache per model version); a shardable backend encodes
+        only the item blocks `blocks` (default: all), a shard."""
+
+    def combine(self, partials: list[bytes], context: Any = None) -> bytes:
+        """A shardable backend's first product: the sum of the shards' partials (under
+        `context`, from `context()`, to reuse one)."""
+        raise NotImplementedError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+
+    def context(self) -> Any:
+        """What `combine` needs of the parameter set (no keys); worth caching."""
+        raise NotImplementedError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+
+    def blocks(self, items: int, dim: int) -> int:
+        """Item blocks of an (items, dim) model: the unit shards are made of."""
+        return 1
+
+    def query_block_bytes(self) -> int:
+        """The most bytes of query per item block (what a shard's part of a query takes)."""
+        return 0
+
+    def reply_bytes(self, spec: SchemeSpec) -> int:
+        """The most bytes one reply ciphertext takes (sizes reply chunks)."""
+        return self.query_bytes(spec) // max(1, spec.ciphertexts_per_query)
 
     @abstractmethod
     def bind(
@@ -274,6 +311,8 @@ class VectorKernel(Protocol):
 
     def decrypt(self, blobs: list[bytes]) -> npt.NDArray[np.float64]: ...
 
+    def decrypt_block(self, blob: bytes) -> npt.NDArray[np.float64]: ...
+
     def public_blobs(self) -> dict[str, bytes]: ...
 
     def export_keys(self) -> dict[str, bytes]: ...
@@ -301,6 +340,20 @@ class VectorClient:
     def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
         return np.asarray(self.kernel.decrypt(replies), dtype=np.float64)
 
+    def decrypt_part(self, replies: list[bytes], count: int) -> npt.NDArray[np.float64]:
+        return decrypt_part(self.kernel.decrypt_block, replies, count)
+
+
+def decrypt_part(
+    decrypt_block: Callable[[bytes], npt.NDArray[np.float64]], replies: list[bytes], count: int
+) -> npt.NDArray[np.float64]:
+    """The first `count` values of `replies` decrypted one by one (InvalidCiphertextError if
+    they carry fewer)."""
+    values = np.concatenate([decrypt_block(r) for r in replies]) if replies else np.zeros(0)
+    if len(values) < count:
+        raise InvalidCiphertextError(f"{len(replies)} replies carry {len(values)} of {count} items")
+    return np.asarray(values[:count], dtype=np.float64)
+
 
 @dataclass
 class BoundEvaluator:
@@ -316,9 +369,70 @@ class BoundEvaluator:
         expect_count(ciphertexts, self.spec)
         return refused_by_library(lambda: list(self.run(ciphertexts, should_stop)))
 
+    def stream(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> Iterator[bytes]:
+        """The replies of `evaluate` (computed together, then handed out)."""
+        return iter(self.evaluate(ciphertexts, should_stop))
+
     def close(self) -> None:
         if self.closer is not None:
             self.closer()
+
+
+@dataclass
+class ShardBound:
+    """The `Bound` of a shardable backend for one key set and one shard (a run of item
+    blocks; every block for an unsharded model):
+
+    * `first(ciphertexts)`: the shard's partial first product, for its input blocks;
+    * `second(first, start)`: given the sum of every shard's partial (the backend's
+      `combine`), the shard's reply blocks from `start` on, each as soon as it is computed.
+
+    Partials are for the servers only: decrypted, a chosen input's partial reveals rows of
+    the model. `evaluate` and `stream` run an unsharded query."""
+
+    spec: SchemeSpec
+    blocks: range
+    first_fn: Callable[[list[bytes], StopCheck], bytes]
+    second_fn: Callable[[bytes, int, StopCheck], Iterator[bytes]]
+    nbytes: int
+
+    def first(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> bytes:
+        if len(ciphertexts) != len(self.blocks):
+            raise InvalidCiphertextError(
+                f"expected {len(self.blocks)} ciphertexts for this shard, got {len(ciphertexts)}"
+            )
+        with library_refusals():
+            return self.first_fn(ciphertexts, should_stop)
+
+    def second(
+        self, first: bytes, start: int = 0, should_stop: StopCheck = never
+    ) -> Iterator[bytes]:
+        if not 0 <= start <= len(self.blocks):
+            raise ValueError(f"start {start} outside the shard's {len(self.blocks)} blocks")
+        with library_refusals():
+            replies = self.second_fn(first, start, should_stop)
+        while True:
+            with library_refusals():
+                reply = next(replies, None)
+            if reply is None:
+                return
+            yield reply
+
+    def stream(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> Iterator[bytes]:
+        expect_count(ciphertexts, self.spec)
+        yield from self.second(self.first(ciphertexts, should_stop), 0, should_stop)
+
+    def evaluate(self, ciphertexts: list[bytes], should_stop: StopCheck = never) -> list[bytes]:
+        return list(self.stream(ciphertexts, should_stop))
+
+    def close(self) -> None:
+        pass
+
+
+def unsharded(backend: Backend, blocks: range | None) -> None:
+    """ValueError if a backend that is not shardable is asked for a shard."""
+    if blocks is not None:
+        raise ValueError(f"{backend.scheme}/{backend.mode} evaluates whole models only")
 
 
 def item_ranges(items: int, per_reply: int, replies: int) -> list[tuple[int, int]]:
@@ -335,11 +449,19 @@ def expect_count(ciphertexts: list[bytes], spec: SchemeSpec) -> None:
 
 
 def refused_by_library(compute: Callable[[], list[bytes]]) -> list[bytes]:
-    """Run a computation on a query that passed every check we know of. Should the HE library
-    still refuse it, that is the client's input it refused (our own is encoded and tested
-    ahead): InvalidCiphertextError, never an internal error."""
-    try:
+    """Run a computation on a query that passed every check we know of (see
+    `library_refusals`)."""
+    with library_refusals():
         return compute()
+
+
+@contextlib.contextmanager
+def library_refusals() -> Iterator[None]:
+    """Should the HE library still refuse a query that passed every check we know of, that
+    is the client's input it refused (our own is encoded and tested ahead):
+    InvalidCiphertextError, never an internal error."""
+    try:
+        yield
     except (RuntimeError, ValueError) as exc:
         if isinstance(exc, HEError):
             raise

@@ -22,7 +22,6 @@ from Pyfhel import PyCtxt, Pyfhel
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
 from libcryptorec.he import seal
-from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
@@ -65,15 +64,15 @@ def _row(values: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
 
 @dataclass
 class BfvModel:
-    """Integer diagonals and biases, and the fixed-point split chosen for this model."""
+    """Integer diagonals and biases for the item blocks `blocks` (a shard, or all of them),
+    and the fixed-point split chosen for this model."""
 
     params: BfvParams
     plan: DiagonalPlan
+    blocks: range
     input_bits: int
     weight_bits: int
-    A_int: npt.NDArray[np.int64]
-    Q_int: npt.NDArray[np.int64]
-    bias_int: npt.NDArray[np.int64]
+    bias_int: npt.NDArray[np.int64]  # (len(blocks) * slots,) the shard's padded biases
     first: seal.Diagonals
     second: seal.Diagonals
 
@@ -83,13 +82,12 @@ class BfvModel:
 
     @property
     def nbytes(self) -> int:
-        """Resident memory: one word per coefficient per plaintext, and the integer matrices."""
+        """Resident memory: one word per coefficient per plaintext, and the biases."""
         n = self.params.n
-        arrays = self.A_int.nbytes + self.Q_int.nbytes + self.bias_int.nbytes
         return (
             seal.diagonals_bytes(self.first, n, 1)
             + seal.diagonals_bytes(self.second, n, 1)
-            + arrays
+            + self.bias_int.nbytes
         )
 
     @staticmethod
@@ -108,14 +106,21 @@ class BfvModel:
         return int(room - 2 * weight_bits), weight_bits
 
     @classmethod
-    def encode(cls, model: CryptoRecModel, params: BfvParams = BFV_8192) -> BfvModel:
-        """Quantise A, Q, b to integers that cannot overflow t, and encode their diagonals."""
+    def encode(
+        cls, model: CryptoRecModel, params: BfvParams = BFV_8192, blocks: range | None = None
+    ) -> BfvModel:
+        """Quantise A, Q, b to integers that cannot overflow t, and encode their diagonals
+        for the item blocks `blocks` (default: all)."""
         he = _context(params)
         plan = DiagonalPlan.for_model(params.slots, model.n_items, model.dim)
+        blocks = range(plan.blocks) if blocks is None else blocks
         input_bits, weight_bits = cls.fixed_point(model, params)
-        A64, Q64 = model.A.astype(np.float64), model.Q.astype(np.float64)
-        A_int = np.rint(A64 * 2.0**weight_bits).astype(np.int64)
-        Q_int = np.rint(Q64 * 2.0**weight_bits).astype(np.int64)
+        rows = slice(blocks.start * plan.slots, blocks.stop * plan.slots)
+        # Only the shard's rows: the blocks' diagonals read nothing else.
+        A_int, Q_int = (
+            np.rint(M[rows].astype(np.float64) * 2.0**weight_bits) for M in (model.A, model.Q)
+        )
+        sub = DiagonalPlan(plan.slots, A_int.shape[0], plan.width, plan.baby)
         bias = np.rint(model.item_bias.astype(np.float64) * 2.0 ** (input_bits + 2 * weight_bits))
 
         def encode(diags: npt.NDArray[np.float64]) -> seal.Diagonals:
@@ -133,19 +138,13 @@ class BfvModel:
         return cls(
             params=params,
             plan=plan,
+            blocks=blocks,
             input_bits=input_bits,
             weight_bits=weight_bits,
-            A_int=A_int,
-            Q_int=Q_int,
-            bias_int=bias.astype(np.int64),
-            first=encode(plan.first_diagonals(A_int)),
-            second=encode(plan.second_diagonals(Q_int)),
+            bias_int=plan.pad_items(bias)[blocks.start : blocks.stop].ravel().astype(np.int64),
+            first=encode(sub.first_diagonals(A_int)),
+            second=encode(sub.second_diagonals(Q_int)),
         )
-
-    def reference(self, x: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        """The exact integers the encrypted computation reproduces."""
-        xi = np.rint(np.asarray(x, np.float64) * 2.0**self.input_bits).astype(np.int64)
-        return np.asarray(self.bias_int + (xi @ self.A_int) @ self.Q_int.T, dtype=np.int64)
 
 
 class BfvClient:
@@ -169,11 +168,6 @@ class BfvClient:
         """All keys, the secret one included, for the client's local key cache."""
         return seal.export_all_keys(self._he, relin=False)
 
-    @classmethod
-    def for_model(cls, model: BfvModel) -> BfvClient:
-        """A client for an encoded model (in-process use; services use the public values)."""
-        return cls(model.params, model.plan, model.input_bits, model.result_bits)
-
     def public_material(self) -> seal.SealPublicKeys:
         """Serialized public and Galois keys; never the secret key."""
         return seal.export_public(self._he, SCHEME, self.params.name, self.plan)
@@ -194,63 +188,66 @@ class BfvClient:
         """The exact (m,) integer results."""
         if len(blobs) != self.plan.blocks:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
-        limbs = len(self.params.primes) - 1
-        rows = [
-            np.asarray(
-                self._he.decryptInt(seal.load_ciphertext(self._he, b, limbs=limbs, scale=1.0))
-            )[: self.plan.slots]
-            for b in blobs
-        ]
+        rows = [self._block_ints(b) for b in blobs]
         return np.concatenate(rows)[: self.plan.items].astype(np.int64)
+
+    def _block_ints(self, blob: bytes) -> npt.NDArray[np.int64]:
+        limbs = len(self.params.primes) - 1
+        ct = seal.load_ciphertext(self._he, blob, limbs=limbs, scale=1.0)
+        return np.asarray(self._he.decryptInt(ct), dtype=np.int64)[: self.plan.slots]
 
     def decrypt(self, blobs: list[bytes]) -> npt.NDArray[np.float64]:
         """The (m,) predictions minus rbar, as real numbers."""
         return self.decrypt_ints(blobs) / 2.0**self.result_bits
 
+    def decrypt_block(self, blob: bytes) -> npt.NDArray[np.float64]:
+        """The n/2 values of one reply block, as real numbers."""
+        return self._block_ints(blob) / 2.0**self.result_bits
 
-class BfvEvaluator(seal.SealEvaluator):
+
+class BfvEvaluator(seal.FastKernel):
     """Server side of BFV fast mode for one client's keys."""
+
+    rescale = False  # BFV has no rescaling; the modulus holds both products
 
     def __init__(self, material: seal.SealPublicKeys, params: BfvParams = BFV_8192) -> None:
         self.params = params
         super().__init__(_context(params), material, name=params.name, limbs=len(params.primes))
 
-    def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, then each as `seal.load_ciphertext` does."""
-        if len(blobs) != plan.blocks:
-            raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
+    def load_query(self, blobs: list[bytes], shard: BfvModel) -> list[PyCtxt]:
+        """Validate the client's input blocks for `shard`: count, then each as
+        `seal.load_ciphertext` does."""
+        if len(blobs) != len(shard.blocks):
+            raise InvalidCiphertextError(
+                f"expected {len(shard.blocks)} input blocks, got {len(blobs)}"
+            )
         limbs = len(self.params.primes) - 1
         return [seal.load_ciphertext(self._he, b, limbs=limbs, scale=1.0) for b in blobs]
 
-    def fast(
-        self, query: list[PyCtxt], model: BfvModel, should_stop: StopCheck = never
-    ) -> list[bytes]:
-        """Fast mode: serialized Enc(b_int + x_int A_int Q_int^T) blocks."""
-        seal.require_rotations(self.rotation_steps, model.plan)
-        he, plan = self._he, model.plan
-        p_rep = seal.first_product(
-            he, query, model.first, plan, rescale=False, should_stop=should_stop
-        )
-        rotated = seal.baby_steps(he, p_rep, plan, should_stop)
-        out = []
-        for c in range(plan.blocks):
-            z = seal.giant_steps(
-                he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
-            )
-            bias = model.bias_int[c * plan.slots : (c + 1) * plan.slots]
-            he.add_plain(z, he.encodeInt(_row(bias, self.params.n)))
-            he.add(z, he.encryptInt(np.zeros(self.params.n, dtype=np.int64)))  # re-randomise
-            out.append(z.to_bytes(compr_mode="none"))
-        return out
+    def load_partial(self, blob: bytes) -> PyCtxt:
+        return load_partial(self._he, blob, self.params)
+
+    def finish(self, z: PyCtxt, shard: BfvModel, block: int) -> bytes:
+        he, slots = self._he, shard.plan.slots
+        bias = shard.bias_int[block * slots : (block + 1) * slots]
+        he.add_plain(z, he.encodeInt(_row(bias, self.params.n)))
+        he.add(z, he.encryptInt(np.zeros(self.params.n, dtype=np.int64)))  # re-randomise
+        return bytes(z.to_bytes(compr_mode="none"))
 
 
-class BfvFastBackend(seal.SealBackend):
+def load_partial(he: Pyfhel, blob: bytes, params: BfvParams = BFV_8192) -> PyCtxt:
+    """A partial first product: a ciphertext of every data limb."""
+    return seal.load_ciphertext(he, blob, limbs=len(params.primes) - 1, scale=1.0)
+
+
+class BfvFastBackend(seal.FastSealBackend):
     """BFV fast mode: the CKKS layout over integers (n = 8192, t a 40-bit prime); exact up to
     the fixed-point rounding of inputs and weights (within 1e-2 of the plaintext model)."""
 
     scheme, mode, wire = "bfv", "fast", (2, 1)
     tolerance = 1e-2
     key_blob_names = ("public_key", "rotation_keys")
+    reply_limbs = len(BFV_8192.primes) - 1  # BFV replies keep every data limb
     params = BFV_8192
 
     def spec(self, packed: CompressedModel) -> api.SchemeSpec:
@@ -268,11 +265,19 @@ class BfvFastBackend(seal.SealBackend):
         kernel = BfvClient(self.params, spec.plan(), spec.input_bits, spec.result_bits, keys)
         return api.VectorClient(spec, inputs, kernel)
 
-    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
-        return api.PreparedModel(spec, BfvModel.encode(packed.model, self.params))
+    def prepare(
+        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
+    ) -> api.PreparedModel:
+        return api.PreparedModel(spec, BfvModel.encode(packed.model, self.params, blocks))
 
     def load(self, public: seal.SealPublicKeys) -> BfvEvaluator:
         return BfvEvaluator(public, self.params)
+
+    def context(self) -> Pyfhel:
+        return _context(self.params)
+
+    def load_partial(self, he: Pyfhel, blob: bytes) -> PyCtxt:
+        return load_partial(he, blob, self.params)
 
 
 BACKEND = BfvFastBackend()

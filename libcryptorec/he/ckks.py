@@ -1,9 +1,10 @@
 """CKKS (SEAL via Pyfhel) for CryptoRec's fast mode: client keys and encryption, server kernel.
 
 The client packs x in slots (blocks of n/2 when there are more items than slots). The server
-runs the two diagonal products of `layout.DiagonalPlan` with no rescaling (see
-`params.CKKS_FAST_8192`), adds the item biases and re-randomises each reply block with a fresh
-encryption of zero. Each reply block is one single-limb ciphertext carrying n/2 predictions.
+runs the two diagonal products of `layout.DiagonalPlan` by item shards (`seal.FastKernel`),
+rescaling the first product's partial sums once (see `params.CKKS_FAST_8192`), adds the item
+biases and re-randomises each reply block with a fresh encryption of zero. Each reply block is
+one single-limb ciphertext carrying n/2 predictions.
 
 Circuit privacy: re-randomising hides which ciphertext the reply came from but not the noise
 of the computation. Full noise flooding needs about 40 more bits of modulus than fast mode
@@ -24,7 +25,6 @@ from Pyfhel import PyCtxt, Pyfhel
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
 from libcryptorec.he import seal
-from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import CKKS_FAST_8192, CkksParams
@@ -83,57 +83,62 @@ class CkksClient:
             raise InvalidCiphertextError(
                 f"expected {self.plan.blocks} reply blocks, got {len(blobs)}"
             )
-        values = [
-            self._he.decryptFrac(seal.load_ciphertext(self._he, blob, limbs=1, scale=None))
-            for blob in blobs
-        ]
-        return np.concatenate(values)[: self.plan.items]
+        return np.concatenate([self.decrypt_block(b) for b in blobs])[: self.plan.items]
+
+    def decrypt_block(self, blob: bytes) -> npt.NDArray[np.float64]:
+        """The n/2 values of one reply block."""
+        ct = seal.load_ciphertext(self._he, blob, limbs=1, scale=None)
+        return np.asarray(self._he.decryptFrac(ct), dtype=np.float64)
 
 
-class CkksEvaluator(seal.SealEvaluator):
+class CkksEvaluator(seal.FastKernel):
     """Server side for one client: validated public material and the fast-mode circuit."""
+
+    rescale = True  # the first product's partial sums drop a limb before their rotations
 
     def __init__(self, params: CkksParams, material: seal.SealPublicKeys) -> None:
         self.params = params
         super().__init__(_context(params), material, name=params.name, limbs=len(params.primes))
 
-    def load_query(self, blobs: list[bytes], plan: DiagonalPlan) -> list[PyCtxt]:
-        """Validate the client's input blocks: count, then each as `seal.load_ciphertext` does."""
-        if len(blobs) != plan.blocks:
-            raise InvalidCiphertextError(f"expected {plan.blocks} input blocks, got {len(blobs)}")
+    def load_query(self, blobs: list[bytes], shard: CkksModel) -> list[PyCtxt]:
+        """Validate the client's input blocks for `shard`: count, then each as
+        `seal.load_ciphertext` does."""
+        if len(blobs) != len(shard.blocks):
+            raise InvalidCiphertextError(
+                f"expected {len(shard.blocks)} input blocks, got {len(blobs)}"
+            )
         scale = 2.0**self.params.input_bits
         return [seal.load_ciphertext(self._he, b, limbs=2, scale=scale) for b in blobs]
 
-    def fast(
-        self, query: list[PyCtxt], model: CkksModel, should_stop: StopCheck = never
-    ) -> list[bytes]:
-        """Fast mode: serialized Enc(b + (x A) Q^T) blocks for the validated `query`."""
-        seal.require_rotations(self.rotation_steps, model.plan)
-        he, plan = self._he, model.plan
-        p_rep = seal.first_product(he, query, model.first, plan, should_stop=should_stop)
-        rotated = seal.baby_steps(he, p_rep, plan, should_stop)
-        out = []
-        for c in range(plan.blocks):
-            z = seal.giant_steps(
-                he, [rotated], [model.second[c]], plan, rescale=False, should_stop=should_stop
-            )
-            bias = he.encodeFrac(model.bias[c], scale=z.scale)
-            he.mod_switch_to_next(bias)
-            he.add_plain(z, bias)
-            # Fresh Enc(0): replies are unlinkable to the computation's ciphertexts.
-            zero = he.encryptFrac(np.zeros(plan.slots), scale=z.scale)
-            he.mod_switch_to_next(zero)
-            he.add(z, zero)
-            out.append(z.to_bytes(compr_mode="none"))
-        return out
+    def load_partial(self, blob: bytes) -> PyCtxt:
+        return load_partial(self._he, blob)
+
+    def finish(self, z: PyCtxt, shard: CkksModel, block: int) -> bytes:
+        he = self._he
+        bias = he.encodeFrac(shard.bias[block], scale=z.scale)
+        he.mod_switch_to_next(bias)
+        he.add_plain(z, bias)
+        # Fresh Enc(0): replies are unlinkable to the computation's ciphertexts.
+        zero = he.encryptFrac(np.zeros(shard.plan.slots), scale=z.scale)
+        he.mod_switch_to_next(zero)
+        he.add(z, zero)
+        return bytes(z.to_bytes(compr_mode="none"))
+
+
+def load_partial(he: Pyfhel, blob: bytes) -> PyCtxt:
+    """A partial first product: one limb (rescaled), at whatever finite scale it has (every
+    shard's is the same, which adding them checks)."""
+    return seal.load_ciphertext(he, blob, limbs=1, scale=None)
 
 
 @dataclass
 class CkksModel:
-    """A model's diagonals and biases encoded once per (model version, parameter set)."""
+    """A model's diagonals and biases for the item blocks `blocks` (a shard, or all of them),
+    encoded once per (model version, parameter set, shard)."""
 
     params: CkksParams
     plan: DiagonalPlan
+    blocks: range
     first: seal.Diagonals
     second: seal.Diagonals
     bias: list[npt.NDArray[np.float64]]
@@ -156,31 +161,38 @@ class CkksModel:
         Q: npt.NDArray[Any],
         item_bias: npt.NDArray[Any],
         baby: int | None = None,
+        blocks: range | None = None,
     ) -> CkksModel:
-        """Encode A's and Q's diagonals at their scales and b at the result scale."""
+        """Encode A's and Q's diagonals at their scales and b at the result scale, for the
+        item blocks `blocks` (default: all)."""
         plan = DiagonalPlan.for_model(params.slots, A.shape[0], A.shape[1], baby)
+        blocks = range(plan.blocks) if blocks is None else blocks
         he = _context(params)
-
         return cls(
             params=params,
             plan=plan,
+            blocks=blocks,
             first=seal.encode_diagonals(
-                he, plan.first_diagonals(A), 2.0**params.first_bits, level=0
+                he, plan.first_diagonals(A, blocks), 2.0**params.first_bits, level=0
             ),
             second=seal.encode_diagonals(
-                he, plan.second_diagonals(Q), 2.0**params.second_bits, level=1
+                he, plan.second_diagonals(Q, blocks), 2.0**params.second_bits, level=1
             ),
-            bias=[np.ascontiguousarray(b) for b in plan.pad_items(item_bias)],
+            bias=[
+                np.ascontiguousarray(b)
+                for b in plan.pad_items(item_bias)[blocks.start : blocks.stop]
+            ],
         )
 
 
-class CkksFastBackend(seal.SealBackend):
+class CkksFastBackend(seal.FastSealBackend):
     """CKKS fast mode: Enc(x) in, Enc(b + x A Q^T) out, at n = 8192 with primes (60, 40 | 60)
     (`params.CKKS_FAST_8192`); approximate, within 1e-3 of the plaintext model."""
 
     scheme, mode, wire = "ckks", "fast", (1, 1)
     tolerance = 1e-3
     key_blob_names = ("public_key", "rotation_keys")
+    reply_limbs = 1  # the reply is switched down to the last data limb
     params = CKKS_FAST_8192
 
     def spec(self, packed: CompressedModel) -> api.SchemeSpec:
@@ -191,12 +203,21 @@ class CkksFastBackend(seal.SealBackend):
     ) -> api.VectorClient:
         return api.VectorClient(spec, inputs, CkksClient(self.params, spec.plan(), keys))
 
-    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+    def prepare(
+        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
+    ) -> api.PreparedModel:
         m = packed.model
-        return api.PreparedModel(spec, CkksModel.encode(self.params, m.A, m.Q, m.item_bias))
+        encoded = CkksModel.encode(self.params, m.A, m.Q, m.item_bias, blocks=blocks)
+        return api.PreparedModel(spec, encoded)
 
     def load(self, public: seal.SealPublicKeys) -> CkksEvaluator:
         return CkksEvaluator(self.params, public)
+
+    def context(self) -> Pyfhel:
+        return _context(self.params)
+
+    def load_partial(self, he: Pyfhel, blob: bytes) -> PyCtxt:
+        return load_partial(he, blob)
 
 
 BACKEND = CkksFastBackend()

@@ -148,11 +148,12 @@ class AccurateClient:
         """Decrypt reply blocks into the (m,) fine-tuned predictions minus rbar."""
         if len(blobs) != self.plan.blocks:
             raise InvalidCiphertextError(f"expected {self.plan.blocks} reply blocks")
-        values = [
-            self._he.decryptFrac(seal.load_ciphertext(self._he, blob, limbs=1, scale=None))
-            for blob in blobs
-        ]
-        return np.concatenate(values)[: self.plan.items]
+        return np.concatenate([self.decrypt_block(b) for b in blobs])[: self.plan.items]
+
+    def decrypt_block(self, blob: bytes) -> npt.NDArray[np.float64]:
+        """The n/2 values of one reply block."""
+        ct = seal.load_ciphertext(self._he, blob, limbs=1, scale=None)
+        return np.asarray(self._he.decryptFrac(ct), dtype=np.float64)
 
 
 @dataclass
@@ -338,6 +339,9 @@ class AccurateRatingsClient:
     def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
         return self.kernel.decrypt(replies)
 
+    def decrypt_part(self, replies: list[bytes], count: int) -> npt.NDArray[np.float64]:
+        return api.decrypt_part(self.kernel.decrypt_block, replies, count)
+
 
 class CkksAccurateBackend(seal.SealBackend):
     """CKKS accurate mode: one fine-tuning step on the client's encrypted ratings, then the
@@ -364,7 +368,10 @@ class CkksAccurateBackend(seal.SealBackend):
     ) -> AccurateRatingsClient:
         return AccurateRatingsClient(spec, inputs, AccurateClient(spec.plan(), self.params, keys))
 
-    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+    def prepare(
+        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
+    ) -> api.PreparedModel:
+        api.unsharded(self, blocks)
         m = packed.model
         return api.PreparedModel(spec, AccurateModel.encode(m.A, m.Q, m.item_bias, self.params))
 

@@ -102,29 +102,34 @@ class DiagonalPlan:
             out[:, g] = np.roll(out[:, g], g * self.baby, axis=-1)
         return out
 
-    def first_diagonals(self, A: npt.ArrayLike) -> Matrix:
-        """Pre-rotated diagonals of A (m, d) for p = x A: shape (blocks, G, B, S)."""
-        A = np.asarray(A, dtype=np.float64)
-        self._check(A)
-        padded = np.zeros((self.blocks * self.slots, self.width))
-        padded[: A.shape[0], : A.shape[1]] = A
-        blocks = padded.reshape(self.blocks, self.slots, self.width)
+    def first_diagonals(self, A: npt.ArrayLike, blocks: range | None = None) -> Matrix:
+        """Pre-rotated diagonals of A (m, d) for p = x A: shape (len(blocks), G, B, S), for
+        the item blocks `blocks` (default: all)."""
         s = np.arange(self.slots)
         k = np.arange(self.width)[:, None]
-        diags = blocks[:, (s + k) % self.slots, s % self.width]  # (blocks, W, S)
-        return self._bsgs(diags)
+        rows = self._blocks_of(A, blocks)
+        return self._bsgs(rows[:, (s + k) % self.slots, s % self.width])  # (blocks, W, S)
 
-    def second_diagonals(self, Q: npt.ArrayLike) -> Matrix:
-        """Pre-rotated diagonals of Q (m, d) for z = p Q^T: shape (blocks, G, B, S)."""
-        Q = np.asarray(Q, dtype=np.float64)
-        self._check(Q)
-        padded = np.zeros((self.blocks * self.slots, self.width))
-        padded[: Q.shape[0], : Q.shape[1]] = Q
-        blocks = padded.reshape(self.blocks, self.slots, self.width)
+    def second_diagonals(self, Q: npt.ArrayLike, blocks: range | None = None) -> Matrix:
+        """Pre-rotated diagonals of Q (m, d) for z = p Q^T: shape (len(blocks), G, B, S), for
+        the output blocks `blocks` (default: all)."""
         s = np.arange(self.slots)
         k = np.arange(self.width)[:, None]
-        diags = blocks[:, s, (s + k) % self.width]  # (blocks, W, S)
-        return self._bsgs(diags)
+        rows = self._blocks_of(Q, blocks)
+        return self._bsgs(rows[:, s, (s + k) % self.width])  # (blocks, W, S)
+
+    def _blocks_of(self, M: npt.ArrayLike, blocks: range | None) -> Matrix:
+        """The rows of M (m, d) in item blocks `blocks`, zero-padded: (len(blocks), S, W)."""
+        M = np.asarray(M, dtype=np.float64)
+        self._check(M)
+        blocks = range(self.blocks) if blocks is None else blocks
+        if blocks.step != 1 or blocks.start < 0 or blocks.stop > self.blocks:
+            raise ValueError(f"blocks {blocks} are not a run of this plan's {self.blocks} blocks")
+        first, last = blocks.start * self.slots, blocks.stop * self.slots
+        padded = np.zeros((last - first, self.width))
+        rows = M[first:last]
+        padded[: rows.shape[0], : rows.shape[1]] = rows
+        return padded.reshape(len(blocks), self.slots, self.width)
 
     def _check(self, M: Matrix) -> None:
         if M.ndim != 2 or M.shape[0] != self.items or M.shape[1] > self.width:

@@ -212,18 +212,28 @@ class PaillierClient:
             raise ValueError("the reply layout is needed to decrypt")
         if len(blobs) != layout.replies:
             raise InvalidCiphertextError(f"expected {layout.replies} replies, got {len(blobs)}")
+        values = np.concatenate([self.decrypt_block(b, layout) for b in blobs])
+        return np.asarray(values[: layout.items], dtype=np.float64)
+
+    def decrypt_block(
+        self, blob: bytes, layout: ReplyLayout | None = None
+    ) -> npt.NDArray[np.float64]:
+        """The `per_reply` values one packed reply carries (real numbers)."""
+        layout = layout or self.layout
+        if layout is None:
+            raise ValueError("the reply layout is needed to decrypt")
+        c = int.from_bytes(blob, "big")
+        if not 0 < c < self.n2:
+            raise InvalidCiphertextError("reply out of range")
+        packed = int(self._private.raw_decrypt(c))
         mask = (1 << layout.slot_bits) - 1
-        out: list[int] = []
-        for blob in blobs:
-            c = int.from_bytes(blob, "big")
-            if not 0 < c < self.n2:
-                raise InvalidCiphertextError("reply out of range")
-            packed = int(self._private.raw_decrypt(c))
-            out.extend(
+        ints = np.array(
+            [
                 ((packed >> (layout.slot_bits * s)) & mask) - layout.offset
                 for s in range(layout.per_reply)
-            )
-        ints = np.array(out[: layout.items], dtype=object)
+            ],
+            dtype=object,
+        )
         return np.asarray(ints / float(2**self.encoding.result_bits), dtype=np.float64)
 
     def decrypt_ints(self, blobs: list[bytes], layout: ReplyLayout) -> list[int]:
@@ -685,7 +695,10 @@ class PaillierFastBackend(api.Backend):
             spec, inputs, PaillierClient(self.key_bits, keys=keys, layout=layout)
         )
 
-    def prepare(self, packed: CompressedModel, spec: api.SchemeSpec) -> api.PreparedModel:
+    def prepare(
+        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
+    ) -> api.PreparedModel:
+        api.unsharded(self, blocks)
         return api.PreparedModel(spec, PaillierModel.encode(packed))
 
     def public_key(self, keys: api.KeySet, blobs: dict[str, bytes]) -> PaillierPublicKey:

@@ -4,9 +4,10 @@ method (`giant_steps`)."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,7 @@ from libcryptorec.he.backend import (
     KeySet,
     PreparedModel,
     SchemeSpec,
+    ShardBound,
 )
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import InvalidCiphertextError, InvalidKeyError
@@ -320,6 +322,94 @@ def first_product(
     return out
 
 
+class ShardEncoding(Protocol):
+    """A fast-mode model encoded for a run of item blocks (a shard, or every block): the
+    plan, the blocks it covers, and the diagonals of both products for those blocks."""
+
+    plan: DiagonalPlan
+    blocks: range
+    first: Diagonals
+    second: Diagonals
+
+
+class FastKernel(SealEvaluator, ABC):
+    """Fast mode's circuit for one client's keys, by item shards: z = b + (x A) Q^T with the
+    first product summed over shards.
+
+    * `partial(query, shard)`: the shard's share of x A, before replication (item blocks
+      contribute independently, so the shares add up to the whole product);
+    * `sum_partials`: their sum (any process with the parameter set's context can add them);
+    * `replies(first, shard)`: replication, then the shard's reply blocks one by one, as each
+      is computed.
+
+    An unsharded model is one shard of every block. Subclasses set how partials and queries
+    load and how a reply block is finished (bias, re-randomisation)."""
+
+    rescale: ClassVar[bool]
+
+    @abstractmethod
+    def load_query(self, blobs: list[bytes], shard: Any) -> list[PyCtxt]:
+        """Validated input blocks of `shard` (InvalidCiphertextError otherwise)."""
+
+    @abstractmethod
+    def load_partial(self, blob: bytes) -> PyCtxt:
+        """A validated partial first product."""
+
+    @abstractmethod
+    def finish(self, z: PyCtxt, shard: Any, block: int) -> bytes:
+        """Reply block `block` of `shard` (an index into its blocks), serialized, from z."""
+
+    def partial(
+        self, query: list[PyCtxt], shard: ShardEncoding, should_stop: StopCheck = never
+    ) -> PyCtxt:
+        """The shard's share of x A for its input blocks `query` (one per shard block)."""
+        if len(query) != len(shard.blocks):
+            raise InvalidCiphertextError(
+                f"expected {len(shard.blocks)} input blocks for this shard, got {len(query)}"
+            )
+        require_rotations(self.rotation_steps, shard.plan)
+        rotated = [baby_steps(self._he, ct, shard.plan, should_stop) for ct in query]
+        return giant_steps(
+            self._he,
+            rotated,
+            shard.first,
+            shard.plan,
+            rescale=self.rescale,
+            should_stop=should_stop,
+        )
+
+    def replies(
+        self, first: PyCtxt, shard: ShardEncoding, start: int = 0, should_stop: StopCheck = never
+    ) -> Iterator[bytes]:
+        """The shard's reply blocks from index `start` on, each as soon as it is computed."""
+        he, plan = self._he, shard.plan
+        require_rotations(self.rotation_steps, plan)
+        for step in plan.replication_steps:  # x A repeated every W slots
+            he.add(first, he.rotate(first, step, in_new_ctxt=True))
+        rotated = baby_steps(he, first, plan, should_stop)
+        for c in range(start, len(shard.blocks)):
+            z = giant_steps(
+                he, [rotated], [shard.second[c]], plan, rescale=False, should_stop=should_stop
+            )
+            yield self.finish(z, shard, c)
+
+    def fast(
+        self, query: list[PyCtxt], shard: ShardEncoding, should_stop: StopCheck = never
+    ) -> list[bytes]:
+        """Every reply block of an unsharded model for the validated `query`."""
+        return list(self.replies(self.partial(query, shard, should_stop), shard, 0, should_stop))
+
+
+def sum_partials(he: Pyfhel, partials: list[PyCtxt]) -> PyCtxt:
+    """The first product: the sum of the shards' partial products."""
+    if not partials:
+        raise ValueError("no partial products to add")
+    total = partials[0]
+    for other in partials[1:]:
+        he.add(total, other)
+    return total
+
+
 def load_ciphertext(he: Pyfhel, blob: bytes, *, limbs: int, scale: float | None) -> PyCtxt:
     """Validate, then deserialize, one ciphertext of exactly `limbs` data limbs under the
     context of `he`: size-capped, in the scheme's NTT form, at `scale` (None: any finite
@@ -383,10 +473,8 @@ class SealBackend(Backend):
     def compute(
         self, evaluator: Any, model: Any, ciphertexts: list[bytes], should_stop: StopCheck
     ) -> list[bytes]:
-        """One query on a loaded evaluator: fast mode's two products by default."""
-        return list(
-            evaluator.fast(evaluator.load_query(ciphertexts, model.plan), model, should_stop)
-        )
+        """One whole query on a loaded evaluator."""
+        raise NotImplementedError
 
     def bind(
         self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
@@ -429,3 +517,50 @@ class SealBackend(Backend):
             ciphertexts_per_query=queries_per_item_block * plan.blocks,
             **extra,
         )
+
+
+class FastSealBackend(SealBackend):
+    """A SEAL backend running fast mode's `FastKernel`: evaluated by item shards, replies
+    streamed as computed."""
+
+    # Data limbs of a reply ciphertext.
+    reply_limbs: ClassVar[int]
+
+    shardable: ClassVar[bool] = True
+
+    def blocks(self, items: int, dim: int) -> int:
+        return DiagonalPlan.for_model(self.params.slots, items, dim).blocks
+
+    def query_block_bytes(self) -> int:
+        return ciphertext_bytes(self.n, self.limbs - 1)
+
+    def reply_bytes(self, spec: SchemeSpec) -> int:
+        return ciphertext_bytes(self.n, self.reply_limbs)
+
+    def bind(
+        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+    ) -> ShardBound:
+        kernel: FastKernel = self.load(self.public_keys(keys, blobs))
+        shard = prepared.encoded
+
+        def first(ciphertexts: list[bytes], should_stop: StopCheck) -> bytes:
+            query = kernel.load_query(ciphertexts, shard)
+            return bytes(kernel.partial(query, shard, should_stop).to_bytes(compr_mode="none"))
+
+        def second(first: bytes, start: int, should_stop: StopCheck) -> Iterator[bytes]:
+            return kernel.replies(kernel.load_partial(first), shard, start, should_stop)
+
+        return ShardBound(prepared.spec, shard.blocks, first, second, kernel.nbytes)
+
+    def combine(self, partials: list[bytes], context: Any = None) -> bytes:
+        he = context if context is not None else self.context()
+        loaded = [self.load_partial(he, blob) for blob in partials]
+        return bytes(sum_partials(he, loaded).to_bytes(compr_mode="none"))
+
+    @abstractmethod
+    def context(self) -> Pyfhel:
+        """A context of the parameter set, without keys (enough to add ciphertexts)."""
+
+    @abstractmethod
+    def load_partial(self, he: Pyfhel, blob: bytes) -> PyCtxt:
+        """A validated partial first product under `he`."""

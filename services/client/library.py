@@ -24,8 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from cryptorec.services.client.call_metadata import CallMetadata, reported
+from cryptorec.services.client.errors import reported
 from cryptorec.services.client.keycache import KeyCache
+from cryptorec.services.rpc.call_metadata import CallMetadata
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
 from cryptorec.services.rpc.options import (
@@ -78,6 +79,8 @@ class RecommendResult:
     timings: dict[str, float] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     request_id: str = ""  # the Predict call's, as the evaluator logged it
+    # What the model service quoted before the query: bytes_up, bytes_down, server_seconds.
+    quote: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -261,6 +264,13 @@ class CryptoRecClient:
         info = self.model_info(version)
         result = RecommendResult(info.version, scheme, mode, [])
         result.timings["model"] = time.perf_counter() - t0
+        for p in info.schemes:
+            if (p.scheme, p.mode) == (scheme_enum(scheme), mode_enum(mode)) and p.bytes_up:
+                result.quote = {
+                    "bytes_up": float(p.bytes_up),
+                    "bytes_down": float(p.bytes_down),
+                    "server_seconds": p.server_seconds,
+                }
         return info, result
 
     def _predict(
@@ -273,17 +283,17 @@ class CryptoRecClient:
         ciphertexts, rbar = keys.client.encrypt(ratings_row(info, ratings))
         timings["encrypt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        replies = self._evaluate(
+        received = self._evaluate(
             info.version, keys, result.scheme, result.mode, ciphertexts, len(info.catalogue)
         )
-        timings["evaluate"] = time.perf_counter() - t0
+        # Decryption happens as chunks arrive; "evaluate" is the rest of the wait.
+        timings["evaluate"] = time.perf_counter() - t0 - received.decrypt_seconds
+        timings["first_reply"] = received.first_chunk_seconds
+        timings["decrypt"] = received.decrypt_seconds
         result.request_id = self.last_request_id
         sizes["up"] = sum(map(len, ciphertexts))
-        sizes["down"] = sum(map(len, replies))
-        t0 = time.perf_counter()
-        predictions = rbar + keys.client.decrypt(replies)
-        timings["decrypt"] = time.perf_counter() - t0
-        return np.asarray(predictions, dtype=np.float64)
+        sizes["down"] = received.bytes
+        return np.asarray(rbar + received.values, dtype=np.float64)
 
     def _evaluate(
         self,
@@ -293,7 +303,7 @@ class CryptoRecClient:
         mode: str,
         ciphertexts: list[bytes],
         items: int,
-    ) -> list[bytes]:
+    ) -> Received:
         def stream() -> Iterator[ev_pb.PredictRequest]:
             yield ev_pb.PredictRequest(
                 header=ev_pb.PredictHeader(
@@ -315,10 +325,12 @@ class CryptoRecClient:
         # round-robin balancing takes the retry to another replica.
         for attempt in range(PREDICT_ATTEMPTS):
             try:
+                started = time.perf_counter()
                 calls = self.evaluator.Predict(stream(), timeout=self.timeout)
-                replies = verify_replies(calls, version, items)
+                received = receive_replies(calls, version, items, keys.client.decrypt_part)
+                received.first_chunk_seconds -= started
                 self.last_request_id = request_id_of(calls) or ""
-                return replies
+                return received
             except (grpc.RpcError, ReplyError) as exc:
                 retryable = isinstance(exc, ReplyError) or exc.code() in RETRYABLE
                 if not retryable or attempt == PREDICT_ATTEMPTS - 1:
@@ -335,31 +347,58 @@ def _channel(target: str, tls: ClientTls | None, token: str | None) -> grpc.Chan
     return grpc.intercept_channel(channel, CallMetadata(token))
 
 
-def verify_replies(responses: Any, version: str, items: int) -> list[bytes]:
-    """Check each chunk's index, version and checksum, and that chunks tile [0, items)."""
-    replies: list[bytes] = []
-    expected_index, next_item, total = 0, 0, None
+@dataclass
+class Received:
+    """A reply as the client took it in: the (m,) decrypted values (the user's mean not yet
+    added), its size, when its first chunk arrived and the time spent decrypting."""
+
+    values: npt.NDArray[np.float64]
+    bytes: int = 0
+    first_chunk_seconds: float = 0.0
+    decrypt_seconds: float = 0.0
+
+
+def receive_replies(
+    responses: Any,
+    version: str,
+    items: int,
+    decrypt_part: Callable[[list[bytes], int], npt.NDArray[np.float64]],
+) -> Received:
+    """Check each chunk as it arrives (its index, version and checksum, and that its items
+    are new and in the catalogue) and decrypt it at once; at the end, that the chunks covered
+    every item exactly once. Chunks may come in any item order (shards compute them)."""
+    received = Received(np.zeros(items))
+    covered = np.zeros(items, dtype=bool)
+    expected_index, total = 0, None
     for r in responses:
+        if expected_index == 0:
+            received.first_chunk_seconds = time.perf_counter()
         if r.chunk_index != expected_index:
             raise ReplyError(f"chunk {r.chunk_index} arrived where {expected_index} was due")
         if r.model_version != version:
             raise ReplyError(f"chunk from model {r.model_version}, expected {version}")
-        if total is None:
-            total = r.total_chunks
-        if r.total_chunks != total or r.first_item != next_item:
+        total = r.total_chunks if total is None else total
+        end = r.first_item + r.count
+        if r.total_chunks != total or not 0 <= r.first_item < end <= items:
             raise ReplyError("chunks do not tile the catalogue")
+        if covered[r.first_item : end].any():
+            raise ReplyError(f"chunk {r.chunk_index} repeats items already received")
         if r.checksum != chunk_checksum(
             r.chunk_index, r.first_item, r.count, r.model_version, r.ciphertexts
         ):
             raise ReplyError(f"chunk {r.chunk_index}: checksum mismatch")
-        replies.extend(r.ciphertexts)
+        t0 = time.perf_counter()
+        received.values[r.first_item : end] = decrypt_part(list(r.ciphertexts), r.count)
+        received.decrypt_seconds += time.perf_counter() - t0
+        covered[r.first_item : end] = True
+        received.bytes += sum(map(len, r.ciphertexts))
         expected_index += 1
-        next_item += r.count
-    if total is None or expected_index != total or next_item != items:
+    if total is None or expected_index != total or not covered.all():
         raise ReplyError(
-            f"reply incomplete: {expected_index} of {total} chunks, {next_item} of {items} items"
+            f"reply incomplete: {expected_index} of {total} chunks, "
+            f"{int(covered.sum())} of {items} items"
         )
-    return replies
+    return received
 
 
 def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:

@@ -6,23 +6,37 @@ client names) and every request is answered wholly from that version, so a publi
 a stream never mixes versions. Models, their encodings and clients' bound keys share one cache
 bounded by bytes. The work (encoding, loading keys, evaluating) holds a work slot, taken only
 once the request is complete and valid.
+
+Fast mode on SEAL is computed by item shards (services/evaluator/scatter.py): with peers
+(`--shard-peers`), the evaluator that receives a query routes each shard to the peer that
+serves it (services/evaluator/peers.py) and computes none itself unless it is that peer; a
+version published with one shard, or an evaluator without peers, computes every shard here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
-from cryptorec.services.errors import BadRequestError, PermissionDeniedError
-from cryptorec.services.observability.current import note, phase
-from cryptorec.services.store.base import ClientRecord, KeyInfo, Store, check_key_id
+from cryptorec.services.errors import BadRequestError, PermissionDeniedError, PreconditionError
+from cryptorec.services.evaluator.peers import Peers
+from cryptorec.services.evaluator.remote_shards import RemoteShards
+from cryptorec.services.evaluator.scatter import ReplyBlock, merged, scatter_gather
+from cryptorec.services.observability.current import Timer, note, request_id
+from cryptorec.services.store.base import (
+    ClientRecord,
+    KeyInfo,
+    Store,
+    check_key_id,
+    check_version_id,
+)
 from cryptorec.services.versions import ModelVersion, Versions
 from cryptorec.services.work import WorkSlots
 from libcryptorec.he import registry
-from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, item_ranges
+from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, ShardBound
 from libcryptorec.he.cancel import StopCheck
 
 log = logging.getLogger("cryptorec.evaluator")
@@ -55,12 +69,19 @@ class Query:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """The reply ciphertexts of a query and the catalogue items each covers."""
+class ShardTask:
+    """One shard of an admitted query, as a peer is asked for it (ShardService)."""
 
     version: str
-    replies: list[bytes]
-    ranges: list[tuple[int, int]]
+    key_id: str
+    backend: Backend
+    shard: int
+    shard_count: int
+
+
+# How long a shard call waits for a work slot: the router admitted the query already, so
+# waiting briefly beats failing the whole query; beyond it the router tries another peer.
+SHARD_SLOT_WAIT_SECONDS = 30.0
 
 
 class EvaluatorHandler:
@@ -70,13 +91,16 @@ class EvaluatorHandler:
         work: WorkSlots,
         cache_bytes: int,
         paillier_workers: int = 1,
-        on_cache_lookup: Callable[[tuple[str, ...], bool], None] | None = None,
+        on_cache_lookup: Callable[[tuple[Any, ...], bool], None] | None = None,
+        peers: Peers | None = None,
     ) -> None:
         """`cache_bytes`: memory for models, their encodings and clients' loaded keys, shared
         by all three; `paillier_workers`: processes per Paillier query; `on_cache_lookup(key,
-        hit)` hears of every cache lookup."""
+        hit)` hears of every cache lookup; `peers`: the evaluators that compute item shards
+        (None: every shard is computed here)."""
         self.store, self.work, self.paillier_workers = store, work, paillier_workers
-        self.cache: ByteBudgetCache[tuple[str, ...], Any] = ByteBudgetCache(
+        self.peers = peers
+        self.cache: ByteBudgetCache[tuple[Any, ...], Any] = ByteBudgetCache(
             cache_bytes, lambda value: int(value.nbytes), on_lookup=on_cache_lookup
         )
         self.versions = Versions(store, self.cache)
@@ -90,21 +114,14 @@ class EvaluatorHandler:
         key_id = check_key_id(header.key_id)
         backend = header.backend
         version = self.versions.load(self.versions.resolve(header.model_version))
-        try:
-            spec = registry.find_spec(version.specs, backend.scheme, backend.mode)
-        except ValueError as exc:
-            raise BadRequestError(str(exc)) from None
+        spec = _spec(version, backend)
         name = f"{backend.scheme}/{backend.mode}"
         if header.ciphertext_count != spec.ciphertexts_per_query:
             raise BadRequestError(
                 f"{name} on model {version.version} takes {spec.ciphertexts_per_query} "
                 f"ciphertexts, the header announces {header.ciphertext_count}"
             )
-        key = self.store.key_info(key_id)
-        if (key.keys.scheme, key.keys.mode) != (backend.scheme, backend.mode):
-            raise BadRequestError(
-                f"key {key_id} is for {key.keys.scheme}/{key.keys.mode}, the request is {name}"
-            )
+        key = self._key_for(key_id, backend)
         if caller is not None:
             if not self.store.owns_key(caller.name, key_id):
                 raise PermissionDeniedError(f"key set {key_id} belongs to another client")
@@ -114,29 +131,178 @@ class EvaluatorHandler:
 
     def evaluate(
         self, query: Query, ciphertexts: list[bytes], should_stop: StopCheck
-    ) -> Reply | None:
-        """Compute the query in a work slot (RefusedError at once if none is free); None if
-        the client went away before the work began."""
-        spec, backend, version = query.spec, query.backend, query.version.version
-        with self.work.hold():
-            prepared: PreparedModel = self.cache.get(
-                ("prepared", version, spec.scheme, spec.mode),
-                lambda: backend.prepare(query.version.packed, spec),
+    ) -> Iterator[ReplyBlock]:
+        """The query's reply blocks, each as soon as it is computed (not in item order when
+        shards compute it). With peers, a shardable backend's shards go to them; otherwise
+        everything is computed here, in a work slot taken now (RefusedError at once if none
+        is free) and released when the computation ends, off the serving thread."""
+        spec, backend, version = query.spec, query.backend, query.version
+        timer = Timer("evaluate")
+        per_block, items = backend.items_per_reply(spec), spec.items
+        if backend.shardable and self.peers is not None:
+            calls = RemoteShards(self.peers, _task_for(query), request_id())
+            return scatter_gather(
+                ciphertexts,
+                version.shard_runs(spec),
+                calls,
+                lambda partials: self._combine(backend, partials),
+                items=items,
+                items_per_block=per_block,
+                should_stop=should_stop,
+                on_finish=timer.finish,
             )
-            evaluator: Bound = self.cache.get(
-                ("bound", query.key.key_id, version, spec.scheme, spec.mode),
-                lambda: self._bind(backend, prepared, query.key.key_id),
-                expected_size=backend.bound_bytes(spec, query.key.size),
+        slot = self.work.hold()
+        slot.__enter__()
+
+        def compute(stop: StopCheck) -> Iterator[ReplyBlock]:
+            try:
+                if backend.shardable:
+                    local = LocalShards(self, _task_for(query))
+                    yield from scatter_gather(
+                        ciphertexts,
+                        version.shard_runs(spec),
+                        local,
+                        lambda partials: self._combine(backend, partials),
+                        items=items,
+                        items_per_block=per_block,
+                        should_stop=stop,
+                    )
+                else:
+                    bound = self._bound(query.version, spec, backend, query.key, None)
+                    for index, reply in enumerate(bound.stream(ciphertexts, stop)):
+                        first = index * per_block
+                        yield ReplyBlock(first, max(0, min(per_block, items - first)), reply)
+            finally:
+                slot.__exit__(None, None, None)
+                timer.finish()
+
+        return merged([compute], should_stop)
+
+    # -- shards, for the ShardService and this process' own shard calls --
+
+    def shard_first(
+        self, task: ShardTask, ciphertexts: list[bytes], should_stop: StopCheck, wait: float
+    ) -> bytes:
+        """The shard's partial first product (in a work slot, waited for up to `wait` s)."""
+        bound = self._shard_bound(task)
+        with self.work.hold(wait):
+            return bound.first(ciphertexts, should_stop)
+
+    def shard_second(
+        self, task: ShardTask, first: bytes, start: int, should_stop: StopCheck, wait: float
+    ) -> Iterator[bytes]:
+        """The shard's reply blocks from `start` on, computed in a work slot (waited for up
+        to `wait` s) off the serving thread, handed on as each is computed."""
+        bound = self._shard_bound(task)
+        if not 0 <= start <= len(bound.blocks):
+            raise BadRequestError(f"start {start} outside the shard's {len(bound.blocks)} blocks")
+
+        def compute(stop: StopCheck) -> Iterator[bytes]:
+            with self.work.hold(wait):
+                yield from bound.second(first, start, stop)
+
+        return merged([compute], should_stop)
+
+    def _shard_bound(self, task: ShardTask) -> ShardBound:
+        """The evaluator of one shard for one key set (NotFoundError, BadRequestError,
+        PreconditionError if the version is split otherwise than the caller thinks)."""
+        version = self.versions.load(check_version_id(task.version))
+        backend = task.backend
+        if not backend.shardable:
+            raise BadRequestError(f"{backend.scheme}/{backend.mode} is not evaluated by shards")
+        spec = _spec(version, backend)
+        runs = version.shard_runs(spec)
+        if task.shard_count != len(runs):
+            raise PreconditionError(
+                f"model {version.version} has {len(runs)} shards for {backend.scheme}/"
+                f"{backend.mode}, the caller counts {task.shard_count}"
             )
-            if should_stop():
-                return None
-            with phase("evaluate"):
-                replies = evaluator.evaluate(ciphertexts, should_stop)
-        ranges = item_ranges(spec.items, backend.items_per_reply(spec), len(replies))
-        return Reply(version, replies, ranges)
+        if not 0 <= task.shard < len(runs):
+            raise BadRequestError(f"no shard {task.shard} of {len(runs)}")
+        key = self._key_for(check_key_id(task.key_id), backend)
+        bound = self._bound(version, spec, backend, key, runs[task.shard])
+        assert isinstance(bound, ShardBound)
+        return bound
+
+    def _key_for(self, key_id: str, backend: Backend) -> KeyInfo:
+        key = self.store.key_info(key_id)
+        if (key.keys.scheme, key.keys.mode) != (backend.scheme, backend.mode):
+            raise BadRequestError(
+                f"key {key_id} is for {key.keys.scheme}/{key.keys.mode}, the request is "
+                f"{backend.scheme}/{backend.mode}"
+            )
+        return key
+
+    def _bound(
+        self,
+        version: ModelVersion,
+        spec: SchemeSpec,
+        backend: Backend,
+        key: KeyInfo,
+        run: range | None,
+    ) -> Bound:
+        """The encoding of `run` (None: the whole model) and a key set bound to it, from the
+        cache or made now: only the shards this process computes are ever encoded here."""
+        where = (run.start, run.stop) if run is not None else ()
+        prepared: PreparedModel = self.cache.get(
+            ("prepared", version.version, spec.scheme, spec.mode, *where),
+            lambda: backend.prepare(version.packed, spec, run),
+        )
+        bound: Bound = self.cache.get(
+            ("bound", key.key_id, version.version, spec.scheme, spec.mode, *where),
+            lambda: self._bind(backend, prepared, key.key_id),
+            expected_size=backend.bound_bytes(spec, key.size),
+        )
+        return bound
 
     def _bind(self, backend: Backend, prepared: PreparedModel, key_id: str) -> Bound:
         record = self.store.get_key(key_id)
         keys, blobs = record.keys, record.keys.split(record.blob)
         del record  # the blobs are copies: let the whole go before the keys are loaded
         return backend.bind(prepared, keys, blobs, workers=self.paillier_workers)
+
+    def _combine(self, backend: Backend, partials: list[bytes]) -> bytes:
+        context = self.cache.get(
+            ("context", backend.scheme, backend.mode), lambda: _Sized(backend.context())
+        )
+        return backend.combine(partials, context.value)
+
+
+@dataclass
+class _Sized:
+    """A cache entry of roughly known size: a parameter set's context (NTT tables)."""
+
+    value: Any
+    nbytes: int = 64 << 20
+
+
+def _spec(version: ModelVersion, backend: Backend) -> SchemeSpec:
+    try:
+        return registry.find_spec(version.specs, backend.scheme, backend.mode)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
+def _task_for(query: Query) -> ShardTask:
+    """The shard task of an admitted query (shard 0 of however many its version has)."""
+    runs = query.version.shard_runs(query.spec)
+    return ShardTask(query.version.version, query.key.key_id, query.backend, 0, len(runs))
+
+
+class LocalShards:
+    """ShardCalls computed in this process (no peers): sequentially, in the caller's slot."""
+
+    def __init__(self, handler: EvaluatorHandler, task: ShardTask) -> None:
+        self.handler, self.task = handler, task
+        self._bounds: dict[int, ShardBound] = {}  # looked up once per query
+
+    def _bound(self, shard: int) -> ShardBound:
+        if shard not in self._bounds:
+            self._bounds[shard] = self.handler._shard_bound(replace(self.task, shard=shard))
+        return self._bounds[shard]
+
+    def first(self, shard: int, ciphertexts: list[bytes], should_stop: StopCheck) -> bytes:
+        return self._bound(shard).first(ciphertexts, should_stop)
+
+    def second(self, shard: int, first: bytes, should_stop: StopCheck) -> Iterator[bytes]:
+        return self._bound(shard).second(first, 0, should_stop)

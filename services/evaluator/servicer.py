@@ -1,22 +1,25 @@
 """EvaluatorService over gRPC: reads the header, admits the query, receives its ciphertexts
-(within the upload deadline), has the handler compute it and streams the reply in chunks."""
+(within the upload deadline), has the handler compute it and streams the reply in chunks as
+its blocks are computed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
 
 from cryptorec.services.errors import BadRequestError
-from cryptorec.services.evaluator.handler import EvaluatorHandler, QueryHeader, Reply
-from cryptorec.services.observability.current import phase
+from cryptorec.services.evaluator.handler import EvaluatorHandler, Query, QueryHeader
+from cryptorec.services.evaluator.scatter import ReplyBlock
+from cryptorec.services.observability.current import Timer, phase
 from cryptorec.services.rpc.admission import current_upload
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import backend_for
 from cryptorec.services.rpc.errors import streaming
-from cryptorec.services.rpc.options import CHUNK_BYTES
-from cryptorec.services.rpc.streams import groups_by_bytes, header_then_chunks
+from cryptorec.services.rpc.options import REPLY_CHUNK_BYTES
+from cryptorec.services.rpc.streams import header_then_chunks
 from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
 
@@ -44,10 +47,17 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
             if deadline is not None:
                 deadline.expect(query.upload_bytes)
             ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
-        reply = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
-        if reply is not None:
-            with phase("send"):
-                yield from reply_chunks(reply, context)
+        first_reply = Timer("first_reply")
+        blocks = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
+        layout = ReplyLayout.of(query)
+        sending: Timer | None = None
+        for chunk in reply_chunks(blocks, layout, query.version.version, context):
+            if sending is None:
+                first_reply.finish()
+                sending = Timer("send")
+            yield chunk
+        if sending is not None:
+            sending.finish()
 
 
 def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:
@@ -64,21 +74,52 @@ def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:
     return ciphertexts
 
 
-def reply_chunks(reply: Reply, context: grpc.ServicerContext) -> Iterator[pb.PredictResponse]:
-    """The reply as indexed, checksummed chunks of about CHUNK_BYTES; stops if the client goes."""
-    groups = groups_by_bytes([len(r) for r in reply.replies], CHUNK_BYTES)
-    for index, group in enumerate(groups):
+@dataclass(frozen=True)
+class ReplyLayout:
+    """How a query's reply travels: `replies` ciphertexts, `per_chunk` to a chunk (one when
+    shards may send them out of item order, so a chunk is always one run of items)."""
+
+    replies: int
+    per_chunk: int
+
+    @classmethod
+    def of(cls, query: Query) -> ReplyLayout:
+        backend, spec = query.backend, query.spec
+        replies = -(-spec.items // backend.items_per_reply(spec))
+        per_chunk = 1 if backend.shardable else REPLY_CHUNK_BYTES // backend.reply_bytes(spec)
+        return cls(replies, max(1, per_chunk))
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.replies // self.per_chunk)
+
+
+def reply_chunks(
+    blocks: Iterator[ReplyBlock], layout: ReplyLayout, version: str, context: grpc.ServicerContext
+) -> Iterator[pb.PredictResponse]:
+    """Reply blocks as indexed, checksummed chunks of `layout.per_chunk` blocks, each sent as
+    soon as its blocks are computed; stops if the client goes."""
+    index, pending = 0, []
+    for block in blocks:
+        pending.append(block)
+        if (
+            len(pending) < layout.per_chunk
+            and index * layout.per_chunk + len(pending) < layout.replies
+        ):
+            continue
         if not context.is_active():
             return
-        first = reply.ranges[group[0]][0]
-        count = sum(reply.ranges[i][1] for i in group)
-        cts = reply.replies[group.start : group.stop]
+        first, count = pending[0].first_item, sum(b.count for b in pending)
+        cts = [b.ciphertext for b in pending]
         yield pb.PredictResponse(
             chunk_index=index,
-            total_chunks=len(groups),
+            total_chunks=layout.chunks,
             first_item=first,
             count=count,
-            model_version=reply.version,
+            model_version=version,
             ciphertexts=cts,
-            checksum=chunk_checksum(index, first, count, reply.version, cts),
+            checksum=chunk_checksum(index, first, count, version, cts),
         )
+        index, pending = index + 1, []
+    if index != layout.chunks:
+        raise RuntimeError(f"the computation gave {index} reply chunks, {layout.chunks} were due")

@@ -24,6 +24,8 @@ class ModelDescription:
     specs: list[SchemeSpec]
     compression: CompressionStats
     provenance: dict[str, Any]
+    # Per "scheme/mode": bytes_up, bytes_down, server_seconds measured at publication.
+    quotes: dict[str, dict[str, float]]
 
 
 class ModelHandler:
@@ -56,4 +58,5 @@ class ModelHandler:
             specs=loaded.specs,
             compression=loaded.packed.stats,
             provenance=dict(loaded.summary.get("provenance", {})),
+            quotes={f"{s.scheme}/{s.mode}": loaded.quote(s) for s in loaded.specs},
         )

@@ -28,7 +28,7 @@ def to_message(d: ModelDescription) -> pb.GetModelResponse:
             scale_max=d.inputs.scale[1],
             step_size=d.inputs.step_size,
         ),
-        schemes=[scheme_parameters(s) for s in d.specs],
+        schemes=[scheme_parameters(s, d.quotes.get(f"{s.scheme}/{s.mode}", {})) for s in d.specs],
         compression=pb.CompressionStats(
             threshold=d.compression.threshold,
             clusters=d.compression.clusters,

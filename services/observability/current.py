@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from cryptorec.services.observability.tracing import tracer
 
 
@@ -60,6 +62,33 @@ def phase(name: str) -> Iterator[None]:
             call = _current.get()
             if call is not None:
                 call.phases[name] = time.perf_counter() - started
+
+
+class Timer:
+    """A phase begun on the serving thread and ended wherever its work ends (a producer
+    thread): its seconds go to the call it began in, and its span under that call's span."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.call = name, _current.get()
+        self._parent = otel_context.get_current()
+        self._started, self._started_ns = time.perf_counter(), time.time_ns()
+        self._done = False
+
+    def finish(self) -> None:
+        """End the phase (once; later calls do nothing)."""
+        if self._done:
+            return
+        self._done = True
+        if self.call is not None:
+            self.call.phases[self.name] = time.perf_counter() - self._started
+        span = tracer.start_span(self.name, context=self._parent, start_time=self._started_ns)
+        span.end()
+
+
+def request_id() -> str | None:
+    """The request id of the call being served, if any."""
+    call = _current.get()
+    return call.request_id if call is not None else None
 
 
 @contextlib.contextmanager

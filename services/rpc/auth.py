@@ -4,11 +4,16 @@ reflection stay open (the kubelet and operators' tools have no token).
 
 The token is looked up in the store on every call (one read), so removing a client stops its
 token at once on every replica. The caller is available to the servicers as `current_client()`.
+
+Evaluators' shard calls to each other (ShardService) carry the peers' shared secret instead:
+a client holding a partial product could decrypt rows of the model, so with authentication on
+those calls need the secret (and are refused by every server that has none).
 """
 
 from __future__ import annotations
 
 import contextvars
+import hmac
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +28,7 @@ from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
 
 log = logging.getLogger("cryptorec.auth")
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+PEER_SERVICES = ("/cryptorec.v1.ShardService/",)
 
 _current_client: contextvars.ContextVar[ClientRecord | None] = contextvars.ContextVar(
     "client", default=None
@@ -35,10 +41,11 @@ def current_client() -> ClientRecord | None:
 
 
 class Authenticator(grpc.ServerInterceptor):
-    """Refuses calls without a known client's token: UNAUTHENTICATED."""
+    """Refuses calls without a known client's token (with `clients`), and shard calls without
+    the peers' secret (with `clients` or a `peer_secret`): UNAUTHENTICATED."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, *, clients: bool = True, peer_secret: str | None = None):
+        self.store, self.clients, self.peer_secret = store, clients, peer_secret
 
     def intercept_service(
         self,
@@ -50,7 +57,19 @@ class Authenticator(grpc.ServerInterceptor):
             return handler
         metadata = dict(details.invocation_metadata or ())
         token = parse_bearer(str(metadata.get("authorization", "")))
+        if details.method.startswith(PEER_SERVICES):
+            if self.peer_secret is None and not self.clients:
+                return handler  # nothing is authenticated on this server
+            if self._is_peer(token):
+                return handler
+            return _refusing(handler, "shard calls need the evaluators' peer secret")
+        if not self.clients:
+            return handler
         return wrap_behaviour(handler, lambda b, streams: self._checked(b, streams, token))
+
+    def _is_peer(self, token: str | None) -> bool:
+        secret = self.peer_secret
+        return bool(secret and token and hmac.compare_digest(token.encode(), secret.encode()))
 
     def _client(self, token: str | None, context: grpc.ServicerContext) -> ClientRecord:
         """The token's client, looked up in the pool thread (never the server's poll loop)."""
@@ -91,3 +110,17 @@ class Authenticator(grpc.ServerInterceptor):
                 _current_client.reset(reset)
 
         return unary
+
+
+def _refusing(
+    handler: grpc.RpcMethodHandler[Any, Any], why: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` answering UNAUTHENTICATED to every call, before reading anything."""
+
+    def refuse(behaviour: Callable[..., Any], streams: bool) -> Callable[..., Any]:
+        def abort(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+
+        return abort
+
+    return wrap_behaviour(handler, refuse)

@@ -45,14 +45,20 @@ _SAME = (
 )
 
 
-def scheme_parameters(s: SchemeSpec) -> model_pb.SchemeParameters:
-    """What the model service publishes of a spec."""
+def scheme_parameters(
+    s: SchemeSpec, quote: dict[str, float] | None = None
+) -> model_pb.SchemeParameters:
+    """What the model service publishes of a spec, with its cost quote (if measured)."""
+    quote = quote or {}
     return model_pb.SchemeParameters(
         scheme=scheme_enum(s.scheme),
         mode=mode_enum(s.mode),
         width=s.plan().width if s.slots else 0,
         baby_steps=s.baby,
         rotation_steps=list(s.rotation_steps),
+        bytes_up=int(quote.get("bytes_up", 0)),
+        bytes_down=int(quote.get("bytes_down", 0)),
+        server_seconds=float(quote.get("server_seconds", 0.0)),
         **{name: getattr(s, name) for name in _SAME},
     )
 

@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from cryptorec.services.errors import (
     BadRequestError,
+    PeerError,
     PermissionDeniedError,
     PreconditionError,
     RefusedError,
@@ -72,6 +73,8 @@ REFUSAL_FOR: list[tuple[type[BaseException], str]] = [
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, PeerError):  # a peer's own status, passed on
+        return grpc.StatusCode[exc.status]
     for kind, code in STATUS_FOR:
         if isinstance(exc, kind):
             return code

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 
 # Queries and replies travel as ~1 MiB chunks (a Paillier query for ml-1m is ~2 MB, a CKKS
-# accurate query ~9 MB), so messages stay small; 8 MiB leaves room for one large ciphertext
-# (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and refuses anything absurd early. Key
-# sets are capped per (scheme, mode) by libcryptorec.he.schemes.key_set_cap.
-MAX_MESSAGE_BYTES = 8 << 20
-# Bytes per response/request chunk when streaming ciphertexts.
+# accurate query ~9 MB), so client messages stay small; 16 MiB leaves room for one large
+# ciphertext (an n = 16384, 7-limb CKKS ciphertext is 1.8 MB) and for one shard's part of a
+# query between evaluators (libcryptorec.he.shards.MAX_SHARD_QUERY_BYTES), and refuses
+# anything absurd early. Key sets are capped per (scheme, mode) by the backends' key_set_cap.
+MAX_MESSAGE_BYTES = 16 << 20
+# Bytes per request chunk when streaming ciphertexts up.
 CHUNK_BYTES = 1 << 20
+# Bytes per reply chunk at most: replies leave as they are computed, so a chunk holds one SEAL
+# reply ciphertext (131-528 kB) and the client can decrypt while the rest is computed.
+REPLY_CHUNK_BYTES = 256 << 10
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),  # RESOURCE_EXHAUSTED beyond it

@@ -17,7 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cryptorec.services.evaluator.handler import EvaluatorHandler
+from cryptorec.services.evaluator.peers import Peers, PeerTls
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
+from cryptorec.services.evaluator.shard_servicer import ShardServicer
 from cryptorec.services.keys.handler import KeyHandler
 from cryptorec.services.keys.servicer import KeyServicer
 from cryptorec.services.models.handler import ModelHandler
@@ -34,6 +36,7 @@ from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_p
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
+from cryptorec.v1 import shard_service_pb2_grpc as shard_grpc
 
 log = logging.getLogger("cryptorec.server")
 
@@ -47,6 +50,8 @@ class Parts:
     admission: Admission
     config: ServerConfig
     metrics: Metrics
+    # What to close when the server stops (peers' channels).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class ServerConfig:
     key_ttl_seconds: int = default_of("key_ttl")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
+    # Item shards: the evaluators that compute them (None: all here), their shared secret and
+    # how to reach them over TLS.
+    shard_peers: str | None = None
+    peer_secret: str | None = None
+    peer_tls: PeerTls | None = None
     observe: bool = default_of("observe")
     # /metrics port; 0 = none. (`cryptorec serve` defaults to 9464, the port OpenTelemetry
     # and Prometheus exporters conventionally use; embedded servers and tests need none.)
@@ -92,15 +102,21 @@ def _add_models(server: grpc.Server, p: Parts) -> None:
 
 def _add_evaluator(server: grpc.Server, p: Parts) -> None:
     c = p.config
+    peers = None
+    if c.shard_peers:
+        peers = Peers(c.shard_peers, secret=c.peer_secret, tls=c.peer_tls)
+        p.on_stop.append(peers.close)
     handler = EvaluatorHandler(
         p.store,
         p.admission.work,
         c.cache_bytes,
         c.paillier_workers,
         on_cache_lookup=p.metrics.cache_lookup,
+        peers=peers,
     )
     p.metrics.cache_bytes.set_function(lambda: handler.cache.total)
     ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(handler), server)
+    shard_grpc.add_ShardServiceServicer_to_server(ShardServicer(handler), server)
 
 
 def _service_name(module: Any, name: str) -> str:
@@ -132,6 +148,7 @@ class Running:
     health_server: grpc.Server | None = None
     health_port: int = 0
     metrics_server: WSGIServer | None = None
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def metrics_port(self) -> int:
@@ -157,6 +174,8 @@ class Running:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        for close in self.on_stop:
+            close()
 
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -186,8 +205,10 @@ def start(
     # Observation outermost, so refused calls are counted and logged too; then authentication,
     # so a refused caller never holds a stream slot.
     interceptors: list[grpc.ServerInterceptor] = [Observer(metrics)] if config.observe else []
-    if config.auth:
-        interceptors.append(Authenticator(store))
+    if config.auth or config.peer_secret:
+        interceptors.append(
+            Authenticator(store, clients=config.auth, peer_secret=config.peer_secret)
+        )
     interceptors.append(admission)
     server = grpc.server(
         # Threads for every admitted stream and then some, so unary calls and health checks
@@ -212,6 +233,7 @@ def start(
     )
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
+    running.on_stop = parts.on_stop
     if config.observe and config.metrics_port:
         running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:

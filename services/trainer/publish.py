@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from cryptorec.services import versions
 from cryptorec.services.store.base import Store
+from cryptorec.services.trainer.quote import quote
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
 from libcryptorec.training import EpochReport, TrainConfig, train
@@ -38,9 +39,13 @@ def train_and_publish(
     prune_fraction: float = SERVING_PRUNE_FRACTION,
     version: str | None = None,
     retain: int = 5,
+    shards: int | None = None,
+    measure_cost: bool = False,
 ) -> str:
-    """Train on `rows` (user indices; default all users), compress, publish, keep the newest
-    `retain` versions; returns the new version id. Logs (logger `cryptorec.trainer`) one
+    """Train on `rows` (user indices; default all users), compress, publish (in `shards` item
+    shards; default from the catalogue size), keep the newest `retain` versions; returns the
+    new version id. `measure_cost`: quote each scheme's cost per query (services/trainer/
+    quote.py; a minute for ml-1m). Logs (logger `cryptorec.trainer`) one
     line per epoch and one for the publication, with their figures as fields."""
     R = ratings.to_csr()
     if rows is not None:
@@ -58,7 +63,8 @@ def train_and_publish(
     packed = compress(model, threshold_for_fraction(model, prune_fraction), 512)
     catalogue = [(int(i), ratings.titles.get(int(i), f"item {int(i)}")) for i in ratings.item_ids]
     version = version or new_version_id()
-    versions.publish(store, version, packed, catalogue)
+    costs = quote(packed) if measure_cost else None
+    versions.publish(store, version, packed, catalogue, shards=shards, quote=costs)
     fields = {
         "version": version,
         "train_seconds": round(result.seconds, 1),

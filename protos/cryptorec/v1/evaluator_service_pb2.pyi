@@ -116,7 +116,10 @@ class PredictResponse(_message.Message):
     """Position of this chunk; chunks arrive in order and the last has chunk_index = total - 1."""
     total_chunks: _builtins.int
     first_item: _builtins.int
-    """Items [first_item, first_item + count) of the model's catalogue order."""
+    """Items [first_item, first_item + count) of the model's catalogue order. Chunks leave as
+    their blocks are computed, so with item shards they need not come in item order; together
+    they cover every item exactly once.
+    """
     count: _builtins.int
     model_version: _builtins.str
     checksum: _builtins.bytes

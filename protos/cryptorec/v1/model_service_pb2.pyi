@@ -221,6 +221,9 @@ class SchemeParameters(_message.Message):
     REPLY_SLOT_BITS_FIELD_NUMBER: _builtins.int
     REPLY_PER_CIPHERTEXT_FIELD_NUMBER: _builtins.int
     CIPHERTEXTS_PER_QUERY_FIELD_NUMBER: _builtins.int
+    BYTES_UP_FIELD_NUMBER: _builtins.int
+    BYTES_DOWN_FIELD_NUMBER: _builtins.int
+    SERVER_SECONDS_FIELD_NUMBER: _builtins.int
     scheme: _types_pb2.Scheme.ValueType
     mode: _types_pb2.Mode.ValueType
     parameter_set: _builtins.str
@@ -235,6 +238,13 @@ class SchemeParameters(_message.Message):
     """Paillier reply packing."""
     reply_per_ciphertext: _builtins.int
     ciphertexts_per_query: _builtins.int
+    bytes_up: _builtins.int
+    """What one query costs, known before asking: bytes up (the query) and down (the reply),
+    exact for the parameter set; and the server's seconds per query, measured on one core
+    when the version was published (0 if it was not measured).
+    """
+    bytes_down: _builtins.int
+    server_seconds: _builtins.float
     @_builtins.property
     def rotation_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Galois keys the evaluator needs (SEAL schemes)."""
@@ -254,10 +264,13 @@ class SchemeParameters(_message.Message):
         reply_slot_bits: _builtins.int = ...,
         reply_per_ciphertext: _builtins.int = ...,
         ciphertexts_per_query: _builtins.int = ...,
+        bytes_up: _builtins.int = ...,
+        bytes_down: _builtins.int = ...,
+        server_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baby_steps", b"baby_steps", "ciphertexts_per_query", b"ciphertexts_per_query", "input_bits", b"input_bits", "mode", b"mode", "parameter_set", b"parameter_set", "reply_per_ciphertext", b"reply_per_ciphertext", "reply_slot_bits", b"reply_slot_bits", "result_bits", b"result_bits", "rotation_steps", b"rotation_steps", "scheme", b"scheme", "slots", b"slots", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baby_steps", b"baby_steps", "bytes_down", b"bytes_down", "bytes_up", b"bytes_up", "ciphertexts_per_query", b"ciphertexts_per_query", "input_bits", b"input_bits", "mode", b"mode", "parameter_set", b"parameter_set", "reply_per_ciphertext", b"reply_per_ciphertext", "reply_slot_bits", b"reply_slot_bits", "result_bits", b"result_bits", "rotation_steps", b"rotation_steps", "scheme", b"scheme", "server_seconds", b"server_seconds", "slots", b"slots", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
