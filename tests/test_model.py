@@ -221,3 +221,16 @@ def test_learning_rate_decays_on_plateau_then_stops(small: Ratings) -> None:
     assert result.best_epoch == 1 + int(np.argmin(valid))
     assert len(valid) < 60  # it stopped
     assert min(valid) == pytest.approx(result.model.meta["valid_rmse_fast"])
+
+
+def test_norms_by_chunks_equal_numpy() -> None:
+    from libcryptorec import norms
+
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((40_000, 7)).astype(np.float32)  # more rows than one chunk
+    np.testing.assert_allclose(
+        norms.spectral_norm(M), np.linalg.norm(M.astype(float), 2), rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        norms.max_row_norm(M), np.linalg.norm(M.astype(float), axis=1).max(), rtol=1e-12
+    )

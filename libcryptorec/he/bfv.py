@@ -26,6 +26,7 @@ from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.he.params import check_security
 from libcryptorec.model import CryptoRecModel
+from libcryptorec.norms import max_row_norm, spectral_norm
 
 SCHEME = "bfv"
 
@@ -93,10 +94,7 @@ class BfvModel:
     @staticmethod
     def fixed_point(model: CryptoRecModel, params: BfvParams = BFV_8192) -> tuple[int, int]:
         """(input_bits, weight_bits) such that no result can reach t/2: public, cheap."""
-        A64, Q64 = model.A.astype(np.float64), model.Q.astype(np.float64)
-        bound = (
-            model.max_input_norm * np.linalg.norm(A64, 2) * np.linalg.norm(Q64, axis=1).max() + 8.0
-        )
+        bound = model.max_input_norm * spectral_norm(model.A) * max_row_norm(model.Q) + 8.0
         room = params.t_bits - 3 - math.log2(bound)  # t is just under 2^t_bits; keep a sign bit
         weight_bits = int(room // 3)
         if weight_bits < 6:
@@ -142,8 +140,12 @@ class BfvModel:
             input_bits=input_bits,
             weight_bits=weight_bits,
             bias_int=plan.pad_items(bias)[blocks.start : blocks.stop].ravel().astype(np.int64),
-            first=encode(sub.first_diagonals(A_int)),
-            second=encode(sub.second_diagonals(Q_int)),
+            first=seal.per_block(
+                range(len(blocks)), lambda run: encode(sub.first_diagonals(A_int, run))
+            ),
+            second=seal.per_block(
+                range(len(blocks)), lambda run: encode(sub.second_diagonals(Q_int, run))
+            ),
         )
 
 

@@ -38,6 +38,7 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
+from libcryptorec.norms import max_row_norm, spectral_norm
 
 SCHEME = "paillier"
 # NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
@@ -266,6 +267,12 @@ class ReplyLayout:
         return -(-self.items // self.per_reply)
 
 
+def reply_layout(items: int, bound_bits: int, key_bits: int) -> ReplyLayout:
+    """Slots of bound_bits + 1 bits, as many as fit below n."""
+    slot_bits = bound_bits + 1
+    return ReplyLayout(items, slot_bits, max(1, (key_bits - 2) // slot_bits))
+
+
 @dataclass
 class PaillierModel:
     """A compressed model in fixed point, with the index structures the kernels walk."""
@@ -300,27 +307,30 @@ class PaillierModel:
         Q_int = np.rint(packed.Q.codebook * scale).astype(np.int64)[packed.Q.indices]
         bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
         m, d = A_int.shape
-        x_norm_int = packed.model.max_input_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding
-        bound = (
-            x_norm_int
-            * np.linalg.norm(A_int.astype(np.float64), 2)
-            * np.linalg.norm(Q_int.astype(np.float64), axis=1).max()
-            + np.abs(bias).max()
-        )
         out = cls(
-            enc,
-            m,
-            d,
-            A_int,
-            Q_int,
-            [int(b) for b in bias],
-            math.ceil(math.log2(bound)) + 1,
+            enc, m, d, A_int, Q_int, [int(b) for b in bias], cls.result_bound_bits(packed, enc)
         )
         if groups:  # the kernels' index lists; only the public sizes are needed without them
             out.A_groups = column_groups(A_int)
             out.A_row_groups = column_groups(A_int.T)
             out.Q_groups = column_groups(Q_int)
         return out
+
+    @staticmethod
+    def result_bound_bits(packed: CompressedModel, enc: PaillierEncoding) -> int:
+        """Bits that hold any result: |z_i| <= ||x||_2 sigma_max(A) ||Q_i||_2 + |b_i| for the
+        fixed-point weights, computed from the codebooks and indices chunk by chunk (no
+        integer copy of the matrices: public, cheap, for the spec)."""
+        scale = 2.0**enc.weight_bits
+        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
+        m = packed.model.n_items
+        x_norm_int = packed.model.max_input_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding
+        a_table = np.rint(packed.A.codebook.astype(np.float64) * scale)
+        q_table = np.rint(packed.Q.codebook.astype(np.float64) * scale)
+        sigma = spectral_norm(packed.A.indices, lambda idx: a_table[idx])
+        row = max_row_norm(packed.Q.indices, lambda idx: q_table[idx])
+        bound = x_norm_int * sigma * row + float(np.abs(bias).max())
+        return math.ceil(math.log2(bound)) + 1
 
     @property
     def nbytes(self) -> int:
@@ -336,8 +346,7 @@ class PaillierModel:
 
     def reply_layout(self, key_bits: int) -> ReplyLayout:
         """Slots of bound_bits + 1 bits, as many as fit below n."""
-        slot_bits = self.bound_bits + 1
-        return ReplyLayout(self.items, slot_bits, max(1, (key_bits - 2) // slot_bits))
+        return reply_layout(self.items, self.bound_bits, key_bits)
 
     def reference(self, x: npt.ArrayLike) -> list[int]:
         """The exact integer result the encrypted computation must reproduce."""
@@ -672,16 +681,16 @@ class PaillierFastBackend(api.Backend):
         return f"paillier-{self.key_bits}"
 
     def spec(self, packed: CompressedModel) -> api.SchemeSpec:
-        model = PaillierModel.encode(packed, groups=False)  # the public sizes only
-        layout, m = model.reply_layout(self.key_bits), packed.model.n_items
+        encoding, m = PaillierEncoding(), packed.model.n_items
+        layout = reply_layout(m, PaillierModel.result_bound_bits(packed, encoding), self.key_bits)
         return api.SchemeSpec(
             self.scheme,
             self.mode,
             self.parameter_set,
             m,
             packed.model.dim,
-            input_bits=model.encoding.input_bits,
-            result_bits=model.encoding.result_bits,
+            input_bits=encoding.input_bits,
+            result_bits=encoding.result_bits,
             reply_slot_bits=layout.slot_bits,
             reply_per_ciphertext=layout.per_reply,
             ciphertexts_per_query=m,
