@@ -14,7 +14,7 @@ A quantised matrix is stored as a codebook (index 0 is the pruned value 0.0) and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -46,9 +46,32 @@ class QuantizedMatrix:
     def shape(self) -> tuple[int, int]:
         return (int(self.indices.shape[0]), int(self.indices.shape[1]))
 
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codebook.nbytes + self.indices.nbytes)
+
     def dense(self) -> Matrix:
         """The (rows, cols) float32 matrix this encodes."""
         return self.codebook[self.indices]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[Any]:
+        """np.asarray(matrix): the dense values (all of them: prefer runs of rows)."""
+        dense = self.dense()
+        return dense if dtype is None else dense.astype(dtype)
+
+    def astype(self, dtype: Any) -> npt.NDArray[Any]:
+        """The dense values as `dtype` (as an array's astype)."""
+        return self.dense().astype(dtype)
+
+    def __getitem__(self, rows: slice) -> Matrix:
+        """The dense float32 values of a run of rows (without densifying the rest)."""
+        if not isinstance(rows, slice):
+            raise TypeError("a quantised matrix is read by runs of rows (a slice)")
+        return self.codebook[self.indices[rows]]
 
 
 @dataclass(frozen=True)
@@ -85,8 +108,16 @@ class CompressedModel:
     def nbytes(self) -> int:
         """Memory held by the arrays (dense model, codebooks and indices)."""
         m = self.model
-        arrays = (m.A, m.Q, m.item_means, self.A.codebook, self.A.indices)
-        return sum(a.nbytes for a in (*arrays, self.Q.codebook, self.Q.indices))
+        quantised: tuple[object, ...] = (self.A, self.Q)
+        dense = sum(int(x.nbytes) for x in (m.A, m.Q) if not any(x is q for q in quantised))
+        return dense + int(m.item_means.nbytes) + self.A.nbytes + self.Q.nbytes
+
+    def lean(self) -> CompressedModel:
+        """This model without its dense copy of A and Q (two thirds of its memory): `model.A`
+        and `model.Q` are the quantised matrices, read by runs of rows. Enough to encode it
+        for every backend and to describe it (what the services do), not to predict."""
+        model = replace(self.model, A=cast(Any, self.A), Q=cast(Any, self.Q))
+        return CompressedModel(model, self.A, self.Q, self.stats)
 
 
 def kmeans_1d(

@@ -172,11 +172,17 @@ class CkksModel:
             params=params,
             plan=plan,
             blocks=blocks,
-            first=seal.encode_diagonals(
-                he, plan.first_diagonals(A, blocks), 2.0**params.first_bits, level=0
+            first=seal.per_block(
+                blocks,
+                lambda run: seal.encode_diagonals(
+                    he, plan.first_diagonals(A, run), 2.0**params.first_bits, level=0
+                ),
             ),
-            second=seal.encode_diagonals(
-                he, plan.second_diagonals(Q, blocks), 2.0**params.second_bits, level=1
+            second=seal.per_block(
+                blocks,
+                lambda run: seal.encode_diagonals(
+                    he, plan.second_diagonals(Q, run), 2.0**params.second_bits, level=1
+                ),
             ),
             bias=[
                 np.ascontiguousarray(b)

@@ -21,6 +21,7 @@ powers of two W, 2W, ..., S/2 for the replication.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,7 +103,7 @@ class DiagonalPlan:
             out[:, g] = np.roll(out[:, g], g * self.baby, axis=-1)
         return out
 
-    def first_diagonals(self, A: npt.ArrayLike, blocks: range | None = None) -> Matrix:
+    def first_diagonals(self, A: Any, blocks: range | None = None) -> Matrix:
         """Pre-rotated diagonals of A (m, d) for p = x A: shape (len(blocks), G, B, S), for
         the item blocks `blocks` (default: all)."""
         s = np.arange(self.slots)
@@ -110,7 +111,7 @@ class DiagonalPlan:
         rows = self._blocks_of(A, blocks)
         return self._bsgs(rows[:, (s + k) % self.slots, s % self.width])  # (blocks, W, S)
 
-    def second_diagonals(self, Q: npt.ArrayLike, blocks: range | None = None) -> Matrix:
+    def second_diagonals(self, Q: Any, blocks: range | None = None) -> Matrix:
         """Pre-rotated diagonals of Q (m, d) for z = p Q^T: shape (len(blocks), G, B, S), for
         the output blocks `blocks` (default: all)."""
         s = np.arange(self.slots)
@@ -118,9 +119,11 @@ class DiagonalPlan:
         rows = self._blocks_of(Q, blocks)
         return self._bsgs(rows[:, s, (s + k) % self.width])  # (blocks, W, S)
 
-    def _blocks_of(self, M: npt.ArrayLike, blocks: range | None) -> Matrix:
-        """The rows of M (m, d) in item blocks `blocks`, zero-padded: (len(blocks), S, W)."""
-        M = np.asarray(M, dtype=np.float64)
+    def _blocks_of(self, M: Any, blocks: range | None) -> Matrix:
+        """The rows of M (m, d) in item blocks `blocks`, zero-padded: (len(blocks), S, W). M
+        is an array or anything that slices by rows (a QuantizedMatrix: only those rows are
+        made dense)."""
+        M = M if hasattr(M, "shape") and hasattr(M, "ndim") else np.asarray(M, np.float64)
         self._check(M)
         blocks = range(self.blocks) if blocks is None else blocks
         if blocks.step != 1 or blocks.start < 0 or blocks.stop > self.blocks:
@@ -131,7 +134,7 @@ class DiagonalPlan:
         padded[: rows.shape[0], : rows.shape[1]] = rows
         return padded.reshape(len(blocks), self.slots, self.width)
 
-    def _check(self, M: Matrix) -> None:
+    def _check(self, M: Any) -> None:
         if M.ndim != 2 or M.shape[0] != self.items or M.shape[1] > self.width:
             raise ValueError(
                 f"matrix {M.shape} does not fit a plan for ({self.items}, <= {self.width})"

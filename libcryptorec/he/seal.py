@@ -5,7 +5,7 @@ method (`giant_steps`)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -248,6 +248,15 @@ def encode_diagonals(
                 encoded.append(pt)
             rows.append(encoded)
         out.append(rows)
+    return out
+
+
+def per_block(blocks: range, encode_run: Callable[[range], Diagonals]) -> Diagonals:
+    """`encode_run` of each block of `blocks` alone, concatenated: only one block's numpy
+    diagonals (W x S floats, 16 MB for d = 500) are in memory at a time, not the run's."""
+    out: Diagonals = []
+    for b in blocks:
+        out.extend(encode_run(range(b, b + 1)))
     return out
 
 
