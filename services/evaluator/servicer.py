@@ -34,6 +34,9 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
     ) -> Iterator[pb.PredictResponse]:
         with phase("receive"):
             header, chunks = header_then_chunks(request_iterator)
+            deadline = current_upload()
+            if deadline is not None:
+                deadline.pause()
             query = self.handler.admit(
                 QueryHeader(
                     model_version=header.model_version,
@@ -43,7 +46,6 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                 ),
                 current_client(),
             )
-            deadline = current_upload()
             if deadline is not None:
                 deadline.expect(query.upload_bytes)
             ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)

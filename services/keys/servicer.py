@@ -27,6 +27,9 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self, request_iterator: Iterator[pb.RegisterKeysRequest], context: grpc.ServicerContext
     ) -> pb.RegisterKeysResponse:
         header, chunks = header_then_chunks(request_iterator)
+        deadline = current_upload()
+        if deadline is not None:
+            deadline.pause()
         upload = KeyUpload(
             backend=backend_for(header.scheme, header.mode),
             parameter_set=header.parameter_set,
@@ -35,7 +38,6 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         )
         caller = current_client()
         keys = self.handler.check(upload, caller)
-        deadline = current_upload()
         if deadline is not None:
             deadline.expect(upload.total)
         data = bytearray()

@@ -85,11 +85,16 @@ class Upload:
         self.deadline = self._started + limits.upload_grace_seconds
         watchdog.watch(self)
 
+    def pause(self) -> None:
+        """The header has arrived and the server checks it (which may mean loading a model
+        for many seconds): no deadline runs until `expect`."""
+        self.deadline = float("inf")
+
     def expect(self, declared_bytes: int) -> None:
-        """The header announced `declared_bytes`: allow the time they take at the slowest rate
-        still served."""
+        """The header announced `declared_bytes`, and the server is ready for them: allow the
+        grace period plus the time they take at the slowest rate still served, from now."""
         extra = max(0, declared_bytes) / self._limits.upload_min_bytes_per_second
-        self.deadline = self._started + self._limits.upload_grace_seconds + extra
+        self.deadline = time.monotonic() + self._limits.upload_grace_seconds + extra
         self._watchdog.watch(self)
 
     def finish(self) -> None:

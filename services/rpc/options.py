@@ -22,9 +22,14 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # Clients may ping every 20 s on idle connections without being told "too_many_pings".
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
-    # Detect dead peers: ping after 60 s of silence, give up 20 s later.
+    # Detect dead peers: ping after 60 s of silence, give up 20 s later, for as long as the
+    # connection is idle (by default gRPC stops after two pings without data).
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    # grpcio 1.85 waits for a keepalive ping's ack as long as for any ping (60 s by default),
+    # whatever keepalive_timeout says: measured in tests/test_keepalive.py.
+    ("grpc.http2.ping_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
     # Recycle connections so new evaluator replicas receive traffic from long-lived clients.
     ("grpc.max_connection_age_ms", 300_000),
     ("grpc.max_connection_age_grace_ms", 120_000),  # let in-flight predictions finish
@@ -60,7 +65,9 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),  # >= the server's min ping interval (20 s)
     ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.ping_timeout_ms", 20_000),  # what grpcio 1.85 actually waits (see above)
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),  # keep pinging an idle channel: find dead peers
     # Spread calls over every address a dns:/// target resolves to (evaluator replicas).
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.enable_retries", 1),
