@@ -102,3 +102,19 @@ def test_partials_of_a_query_differ_from_its_replies(packed, seed: int) -> None:
     cts, _ = client.encrypt(_ratings(seed))
     partial = bound.first(cts)
     assert partial not in bound.evaluate(cts)
+
+
+@given(shards=st.integers(1, 40), peers=st.integers(1, 12), version=st.text(max_size=8))
+def test_shards_spread_evenly_and_every_router_agrees(
+    shards: int, peers: int, version: str
+) -> None:
+    from cryptorec.services.evaluator.peers import assign
+
+    addresses = [f"10.0.0.{i}:50051" for i in range(peers)]
+    keys = [f"{version}|ckks|fast|{s}|{shards}" for s in range(shards)]
+    plan = assign(keys, addresses)
+    assert plan == assign(keys, list(reversed(addresses)))  # the order peers are listed in
+    owners = [candidates[0] for candidates in plan]
+    share = -(-shards // peers)
+    assert max(owners.count(a) for a in addresses) <= share
+    assert all(sorted(c) == sorted(addresses) for c in plan)  # retries reach every peer

@@ -8,9 +8,10 @@ bounded by bytes. The work (encoding, loading keys, evaluating) holds a work slo
 once the request is complete and valid.
 
 Fast mode on SEAL is computed by item shards (services/evaluator/scatter.py): with peers
-(`--shard-peers`), the evaluator that receives a query routes each shard to the peer that
-serves it (services/evaluator/peers.py) and computes none itself unless it is that peer; a
-version published with one shard, or an evaluator without peers, computes every shard here.
+(`--shard-peers`), the evaluator that receives a query of a version published in several
+shards routes each shard to the peer assigned to it (services/evaluator/peers.py) and
+computes none itself unless it is that peer; a version of one shard, or an evaluator without
+peers, computes every shard where the query lands.
 """
 
 from __future__ import annotations
@@ -139,11 +140,12 @@ class EvaluatorHandler:
         spec, backend, version = query.spec, query.backend, query.version
         timer = Timer("evaluate")
         per_block, items = backend.items_per_reply(spec), spec.items
-        if backend.shardable and self.peers is not None:
+        runs = version.shard_runs(spec) if backend.shardable else []
+        if len(runs) > 1 and self.peers is not None:
             calls = RemoteShards(self.peers, _task_for(query), request_id())
             return scatter_gather(
                 ciphertexts,
-                version.shard_runs(spec),
+                runs,
                 calls,
                 lambda partials: self._combine(backend, partials),
                 items=items,

@@ -2,10 +2,11 @@
 
 `--shard-peers` names them: `host:port,host:port,...`, or `dns:///name:port` for every
 address a name resolves to (a headless Service's pods), looked up again every few seconds.
-Each shard goes to the peer that ranks it highest by rendezvous hashing of (version, scheme,
-mode, shard): every router sends a shard to the same replica, which alone prepares and caches
-that shard's encoding, and a failed call goes to the next peer in the shard's ranking. When
-peers come or go, only the shards of those peers move.
+Shards are assigned by rendezvous hashing of (version, scheme, mode, shard) over the peers,
+bounded so that no peer takes more than its share (`assign`): every router sends a shard to
+the same replica, which alone prepares and caches that shard's encoding; the shards of a
+query spread over as many peers as there are; a failed call goes to the next peer in the
+shard's ranking; and when peers come or go, few shards move.
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def resolve(host: str, port: int) -> list[str]:
 def rank(key: str, addresses: list[str]) -> list[str]:
     """`addresses` by rendezvous hashing for `key`: the first serves it, the rest in turn."""
     return sorted(addresses, key=lambda a: hashlib.sha256(f"{key}|{a}".encode()).digest())
+
+
+def assign(keys: list[str], addresses: list[str]) -> list[list[str]]:
+    """For each key (a shard of a query), the peers to ask in order: first its owner, the
+    highest-ranked peer that has fewer than ceil(len(keys) / len(addresses)) keys already
+    (so a query's shards spread evenly), then every other peer by rank. The same for every
+    router that knows the same peers."""
+    if not addresses:
+        return [[] for _ in keys]
+    share = -(-len(keys) // len(addresses))
+    load: dict[str, int] = {}
+    out = []
+    for key in keys:
+        ranked = rank(key, addresses)
+        owner = next(a for a in ranked if load.get(a, 0) < share)
+        load[owner] = load.get(owner, 0) + 1
+        out.append([owner, *(a for a in ranked if a != owner)])
+    return out
 
 
 @dataclass(frozen=True)
@@ -92,9 +111,9 @@ class Peers:
             self._resolved = (now, found)
         return found
 
-    def ranked(self, key: str) -> list[str]:
-        """The peers in the order they should serve `key` (empty if none is known)."""
-        return rank(key, self.addresses())
+    def assign(self, keys: list[str]) -> list[list[str]]:
+        """`assign(keys, the peers now)`."""
+        return assign(keys, self.addresses())
 
     def channel(self, address: str) -> grpc.Channel:
         """A channel to `address`, made once."""

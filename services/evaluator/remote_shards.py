@@ -42,6 +42,7 @@ class RemoteShards:
         self.peers, self.task = peers, task
         self.metadata = ((REQUEST_ID, request_id),) if request_id else ()
         self.retries = 0
+        self.candidates = peers.assign([shard_key(task, s) for s in range(task.shard_count)])
 
     def _ref(self, shard: int) -> pb.ShardRef:
         t = self.task
@@ -55,9 +56,7 @@ class RemoteShards:
         )
 
     def _candidates(self, shard: int) -> list[str]:
-        t = self.task
-        key = f"{t.version}|{t.backend.scheme}|{t.backend.mode}|{shard}|{t.shard_count}"
-        ranked = self.peers.ranked(key)[:ATTEMPTS]
+        ranked = self.candidates[shard][:ATTEMPTS]
         if not ranked:
             raise PeerError("UNAVAILABLE", "no shard peers are known")
         return ranked
@@ -121,3 +120,9 @@ def _as_peer_error(last: grpc.RpcError | None) -> PeerError:
     if isinstance(last, grpc.Call):
         return PeerError(last.code().name, f"every peer failed: {last.details()}")
     return PeerError("UNAVAILABLE", "every peer failed")
+
+
+def shard_key(task: ShardTask, shard: int) -> str:
+    """What a shard is assigned by: the same for every router."""
+    t = task
+    return f"{t.version}|{t.backend.scheme}|{t.backend.mode}|{shard}|{t.shard_count}"
