@@ -175,11 +175,15 @@ def test_dev_overlay_generates_throwaway_secrets_and_references_them() -> None:
     secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
     redis_secret = next(n for n in secrets if n.startswith("cryptorec-redis-"))
     tls_secret = next(n for n in secrets if n.startswith("cryptorec-tls-"))
+    peer_secret = next(n for n in secrets if n.startswith("cryptorec-peer-"))
     assert secrets[tls_secret]["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secrets[tls_secret]["data"])
     assert {"REDIS_PASSWORD", "CRYPTOREC_STORE"} <= set(secrets[redis_secret]["data"])
+    assert set(secrets[peer_secret]["data"]) == {"CRYPTOREC_PEER_SECRET"}
     rendered = _rendered("overlays/dev")
     assert f"secretName: {tls_secret}" in rendered  # kustomize rewrote every reference
     assert f"name: {redis_secret}" in rendered
+    assert f"name: {peer_secret}" in rendered
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -313,3 +317,25 @@ def test_monitoring_overlay_adds_operator_objects_and_the_dashboard() -> None:
     dashboard = by_kind(objects, "ConfigMap")["cryptorec-dashboard"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["dashboard.json"])["uid"] == "cryptorec"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_evaluators_are_each_others_shard_peers(target: str) -> None:
+    """Item shards (k8s/README.md): every ready evaluator behind the headless Service computes
+    shards for the others, over TLS, with the peer secret from a Secret."""
+    objects = render(target)
+    service = by_kind(objects, "Service")["evaluator"]["spec"]
+    assert service["clusterIP"] == "None"
+    config = by_kind(objects, "ConfigMap")["cryptorec-config"]["data"]
+    peers = config["CRYPTOREC_SHARD_PEERS"]
+    assert peers == "dns:///evaluator.cryptorec.svc.cluster.local:50051"
+    (container,) = by_kind(objects, "Deployment")["evaluator"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    args = container["args"]
+    assert args[args.index("--peer-tls-ca") + 1] == "/etc/cryptorec/tls/ca.crt"
+    assert args[args.index("--peer-tls-name") + 1] == "evaluator.cryptorec"
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["CRYPTOREC_PEER_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"].startswith("cryptorec-peer")
+    assert ref["key"] == "CRYPTOREC_PEER_SECRET"
