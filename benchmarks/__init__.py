@@ -12,6 +12,7 @@ DRIVERS = {
     "compression": "cryptorec.benchmarks.compression",
     "he": "cryptorec.benchmarks.he",
     "service": "cryptorec.benchmarks.service",
+    "catalogue": "cryptorec.benchmarks.catalogue",
     "load": "cryptorec.benchmarks.load",
     "memory": "cryptorec.benchmarks.evaluator_memory",
     "paillier-methods": "cryptorec.benchmarks.paillier_methods",

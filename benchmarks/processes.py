@@ -19,12 +19,12 @@ def free_port() -> int:
 
 
 def start_evaluator(
-    store_dir: Path, *extra: str, log: Path | None = None
+    store_dir: Path, *extra: str, log: Path | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A `cryptorec serve --role evaluator` process on a free port over the directory store
     (with `extra` flags; no /metrics port unless they say so), and its target once it
     serves. Its stderr (the log) goes to `log`, if given."""
-    port = free_port()
+    port = port or free_port()
     stderr = log.open("ab") if log is not None else None
     proc = subprocess.Popen(
         [
@@ -48,9 +48,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, MB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process, MB (`field` "VmHWM": the most it has held)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
