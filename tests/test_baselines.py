@@ -31,3 +31,11 @@ def test_baseline_beats_global_mean(small: Ratings, make) -> None:  # type: igno
     assert pred.shape == (test.nnz,)
     mean_only = rmse(np.full(test.nnz, R.data.mean()), test.data)
     assert rmse(np.clip(pred, 1, 5), test.data) < mean_only - 0.1
+    # The whole-row scores the ranking metrics use agree with the per-rating predictions.
+    users = np.unique(test.tocoo().row)
+    whole = model.scores(users)
+    assert whole.shape == (len(users), R.shape[1])
+    at = test.tocoo()  # CSR order, as predict_at returns
+    np.testing.assert_allclose(
+        whole[np.searchsorted(users, at.row), at.col], pred, rtol=0, atol=1e-4
+    )

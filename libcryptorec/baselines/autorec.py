@@ -105,6 +105,11 @@ class IAutoRec:
         out[by_item.data.astype(np.int64) - 1] = self._at(by_item)
         return out
 
+    def scores(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """(len(users), m) reconstructions of every item for the training rows `users`."""
+        H = _sigmoid(np.asarray(self._inputs @ self.Vt) + self.b1)  # (m, hidden)
+        return np.asarray((H @ self.Wt[users].T).T + self.b2[users][:, None], dtype=np.float32)
+
     def _at(self, pattern: sp.csr_matrix) -> npt.NDArray[np.float32]:
         """Reconstruction at the stored positions of the (m, n) item-major `pattern`."""
         H = _sigmoid(np.asarray(self._inputs @ self.Vt) + self.b1)

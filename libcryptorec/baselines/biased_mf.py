@@ -83,6 +83,11 @@ class BiasedMF:
         rows = np.repeat(np.arange(targets.shape[0]), np.diff(targets.indptr))
         return self._at(targets, rows)
 
+    def scores(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """(len(users), m) predictions of every item for the training rows `users`."""
+        bias = self.mu + self.bu[users][:, None] + self.bi[None, :]
+        return np.asarray(bias + self.P[users] @ self.Q.T, dtype=np.float32)
+
     def _at(self, pattern: sp.csr_matrix, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         inter = sampled_product(self.P, self.Q, pattern)
         bias = self.mu + self.bu[rows] + self.bi[pattern.indices]
