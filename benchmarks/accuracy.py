@@ -17,23 +17,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
+from cryptorec.benchmarks.library_baselines import (
+    LibrarySettings,
+    SurpriseItemKNN,
+    SurpriseSVD,
+    available,
+    tune,
+)
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import settings
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
-from libcryptorec.compression import compress
+from libcryptorec.compression import CompressedModel, compress
 from libcryptorec.data import Ratings, load_movielens
 from libcryptorec.download import download
 from libcryptorec.model import rmse
+from libcryptorec.ranking import ranking_scores
 from libcryptorec.splits import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
 from libcryptorec.transfer import TransferResult, run_transfer
 
+Scale = tuple[float, float]
+
 
 @dataclass
 class RepeatResult:
-    """One seed's outcome: RMSE per model name, compression figures and training time."""
+    """One seed's outcome: RMSE and ranking metrics per model name, compression figures and
+    training time; the compressed model and new users' matrices for the encrypted runs."""
 
     seed: int
     rmse: dict[str, float]
@@ -41,6 +54,10 @@ class RepeatResult:
     train_seconds: float
     best_epoch: int
     finetune: dict[str, Any] = field(default_factory=dict)
+    ranking: dict[str, dict[str, float]] = field(default_factory=dict)
+    packed: CompressedModel | None = field(default=None, repr=False)
+    feed: sp.csr_matrix | None = field(default=None, repr=False)
+    test: sp.csr_matrix | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,9 +75,12 @@ def run_repeat(
     compression: CompressionSetting = CompressionSetting(),
     *,
     baselines: bool = True,
+    library_settings: LibrarySettings | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> RepeatResult:
-    """Run every model on one draw (`seed`) of the paper split of `ratings`."""
+    """Run every model on one draw (`seed`) of the paper split of `ratings`: RMSE on the new
+    users' test ratings and ranking metrics over every item outside their feeding ratings.
+    `library_settings`: add the Surprise baselines with these hyperparameters."""
     split = paper_split(ratings, seed)
     m = split_matrices(ratings, split)
     R_train, feed, test = m.train, m.feed, m.test
@@ -70,25 +90,26 @@ def run_repeat(
     train_seconds = time.perf_counter() - started
     model = result.model
     one_step = model.one_step_tuning()
-    scores = {
-        "CryptoRec-f": rmse(model.clamp(model.predict_at(feed, test)), test.data),
-        "CryptoRec-a(1)": rmse(
-            model.clamp(model.predict_accurate_at(feed, test, one_step)), test.data
-        ),
-        "CryptoRec-a(n)": rmse(model.clamp(model.predict_accurate_at(feed, test)), test.data),
+    # Every model scores every item for every new user: RMSE reads the test positions,
+    # the ranking metrics the whole rows.
+    full = {
+        "CryptoRec-f": model.predict(feed),
+        "CryptoRec-a(1)": model.predict_accurate(feed, one_step),
+        "CryptoRec-a(n)": model.predict_accurate(feed),
     }
     log(
         f"seed {seed}: CryptoRec trained in {train_seconds:.1f}s (best epoch {result.best_epoch}); "
-        + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        + ", ".join(f"{k} {_rmse_at(v, test, ratings.scale):.4f}" for k, v in full.items())
     )
 
     packed = compress(model, compression.threshold, compression.clusters)
-    after = rmse(packed.model.clamp(packed.model.predict_at(feed, test)), test.data)
+    before = _rmse_at(full["CryptoRec-f"], test, ratings.scale)
+    after = _rmse_at(packed.model.predict(feed), test, ratings.scale)
     comp = {
         "pruning_ratio": packed.stats.pruning_ratio,
         "reuse_ratio": packed.stats.reuse_ratio,
         "reuse_ratio_products": packed.stats.reuse_ratio_products,
-        "rmse_before": scores["CryptoRec-f"],
+        "rmse_before": before,
         "rmse_after": after,
     }
     log(
@@ -98,16 +119,16 @@ def run_repeat(
 
     if baselines:
         R_all = ratings.to_csr(np.r_[split.train, split.feed])
-        test_all = ratings.to_csr(split.test)
-        for name, fitted in (
-            ("BiasedMF", lambda: BiasedMF(BiasedMFConfig(seed=seed)).fit(R_all)),
-            ("I-AutoRec", lambda: IAutoRec(AutoRecConfig(seed=seed)).fit(R_all)),
-        ):
+        new_users = np.asarray(split.new_users, dtype=np.int64)
+        for name, fit in _baselines(R_all, ratings.scale, seed, library_settings):
             t0 = time.perf_counter()
-            baseline = fitted()
-            pred = np.clip(baseline.predict_at(test_all), *ratings.scale)
-            scores[name] = rmse(pred, test_all.data)
-            log(f"seed {seed}: {name} {scores[name]:.4f} ({time.perf_counter() - t0:.1f}s)")
+            full[name] = np.asarray(fit().scores(new_users), dtype=np.float64)
+            log(
+                f"seed {seed}: {name} {_rmse_at(full[name], test, ratings.scale):.4f} "
+                f"({time.perf_counter() - t0:.1f}s)"
+            )
+    scores = {name: _rmse_at(s, test, ratings.scale) for name, s in full.items()}
+    ranking = {name: ranking_scores(s, feed, test).as_json() for name, s in full.items()}
     return RepeatResult(
         seed=seed,
         rmse=scores,
@@ -115,7 +136,33 @@ def run_repeat(
         train_seconds=train_seconds,
         best_epoch=result.best_epoch,
         finetune={"a(n)": model.finetune.__dict__, "a(1)": one_step.__dict__},
+        ranking=ranking,
+        packed=packed,
+        feed=feed,
+        test=test,
     )
+
+
+def _rmse_at(scores: npt.NDArray[np.floating[Any]], test: sp.csr_matrix, scale: Scale) -> float:
+    """RMSE of (u, m) `scores`, clamped to the rating scale, at the ratings of `test` (u, m)."""
+    at = test.tocoo()
+    return rmse(np.clip(scores[at.row, at.col], *scale), at.data)
+
+
+def _baselines(
+    R: sp.csr_matrix, scale: Scale, seed: int, library: LibrarySettings | None
+) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, fit) for every baseline: each fit returns a model with `scores(users)`."""
+    out: list[tuple[str, Callable[[], Any]]] = [
+        ("BiasedMF", lambda: BiasedMF(BiasedMFConfig(seed=seed)).fit(R)),
+        ("I-AutoRec", lambda: IAutoRec(AutoRecConfig(seed=seed)).fit(R)),
+    ]
+    if library is not None:
+        out += [
+            (SurpriseSVD.name, lambda: SurpriseSVD(R, scale, library.svd, seed)),
+            (SurpriseItemKNN.name, lambda: SurpriseItemKNN(R, scale, library.knn)),
+        ]
+    return out
 
 
 def summarise(dataset: str, repeats: list[RepeatResult]) -> dict[str, Any]:
@@ -125,6 +172,10 @@ def summarise(dataset: str, repeats: list[RepeatResult]) -> dict[str, Any]:
         name: {
             "rmse_mean": float(np.mean([r.rmse[name] for r in repeats])),
             "rmse_std": float(np.std([r.rmse[name] for r in repeats])),
+            **{
+                metric: float(np.mean([r.ranking[name][metric] for r in repeats]))
+                for metric in repeats[0].ranking[name]
+            },
         }
         for name in names
     }
@@ -141,6 +192,7 @@ def summarise(dataset: str, repeats: list[RepeatResult]) -> dict[str, Any]:
             {
                 "seed": r.seed,
                 "rmse": r.rmse,
+                "ranking": r.ranking,
                 "best_epoch": r.best_epoch,
                 "train_seconds": r.train_seconds,
                 "finetune": r.finetune,
@@ -210,6 +262,25 @@ def accuracy_table(summary: dict[str, Any]) -> str:
             "new users' ratings 90/10)",
             table(["model", "RMSE", "std", "loss vs best", "paper bound"], rows),
             f"best: {best_name}; CryptoRec training {summary['train_seconds']:.1f}s per run",
+        ]
+    )
+
+
+RANKING_METRICS = ("ndcg@10", "recall@10", "precision@10", "mrr", "coverage@10")
+
+
+def ranking_table(summary: dict[str, Any]) -> str:
+    """Ranking quality per model (means over repeats), best NDCG first."""
+    models = summary["models"]
+    rows = [
+        [name, *(f"{m[k]:.4f}" for k in RANKING_METRICS)]
+        for name, m in sorted(models.items(), key=lambda kv: -kv[1]["ndcg@10"])
+    ]
+    return "\n".join(
+        [
+            "Top 10 of every item outside a new user's feeding ratings; "
+            "relevant = test rating >= 4",
+            table(["model", *RANKING_METRICS], rows),
         ]
     )
 
@@ -284,7 +355,8 @@ def run_sweep(
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    """Bar chart of RMSE per model with std error bars and % loss labels, written as PNG."""
+    """RMSE per model (std error bars, % loss against the best) beside NDCG@10, Recall@10 and
+    MRR per model, written as PNG."""
     plt = pyplot()
     models = sorted(summary["models"].items(), key=lambda kv: kv[1]["rmse_mean"])
     names = [n for n, _ in models]
@@ -292,7 +364,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     stds = [m["rmse_std"] for _, m in models]
     best = min(means)
     colors = ["#c0392b" if n.startswith("CryptoRec") else "#7f8c8d" for n in names]
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(13, 4.2), dpi=120)
     bars = ax.bar(names, means, yerr=stds, color=colors, capsize=4)
     for bar, mean, std in zip(bars, means, stds, strict=True):
         ax.annotate(
@@ -300,15 +372,60 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             (bar.get_x() + bar.get_width() / 2, mean + std),
             ha="center",
             va="bottom",
-            fontsize=8,
+            fontsize=7,
             xytext=(0, 3),
             textcoords="offset points",
         )
-    ax.set_ylim(min(means) - 0.03, max(m + s for m, s in zip(means, stds, strict=True)) + 0.015)
+    ax.set_ylim(min(means) - 0.03, max(m + s for m, s in zip(means, stds, strict=True)) + 0.02)
     ax.set_ylabel("test RMSE (lower is better)")
-    ax.set_title(f"{summary['dataset']}: accuracy, {summary['repeats']} repeats (paper Fig. 2)")
-    ax.tick_params(axis="x", labelsize=8)
+    ax.set_title(f"{summary['dataset']}: RMSE, {summary['repeats']} repeats (paper Fig. 2)")
+    metrics = [k for k in ("ndcg@10", "recall@10", "mrr") if k in models[0][1]]
+    width = 0.8 / max(1, len(metrics))
+    x = np.arange(len(names))
+    for j, metric in enumerate(metrics):
+        right.bar(x + j * width, [m[metric] for _, m in models], width, label=metric)
+    right.set_xticks(x + width * (len(metrics) - 1) / 2, names)
+    right.set_ylabel("higher is better")
+    right.set_title("top-10 ranking (relevant: test rating >= 4)")
+    right.legend(fontsize=8)
+    for axis in (ax, right):
+        axis.tick_params(axis="x", labelsize=7, rotation=30)
     save_figure(fig, path)
+
+
+# The encrypted protocols whose top 10 is compared with the plaintext model's.
+AGREEMENT_RUNS = (("ckks", "fast"), ("ckks", "accurate"), ("paillier", "fast"))
+
+
+def encrypted_agreement(repeat: RepeatResult, users: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """For each of AGREEMENT_RUNS, the first `users["scheme/mode"]` new users of `repeat` (0
+    skips it) through the real client and evaluator (`bench he`'s measure): the share whose
+    decrypted top 10 equals the plaintext protocol's as a set, the largest rank move and the
+    largest prediction error."""
+    from cryptorec.benchmarks.he import measure
+
+    if repeat.packed is None or repeat.feed is None or repeat.test is None:
+        raise ValueError("this repeat kept no model to encrypt with")
+    out: dict[str, dict[str, Any]] = {}
+    for scheme, mode in AGREEMENT_RUNS:
+        name = f"{scheme}/{mode}"
+        count = min(users.get(name, 0), repeat.feed.shape[0])
+        if count <= 0:
+            continue
+        started = time.perf_counter()
+        m = measure(scheme, mode, repeat.packed, repeat.feed, repeat.test, users=count)
+        out[name] = {
+            "agreement": m.top10_agreement,
+            "max_rank_change": m.top10_max_rank_change,
+            "max_abs_err": m.max_abs_err,
+            "users": count,
+        }
+        log(
+            f"{name}: top 10 same for {m.top10_agreement:.3f} of {count} users, largest rank "
+            f"move {m.top10_max_rank_change}, largest error {m.max_abs_err:.1e} "
+            f"({time.perf_counter() - started:.0f}s)"
+        )
+    return out
 
 
 def run(
@@ -320,22 +437,50 @@ def run(
     transfer: bool,
     baselines: bool,
     compression: CompressionSetting,
+    library: LibrarySettings | None = None,
+    agreement_users: dict[str, int] | None = None,
+    tune_library: bool = False,
 ) -> dict[str, Any]:
-    """Run the experiment, print the tables, write JSON and PNG; returns the summary."""
+    """Run the experiment, print the tables, write JSON and PNG; returns the summary.
+    `library`: the Surprise baselines' settings (None: without them); `agreement_users`: held-out
+    users of seed 0 per "scheme/mode" for the encrypted top-10 agreement."""
     ratings = load_movielens(dataset, data_dir)
     log(
         f"{dataset}: {len(ratings):,} ratings, {ratings.n_users:,} users, "
         f"{ratings.n_items:,} rated items"
     )
     started = time.perf_counter()
+    tuning: list[dict[str, Any]] = []
+    if tune_library:
+        split = paper_split(ratings, 0)
+        R_all = ratings.to_csr(np.r_[split.train, split.feed])
+        library, tuning = tune(R_all, ratings.scale, seed=0, log=log)
+        log(f"library baselines chosen on validation ratings: {library}")
     results = [
-        run_repeat(ratings, seed, compression=compression, baselines=baselines, log=log)
+        run_repeat(
+            ratings,
+            seed,
+            compression=compression,
+            baselines=baselines,
+            library_settings=library,
+            log=log,
+        )
         for seed in range(repeats)
     ]
     summary = summarise(dataset, results)
+    if library is not None and baselines:
+        summary["library_settings"] = asdict(library)
+        if tuning:
+            summary["library_tuning"] = tuning
     print(accuracy_table(summary))
     print()
+    print(ranking_table(summary))
+    print()
     print(compression_table(summary))
+    if agreement_users:
+        detail = encrypted_agreement(results[0], agreement_users)
+        summary["encrypted_top10_agreement"] = {k: v["agreement"] for k, v in detail.items()}
+        summary["encrypted_top10"] = detail
     if transfer:
         pair = [load_movielens("ml-1m", data_dir), load_movielens("ml-latest-small", data_dir)]
         transfers = [run_transfer(pair[0], pair[1], seed=0), run_transfer(pair[1], pair[0], seed=0)]
@@ -367,11 +512,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-baselines", action="store_true", help="CryptoRec only")
     parser.add_argument(
+        "--no-library-baselines",
+        action="store_true",
+        help="skip Surprise's SVD and item-KNN (skipped anyway when Surprise is not installed)",
+    )
+    parser.add_argument(
+        "--tune-library",
+        action="store_true",
+        help="choose the Surprise baselines' settings on validation ratings of seed 0 first "
+        "(a few minutes; the defaults are the choice of such a run)",
+    )
+    parser.add_argument(
+        "--agreement-users",
+        type=int,
+        default=100,
+        help="held-out users whose CKKS fast-mode top 10 is compared encrypted vs plaintext "
+        "(0: skip)",
+    )
+    parser.add_argument(
+        "--agreement-slow-users",
+        type=int,
+        default=20,
+        help="the same for CKKS accurate and Paillier (on ml-1m about 5 s and 30 s a user)",
+    )
+    parser.add_argument(
         "--download", action="store_true", help="fetch missing datasets from GroupLens first"
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    library = not args.no_library_baselines and not args.no_baselines
+    if library and not available():
+        log("Surprise is not installed (pip install scikit-surprise): library baselines skipped")
+        library = False
     if args.download:
         needed = [args.dataset] + ([] if args.no_transfer else ["ml-1m", "ml-latest-small"])
         for name in dict.fromkeys(needed):
@@ -385,5 +558,12 @@ def main(args: argparse.Namespace) -> int:
         transfer=not args.no_transfer,
         baselines=not args.no_baselines,
         compression=CompressionSetting(args.prune_threshold, args.clusters),
+        library=LibrarySettings() if library else None,
+        tune_library=library and args.tune_library,
+        agreement_users={
+            "ckks/fast": args.agreement_users,
+            "ckks/accurate": args.agreement_slow_users,
+            "paillier/fast": args.agreement_slow_users,
+        },
     )
     return 0

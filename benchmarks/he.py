@@ -4,7 +4,8 @@ beside the paper's Table 6: time, bytes and error per phase.
 Each query is one new user of the paper split: the client centres and encrypts its feeding
 ratings, the server computes, the client decrypts and adds its mean back. Errors are against
 the plaintext compressed model (fast mode) or its one-step fine-tuning (accurate mode); RMSE
-is on the user's hidden test ratings, clamped to the rating scale.
+is on the user's hidden test ratings, clamped to the rating scale. Top-10 agreement compares the
+decrypted ranking with the plaintext one, outside the items the user fed in.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cryptorec.services import settings
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.model import CryptoRecModel
+from libcryptorec.ranking import masked_scores, top_n_agreement
 from libcryptorec.splits import split_matrices
 
 
@@ -45,6 +47,10 @@ class Measurement:
     queries: int
     setup_s: float
     client_offline_s: float = 0.0
+    # Share of queries whose top 10 (outside the user's feeding items) is the plaintext
+    # protocol's as a set, and the largest rank move of a plaintext top-10 item.
+    top10_agreement: float = 1.0
+    top10_max_rank_change: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +66,8 @@ class _Query:
     err: float
     sq_err: float
     count: int
+    agrees: bool = True
+    moved: int = 0
 
 
 def _score(
@@ -90,6 +98,8 @@ def _summarise(rows: list[_Query], key_bytes: int, setup_s: float, offline_s: fl
         queries=len(rows),
         setup_s=setup_s,
         client_offline_s=offline_s,
+        top10_agreement=float(np.mean([r.agrees for r in rows])),
+        top10_max_rank_change=max(r.moved for r in rows),
     )
 
 
@@ -129,6 +139,10 @@ def measure(
             t4 = time.perf_counter()
             reference = registry.get(scheme, mode).reference(model, feed[u])
             err, sq, count = _score(model, rbar + z, reference, test, u)
+            agreement, moved = top_n_agreement(
+                masked_scores(reference[None, :], feed[u]),
+                masked_scores((rbar + z)[None, :], feed[u]),
+            )
             rows.append(
                 _Query(
                     t2 - t1,
@@ -139,11 +153,14 @@ def measure(
                     err,
                     sq,
                     count,
+                    agreement == 1.0,
+                    moved,
                 )
             )
             progress(
                 f"{scheme}/{mode} user {u}: encrypt {t2 - t1:.4f}s server {t3 - t2:.3f}s "
-                f"decrypt {t4 - t3:.4f}s error {err:.1e}"
+                f"decrypt {t4 - t3:.4f}s error {err:.1e}, top 10 "
+                + ("same" if agreement == 1.0 else f"differs (largest move {moved})")
             )
     finally:
         evaluator.close()
@@ -199,6 +216,7 @@ def he_table(results: dict[str, Any]) -> str:
             f"{r['key_bytes'] / 1e6:.2f}",
             f"{r['max_abs_err']:.1e}",
             f"{r['rmse']:.4f}",
+            f"{r['top10_agreement']:.2f}",
         ]
         for scheme, modes in results.items()
         for mode, r in modes.items()
@@ -213,11 +231,12 @@ def he_table(results: dict[str, Any]) -> str:
             "",
             "",
             "",
+            "",
         ]
         for name, p in PAPER_TABLE_6.items()
     ]
     header = ["scheme/mode", "client enc s", "server s", "client dec s", "MB up+down"]
-    return table([*header, "key MB", "max err", "RMSE"], rows)
+    return table([*header, "key MB", "max err", "RMSE", "top-10 same"], rows)
 
 
 HELP = "encrypted prediction: time, bytes and error per scheme and mode"

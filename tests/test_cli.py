@@ -53,6 +53,10 @@ def test_bench_accuracy_on_ml_100k(
             "--repeats",
             "1",
             "--no-transfer",
+            "--agreement-users",
+            "3",
+            "--agreement-slow-users",
+            "0",
             "--json",
             str(out),
         ]
@@ -62,10 +66,17 @@ def test_bench_accuracy_on_ml_100k(
     assert result["dataset"] == "ml-100k"
     assert result["repeats"] == 1
     names = {"CryptoRec-f", "CryptoRec-a(1)", "CryptoRec-a(n)", "BiasedMF", "I-AutoRec"}
+    names |= {"Surprise SVD", "Surprise item-KNN"}
     assert names <= set(result["models"])
     for m in result["models"].values():
         assert 0.8 < m["rmse_mean"] < 1.0
         assert m["rmse_std"] == 0.0
+        for metric in ("ndcg@10", "recall@10", "precision@10", "mrr", "coverage@10"):
+            assert 0.0 <= m[metric] <= 1.0
+    # A random ranking scores an NDCG@10 near 0.005 here; the model ranks far better.
+    assert result["models"]["CryptoRec-f"]["ndcg@10"] > 0.05
+    assert result["encrypted_top10_agreement"] == {"ckks/fast": 1.0}
+    assert result["encrypted_top10"]["ckks/fast"]["users"] == 3
     c = result["compression"]
     assert 0 <= c["pruning_ratio"] < 1
     assert 0.5 < c["reuse_ratio"] < 1
