@@ -90,6 +90,7 @@ def dumps(model: CryptoRecModel | CompressedModel) -> tuple[bytes, str]:
         "global_mean": base.global_mean,
         "scale": list(base.scale),
         "input_power": base.input_power,
+        "input_offset": base.input_offset,
         "finetune": asdict(base.finetune),
         "meta": base.meta,
         "arrays": {
@@ -166,6 +167,8 @@ def _build(
         "scale": (float(manifest["scale"][0]), float(manifest["scale"][1])),
         "finetune": FineTuning(**manifest["finetune"]),
         "input_power": float(manifest["input_power"]),
+        # Artifacts written before the offset existed were trained without one.
+        "input_offset": float(manifest.get("input_offset", 0.0)),
         "meta": dict(manifest["meta"]),
     }
     if manifest["kind"] == "dense":

@@ -56,9 +56,12 @@ class CryptoRecModel:
         global_mean: mu, the mean training rating.
         scale: (lowest, highest) allowed rating, for clamping.
         finetune: accurate-mode settings chosen on held-out training users.
-        input_power: alpha in x_u = (r_u - rbar_u) * phi_u / |R_u|^alpha. The paper's Eq. 6 is
-            alpha = 0; alpha = 0.5 (as in SVD++) stops light raters' interaction terms from
+        input_power: alpha in x_u = (r_u - rbar_u + c) * phi_u / |R_u|^alpha. The paper's Eq. 6
+            is alpha = 0; alpha = 0.5 (as in SVD++) stops light raters' interaction terms from
             vanishing. The client applies it before encrypting, so it costs nothing in HE.
+        input_offset: c in the same formula. The paper's is 0, which makes a rating equal to
+            the user's mean count as no rating at all; c > 0 adds which items a user rated
+            (implicit feedback, as SVD++'s y_j) to the same input vector, at no cost in HE.
         meta: provenance (dataset, training settings, validation scores); JSON-serialisable.
     """
 
@@ -69,6 +72,7 @@ class CryptoRecModel:
     scale: tuple[float, float] = (1.0, 5.0)
     finetune: FineTuning = field(default_factory=FineTuning)
     input_power: float = 0.0
+    input_offset: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,17 +106,20 @@ class CryptoRecModel:
 
     def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, Vector]:
         """Centre the (n, m) rating matrix of n users: returns (X, rbar) with
-        X = (R - rbar) * phi / |R_u|^input_power as CSR (n, m) and rbar of shape (n,).
-        A user with no ratings gets rbar = mu."""
+        X = (R - rbar + input_offset) * phi / |R_u|^input_power as CSR (n, m) and rbar of shape
+        (n,). A user with no ratings gets rbar = mu."""
         self._check_width(R)
-        return scaled_inputs(R, self.global_mean, self.input_power)
+        return scaled_inputs(R, self.global_mean, self.input_power, self.input_offset)
 
     @property
     def max_input_norm(self) -> float:
-        """An upper bound on ||x_u||_2 for any user: sum (r - rbar)^2 / k^(2 alpha) is at most
-        k^(1 - 2 alpha) ((hi - lo) / 2)^2 with k <= m. Sizes fixed-point encodings."""
+        """An upper bound on ||x_u||_2 for any user: sum (r - rbar + c)^2 = sum (r - rbar)^2 +
+        k c^2 (the deviations sum to 0), and k ratings in [lo, hi] deviate from their mean by at
+        most k ((hi - lo) / 2)^2 in all; over k^(2 alpha) with k <= m. Sizes fixed-point
+        encodings."""
         lo, hi = self.scale
-        return float(np.sqrt(self.n_items ** max(0.0, 1 - 2 * self.input_power)) * (hi - lo) / 2)
+        per_rating = ((hi - lo) / 2) ** 2 + self.input_offset**2
+        return float(np.sqrt(self.n_items ** max(0.0, 1 - 2 * self.input_power) * per_rating))
 
     def user_vectors(self, R: sp.csr_matrix) -> tuple[Matrix, Vector]:
         """p = x A for each of the n rows of R: returns (P of shape (n, d), rbar of shape (n,))."""
@@ -207,12 +214,15 @@ class CryptoRecModel:
 
 
 def scaled_inputs(
-    R: sp.csr_matrix, global_mean: float, input_power: float
+    R: sp.csr_matrix, global_mean: float, input_power: float, input_offset: float = 0.0
 ) -> tuple[sp.csr_matrix, Vector]:
-    """(X, rbar) for the (n, m) ratings R: X = (R - rbar) * phi / |R_u|^input_power as CSR and
-    rbar (n,), mu for users with no ratings. What a client computes before encrypting."""
+    """(X, rbar) for the (n, m) ratings R: X = (R - rbar + input_offset) * phi /
+    |R_u|^input_power as CSR and rbar (n,), mu for users with no ratings. What a client computes
+    before encrypting."""
     means = row_means(R, default=global_mean)
     X = center_rows(R, means)
+    if input_offset:
+        X.data += np.float32(input_offset)
     if input_power:
         counts = np.maximum(np.diff(R.indptr), 1).astype(np.float32)
         X.data *= np.repeat(counts ** np.float32(-input_power), np.diff(R.indptr))

@@ -18,8 +18,10 @@ from tests.test_model import make_model, random_ratings
 
 
 def contract_model(items: int, dim: int, seed: int) -> CompressedModel:
-    """Zero, negative and positive weights, an all-zero row, a chosen one-step fine-tuning."""
+    """Zero, negative and positive weights, an all-zero row, a chosen one-step fine-tuning and
+    an input offset (the client's input is not just the centred ratings)."""
     model = make_model(m=items, d=dim, seed=seed)
+    model.input_offset = 0.5
     model.A *= 0.3
     model.Q *= 0.3
     model.A[1] = 0.0

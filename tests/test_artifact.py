@@ -20,6 +20,7 @@ def _model() -> CryptoRecModel:
     model = make_model(m=30, d=8, seed=9)
     model.finetune = FineTuning(steps=3, eta=1.0, l2=0.01)
     model.meta = {"dataset": "synthetic", "valid_rmse_fast": 0.9}
+    model.input_offset = 0.5
     return model
 
 
@@ -36,6 +37,7 @@ def test_dense_round_trip_is_bit_exact(tmp_path: Path) -> None:
     assert loaded.meta == model.meta
     assert loaded.global_mean == model.global_mean
     assert loaded.input_power == model.input_power
+    assert loaded.input_offset == model.input_offset
 
 
 def test_compressed_round_trip_is_bit_exact(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def explicit_prediction(model: CryptoRecModel, r: np.ndarray) -> np.ndarray:
     """Eq. 6 for one dense rating vector (0 = unrated), written out term by term."""
     phi = r > 0
     rbar = r[phi].mean()
-    x = np.where(phi, r - rbar, 0.0) / phi.sum() ** model.input_power
+    x = np.where(phi, r - rbar + model.input_offset, 0.0) / phi.sum() ** model.input_power
     return rbar + (model.item_means - model.global_mean) + (x @ model.A) @ model.Q.T
 
 
@@ -44,7 +44,7 @@ def explicit_finetune(model: CryptoRecModel, r: np.ndarray, t: FineTuning) -> np
     phi = r > 0
     rbar = r[phi].mean()
     k = phi.sum()
-    x = np.where(phi, r - rbar, 0.0) / k**model.input_power
+    x = np.where(phi, r - rbar + model.input_offset, 0.0) / k**model.input_power
     A, Q = model.A.astype(np.float64), model.Q.astype(np.float64)
     b = (model.item_means - model.global_mean).astype(np.float64)
     eta = t.eta / ((x @ x) * k)
@@ -57,8 +57,10 @@ def explicit_finetune(model: CryptoRecModel, r: np.ndarray, t: FineTuning) -> np
     return rbar + b + (x @ A) @ Q.T
 
 
-def test_fast_mode_matches_equation_6() -> None:
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["paper", "offset"])
+def test_fast_mode_matches_equation_6(offset: float) -> None:
     model = make_model()
+    model.input_offset = offset
     R = random_ratings(7, 12, 0.5, 1)
     pred = model.predict(R)
     assert pred.shape == (7, 12)
@@ -92,12 +94,16 @@ def test_clamping_and_width_check() -> None:
         model.predict(sp.csr_matrix((1, 5), dtype=np.float32))
 
 
-def test_gradients_match_finite_differences() -> None:
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_gradients_match_finite_differences(weighted: bool) -> None:
     model = make_model(m=10, d=4, seed=3)
     R_in = random_ratings(6, 10, 0.5, 4)
     targets = random_ratings(6, 10, 0.6, 5)
     l2 = 0.3
-    _, gA, gQ, _ = loss_and_grads(model, R_in, targets, l2)
+    w = None
+    if weighted:  # errors on seen ratings count less (TrainConfig.seen_weight)
+        w = np.random.default_rng(7).choice([0.25, 1.0], targets.nnz).astype(np.float32)
+    _, gA, gQ, _ = loss_and_grads(model, R_in, targets, l2, w)
     rng = np.random.default_rng(6)
     for name, grad in (("A", gA), ("Q", gQ)):
         for _ in range(3):
@@ -105,9 +111,9 @@ def test_gradients_match_finite_differences() -> None:
             base = getattr(model, name).copy()
             h = 1e-2
             setattr(model, name, (base + h * V).astype(np.float32))
-            up = loss_and_grads(model, R_in, targets, l2)[0]
+            up = loss_and_grads(model, R_in, targets, l2, w)[0]
             setattr(model, name, (base - h * V).astype(np.float32))
-            down = loss_and_grads(model, R_in, targets, l2)[0]
+            down = loss_and_grads(model, R_in, targets, l2, w)[0]
             setattr(model, name, base)
             numeric = (up - down) / (2 * h)
             analytic = float((grad.astype(np.float64) * V).sum())
@@ -121,17 +127,19 @@ def test_gradients_match_finite_differences() -> None:
     l2=st.sampled_from([0.0, 0.01, 0.5]),
     seed=st.integers(0, 1000),
     power=st.sampled_from([0.0, 0.5]),
+    offset=st.sampled_from([0.0, 0.5]),
 )
 def test_rank_one_finetuning_equals_explicit_updates(
-    steps: int, eta: float, l2: float, seed: int, power: float
+    steps: int, eta: float, l2: float, seed: int, power: float, offset: float
 ) -> None:
     model = make_model(seed=seed, input_power=power)
+    model.input_offset = offset
     R = random_ratings(3, 12, 0.4, seed + 1)
     tuning = FineTuning(steps=steps, eta=eta, l2=l2)
     pred = model.predict_accurate(R, tuning)
     for u in range(3):
         r = R[u].toarray().ravel()
-        if (r > 0).sum() < 2 or np.ptp(r[r > 0]) == 0:
+        if (r > 0).sum() < 2 or (np.ptp(r[r > 0]) == 0 and offset == 0):
             continue  # x = 0: nothing to fine-tune
         np.testing.assert_allclose(
             pred[u], explicit_finetune(model, r, tuning), rtol=1e-4, atol=1e-4
@@ -234,3 +242,22 @@ def test_norms_by_chunks_equal_numpy() -> None:
     np.testing.assert_allclose(
         norms.max_row_norm(M), np.linalg.norm(M.astype(float), axis=1).max(), rtol=1e-12
     )
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    power=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+    offset=st.sampled_from([0.0, 0.5, 2.0]),
+    density=st.floats(0.05, 1.0),
+)
+def test_max_input_norm_bounds_every_user(
+    seed: int, power: float, offset: float, density: float
+) -> None:
+    model = make_model(m=30, seed=seed, input_power=power)
+    model.input_offset = offset
+    R = random_ratings(20, 30, density, seed)
+    R.data[: R.nnz // 2] = 5.0  # push some users toward the extremes of the scale
+    X, _ = model.user_inputs(R)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    assert norms.max() <= model.max_input_norm * (1 + 1e-6)

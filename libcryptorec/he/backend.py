@@ -73,11 +73,19 @@ class ClientInputs:
     input_power: float
     scale: tuple[float, float]
     step_size: float
+    input_offset: float = 0.0
 
     @classmethod
     def of(cls, model: CryptoRecModel) -> ClientInputs:
         eta = model.one_step_tuning().eta
-        return cls(model.n_items, model.global_mean, model.input_power, model.scale, eta)
+        return cls(
+            model.n_items,
+            model.global_mean,
+            model.input_power,
+            model.scale,
+            eta,
+            model.input_offset,
+        )
 
     @property
     def n_items(self) -> int:
@@ -87,7 +95,7 @@ class ClientInputs:
         """(x, rbar) for a (1, m) rating row, exactly as the model computes them."""
         if R.shape[1] != self.items:
             raise ValueError(f"ratings cover {R.shape[1]} items; the model has {self.items}")
-        return scaled_inputs(R, self.global_mean, self.input_power)
+        return scaled_inputs(R, self.global_mean, self.input_power, self.input_offset)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,15 @@ without ever building the fine-tuned A and Q (ARCHITECTURE.md section 4, rank-on
 
 Plaintext reference: `CryptoRecModel.predict_accurate` with FineTuning(steps=1, eta, l2=0).
 With x the client's (scaled, centred) ratings, phi its rated mask, k = |R_u|, s = ||x||^2,
-the step eta_u = eta / (s k), alpha = input_power and r - rbar = k^alpha x on rated items:
+the step eta_u = eta / (s k) and d = (r - rbar) * phi the user's deviations from their mean:
 
     p   = x A                     z = p Q^T            u = b + z
-    e_b = (beta phi) * u - beta k^alpha x              (= beta e, beta = eta_u s = eta / k)
-    e_g = (beta/s phi) * u - beta/s k^alpha x          (= eta_u e)
+    e_b = (beta phi) * u - beta d                      (= beta e, beta = eta_u s = eta / k)
+    e_g = (beta/s phi) * u - beta/s d                  (= eta_u e)
     p'  = p - e_b Q                                    (= p - eta_u s e Q)
     y'  = rbar + b + p' Q^T - (p' . p) e_g
 
-Every per-user scalar (beta, 1/s, k^alpha) is folded into the five vectors the client
+Every per-user scalar (beta, 1/s) is folded into the five vectors the client
 encrypts, so the server learns none of them. The fine-tuning regulariser is left out
 (l2 = 0): at these step sizes it moves predictions by less than 1e-4, and keeping it would
 need a per-user scalar on the server.
@@ -78,9 +78,6 @@ class InputTransform(Protocol):
     @property
     def n_items(self) -> int: ...
 
-    @property
-    def input_power(self) -> float: ...
-
     def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]: ...
 
 
@@ -89,7 +86,8 @@ def client_vectors(
 ) -> tuple[list[npt.NDArray[np.float64]], float]:
     """The five (m,) vectors the client encrypts for one user (one row of ratings), and rbar.
 
-    Order: x, beta*phi, beta*k^alpha*x, (beta/s)*phi, (beta/s)*k^alpha*x (see module doc).
+    Order: x, beta*phi, beta*d, (beta/s)*phi, (beta/s)*d with d = (r - rbar) * phi (see the
+    module doc).
     """
     if ratings.shape[0] != 1:
         raise ValueError("one user at a time")
@@ -101,7 +99,10 @@ def client_vectors(
     s = float(x @ x)
     beta = eta / k if s > 0 else 0.0
     gamma = eta / (s * k) if s > 1e-9 else 0.0
-    centred = x * k**model.input_power
+    # The deviations come from the ratings themselves, not from x: x may carry an offset and a
+    # scaling (the model's input transform) that the error e = u - d must not see.
+    centred = np.zeros(model.n_items)
+    centred[ratings.indices] = ratings.data - float(means[0])
     return [x, beta * phi, beta * centred, gamma * phi, gamma * centred], float(means[0])
 
 

@@ -404,7 +404,12 @@ def receive_replies(
 def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:
     i = info.inputs
     return ClientInputs(
-        len(info.catalogue), i.global_mean, i.input_power, (i.scale_min, i.scale_max), i.step_size
+        len(info.catalogue),
+        i.global_mean,
+        i.input_power,
+        (i.scale_min, i.scale_max),
+        i.step_size,
+        i.input_offset,
     )
 
 

@@ -27,6 +27,7 @@ def to_message(d: ModelDescription) -> pb.GetModelResponse:
             scale_min=d.inputs.scale[0],
             scale_max=d.inputs.scale[1],
             step_size=d.inputs.step_size,
+            input_offset=d.inputs.input_offset,
         ),
         schemes=[scheme_parameters(s, d.quotes.get(f"{s.scheme}/{s.mode}", {})) for s in d.specs],
         compression=pb.CompressionStats(

@@ -180,12 +180,18 @@ class ClientInputs(_message.Message):
     SCALE_MIN_FIELD_NUMBER: _builtins.int
     SCALE_MAX_FIELD_NUMBER: _builtins.int
     STEP_SIZE_FIELD_NUMBER: _builtins.int
+    INPUT_OFFSET_FIELD_NUMBER: _builtins.int
     global_mean: _builtins.float
     input_power: _builtins.float
     scale_min: _builtins.float
     scale_max: _builtins.float
     step_size: _builtins.float
     """Accurate mode's step size (the client folds it into what it encrypts)."""
+    input_offset: _builtins.float
+    """c in x = (r - rbar + c) * phi / k^input_power: added to each rated item's deviation from
+    the user's mean before scaling (0 for models trained without it). Since API 1.3.0; a
+    client that ignores it gets worse predictions, so clients must read it.
+    """
     def __init__(
         self,
         *,
@@ -194,10 +200,11 @@ class ClientInputs(_message.Message):
         scale_min: _builtins.float = ...,
         scale_max: _builtins.float = ...,
         step_size: _builtins.float = ...,
+        input_offset: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_mean", b"global_mean", "input_power", b"input_power", "scale_max", b"scale_max", "scale_min", b"scale_min", "step_size", b"step_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_mean", b"global_mean", "input_offset", b"input_offset", "input_power", b"input_power", "scale_max", b"scale_max", "scale_min", b"scale_min", "step_size", b"step_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
