@@ -52,7 +52,8 @@ class CryptoRecModel:
     Attributes:
         A: (m, d) input item features (builds the user vector p_u = x_u A).
         Q: (m, d) output item features.
-        item_means: (m,) rbar_i on the training users (mu for items nobody rated).
+        item_means: (m,) mu + b_i: the damped mean rating of each item on the training users,
+            refined with A and Q when training learns it (mu for items nobody rated).
         global_mean: mu, the mean training rating.
         scale: (lowest, highest) allowed rating, for clamping.
         finetune: accurate-mode settings chosen on held-out training users.
