@@ -96,7 +96,15 @@ def _drive(
     def once() -> tuple[float, str]:
         t0 = time.perf_counter()
         try:
-            client._evaluate(info.version, keys, "ckks", "fast", query, len(info.catalogue))
+            client._evaluate(
+                info.version,
+                keys,
+                "ckks",
+                "fast",
+                query,
+                len(info.catalogue),
+                info.inputs.input_offset,
+            )
             return time.perf_counter() - t0, "OK"
         except grpc.RpcError as exc:
             return time.perf_counter() - t0, exc.code().name

@@ -44,6 +44,7 @@ ITEMS, DIM = 60, 8
 
 def _packed():  # type: ignore[no-untyped-def]
     model = make_model(m=ITEMS, d=DIM, seed=4)
+    model.input_offset = 0.5  # published by GetModel, echoed in every Predict header
     model.A *= 0.4
     model.Q *= 0.4
     model.meta["finetune_one_step"] = {"steps": 1, "eta": 1.0, "l2": 0.0}
@@ -155,6 +156,7 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
             scheme=types_pb2.SCHEME_CKKS,
             mode=types_pb2.MODE_FAST,
             ciphertext_count=len(good),
+            input_offset=info.inputs.input_offset,
         )
         base.update(kw)
         return ev_pb.PredictHeader(**base)  # type: ignore[arg-type]
@@ -178,6 +180,11 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
             INVALID,
         ),
         "fewer ciphertexts than announced": (lambda: _predict(client, header(), []), INVALID),
+        # A client older than API 1.3.0 sends no offset: its inputs would be silently wrong.
+        "inputs made without the model's offset": (
+            lambda: _predict(client, header(input_offset=0.0), [good]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
         "truncated ciphertext": (lambda: _predict(client, header(), [[good[0][:1000]]]), INVALID),
         "random bytes": (lambda: _predict(client, header(), [[b"\x07" * 5000]]), INVALID),
         "oversized message": (

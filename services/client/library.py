@@ -284,7 +284,13 @@ class CryptoRecClient:
         timings["encrypt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         received = self._evaluate(
-            info.version, keys, result.scheme, result.mode, ciphertexts, len(info.catalogue)
+            info.version,
+            keys,
+            result.scheme,
+            result.mode,
+            ciphertexts,
+            len(info.catalogue),
+            info.inputs.input_offset,
         )
         # Decryption happens as chunks arrive; "evaluate" is the rest of the wait.
         timings["evaluate"] = time.perf_counter() - t0 - received.decrypt_seconds
@@ -303,6 +309,7 @@ class CryptoRecClient:
         mode: str,
         ciphertexts: list[bytes],
         items: int,
+        input_offset: float = 0.0,
     ) -> Received:
         def stream() -> Iterator[ev_pb.PredictRequest]:
             yield ev_pb.PredictRequest(
@@ -312,6 +319,7 @@ class CryptoRecClient:
                     scheme=scheme_enum(scheme),
                     mode=mode_enum(mode),
                     ciphertext_count=len(ciphertexts),
+                    input_offset=input_offset,
                 )
             )
             groups = groups_by_bytes([len(c) for c in ciphertexts], CHUNK_BYTES)

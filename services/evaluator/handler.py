@@ -46,12 +46,13 @@ log = logging.getLogger("cryptorec.evaluator")
 @dataclass(frozen=True)
 class QueryHeader:
     """What a query announces before its ciphertexts: the model version ("" = current), the
-    key set, the backend and the number of ciphertexts."""
+    key set, the backend, the number of ciphertexts and the input offset the client applied."""
 
     model_version: str
     key_id: str
     backend: Backend
     ciphertext_count: int
+    input_offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,13 @@ class EvaluatorHandler:
             raise BadRequestError(
                 f"{name} on model {version.version} takes {spec.ciphertexts_per_query} "
                 f"ciphertexts, the header announces {header.ciphertext_count}"
+            )
+        expected_offset = version.packed.model.input_offset
+        if abs(header.input_offset - expected_offset) > 1e-9:
+            raise PreconditionError(
+                f"model {version.version} reads inputs with offset {expected_offset:g} and the "
+                f"query was made with {header.input_offset:g}: update the client "
+                "(cryptorec-api >= 1.3.0 reads the offset from GetModel)"
             )
         key = self._key_for(key_id, backend)
         if caller is not None:

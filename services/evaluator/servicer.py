@@ -43,6 +43,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                     key_id=header.key_id,
                     backend=backend_for(header.scheme, header.mode),
                     ciphertext_count=header.ciphertext_count,
+                    input_offset=header.input_offset,
                 ),
                 current_client(),
             )
