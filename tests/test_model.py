@@ -198,6 +198,30 @@ def test_trained_model_beats_biases(small: Ratings) -> None:
     assert result.best_epoch >= 1
 
 
+@pytest.mark.parametrize("learn", [False, True], ids=["damped-means", "learned-biases"])
+def test_item_biases_are_learned_only_when_asked_and_kept_from_the_best_epoch(
+    small: Ratings, learn: bool
+) -> None:
+    from libcryptorec.model import rmse
+    from libcryptorec.splits import paper_split
+    from libcryptorec.training import TrainConfig, _split_validation, item_means, train
+
+    s = paper_split(small, 0)
+    R = small.to_csr(s.train)[s.train_users]
+    config = TrainConfig(dim=8, epochs=8, l2=1.0, finetune_max_steps=1, learn_item_bias=learn)
+    result = train(R, config)
+    model = result.model
+    # The same draw of held-out training users as train() makes.
+    fit, valid = _split_validation(R, config.validation_fraction, np.random.default_rng(0))
+    damped = item_means(fit, model.global_mean, config.item_mean_damping)
+    moved = float(np.abs(model.item_means - damped).max())
+    assert (moved > 1e-3) if learn else (moved == 0.0)
+    assert np.all(np.isfinite(model.item_means))
+    # The model returned is the best epoch's, biases included.
+    score = rmse(model.predict_at(valid.feed, valid.test), valid.test.data)
+    assert score == pytest.approx(model.meta["valid_rmse_fast"], abs=1e-5)
+
+
 def test_item_means_are_damped_toward_the_global_mean() -> None:
     from libcryptorec.training import item_means
 
