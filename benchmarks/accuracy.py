@@ -387,7 +387,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     right.set_xticks(x + width * (len(metrics) - 1) / 2, names)
     right.set_ylabel("higher is better")
     right.set_title("top-10 ranking (relevant: test rating >= 4)")
-    right.legend(fontsize=8)
+    right.set_ylim(0, 1.2 * max(m[k] for _, m in models for k in metrics))
+    right.legend(fontsize=8, loc="upper center", ncol=len(metrics))
     for axis in (ax, right):
         axis.tick_params(axis="x", labelsize=7, rotation=30)
     save_figure(fig, path)
