@@ -164,6 +164,7 @@ def _build_plan(folder: Path, client: CryptoRecClient) -> tuple[Plan, Any]:
     plan = Plan(folder)
     header = {"model_version": "v1", "key_id": ckks_keys.key_id, "scheme": 1, "mode": 1}
     header["ciphertext_count"] = len(good_ckks)
+    header["input_offset"] = info.inputs.input_offset  # as GetModel says, like any client
     bfv_header = {**header, "key_id": bfv_keys.key_id, "scheme": 2}
     legit_files = [plan.file(f"legit{k}.bin", c) for k, c in enumerate(good_ckks)]
     plan.legit = {"header": header, "ciphertexts": legit_files}

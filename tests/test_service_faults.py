@@ -119,6 +119,7 @@ def test_publishing_during_a_stream_leaves_it_wholly_on_one_version(
                     scheme=types_pb2.SCHEME_CKKS,
                     mode=types_pb2.MODE_FAST,
                     ciphertext_count=len(query),
+                    input_offset=info.inputs.input_offset,
                 )
             )
             time.sleep(0.5)  # the server has resolved "current" by now

@@ -111,8 +111,10 @@ class EvaluatorHandler:
         """Everything checkable before the ciphertexts arrive (BadRequestError, NotFoundError,
         InvalidIdError otherwise): the key id's syntax, the version, the ciphertext count, the
         key set's existence and kind; with a `caller`, that it owns the key set
-        (PermissionDeniedError) and has budget left for one more query (QuotaExceededError,
-        counted now across every replica). Reads only the key set's metadata."""
+        (PermissionDeniedError); that the client applied the model's input offset
+        (PreconditionError); with a `caller`, that it has budget left for one more query
+        (QuotaExceededError, counted now across every replica, so a refused query costs none).
+        Reads only the key set's metadata."""
         key_id = check_key_id(header.key_id)
         backend = header.backend
         version = self.versions.load(self.versions.resolve(header.model_version))
@@ -123,6 +125,9 @@ class EvaluatorHandler:
                 f"{name} on model {version.version} takes {spec.ciphertexts_per_query} "
                 f"ciphertexts, the header announces {header.ciphertext_count}"
             )
+        key = self._key_for(key_id, backend)
+        if caller is not None and not self.store.owns_key(caller.name, key_id):
+            raise PermissionDeniedError(f"key set {key_id} belongs to another client")
         expected_offset = version.packed.model.input_offset
         if abs(header.input_offset - expected_offset) > 1e-9:
             raise PreconditionError(
@@ -130,10 +135,7 @@ class EvaluatorHandler:
                 f"query was made with {header.input_offset:g}: update the client "
                 "(cryptorec-api >= 1.3.0 reads the offset from GetModel)"
             )
-        key = self._key_for(key_id, backend)
         if caller is not None:
-            if not self.store.owns_key(caller.name, key_id):
-                raise PermissionDeniedError(f"key set {key_id} belongs to another client")
             self.store.spend_query(caller.name, caller.quotas.queries_per_day)
         note(scheme=backend.scheme, mode=backend.mode, model_version=version.version)
         return Query(version, spec, backend, key)
