@@ -198,6 +198,105 @@ def test_bad_predict_requests_get_precise_statuses_and_the_server_keeps_serving(
         np.testing.assert_allclose(predictions, _library_prediction("fast"), atol=1e-3)
 
 
+@pytest.mark.parametrize(("scheme", "mode"), [("ckks", "fast"), ("paillier", "fast")])
+def test_whole_message_rpcs_answer_as_the_streaming_ones(
+    server: Running, scheme: str, mode: str
+) -> None:
+    """RegisterKeysWhole and PredictWhole (what a browser can send) give the library's answer."""
+    whole = CryptoRecClient(f"127.0.0.1:{server.port}", whole_messages=True)
+    try:
+        predictions, result = whole.predict(RATINGS, scheme=scheme, mode=mode)
+    finally:
+        whole.close()
+    tolerance = 1e-3 if scheme == "ckks" else 1e-2
+    np.testing.assert_allclose(predictions, _library_prediction(mode), atol=tolerance)
+    assert result.bytes["up"] > 0
+
+
+def test_bad_whole_message_requests_get_the_streaming_statuses(client: CryptoRecClient) -> None:
+    info = client.model_info()
+    keys = client.ensure_keys(info, "ckks", "fast", {}, {})
+    good, rbar = keys.client.encrypt(ratings_row(info, RATINGS))
+    header = ev_pb.PredictHeader(
+        model_version="v1",
+        key_id=keys.key_id,
+        scheme=types_pb2.SCHEME_CKKS,
+        mode=types_pb2.MODE_FAST,
+        ciphertext_count=len(good),
+        input_offset=info.inputs.input_offset,
+    )
+
+    def predict(request: ev_pb.PredictWholeRequest) -> object:
+        return list(client.evaluator.PredictWhole(request, timeout=30))
+
+    def register(request: key_pb.RegisterKeysWholeRequest) -> object:
+        return client.keys.RegisterKeysWhole(request, timeout=30)
+
+    key_header = key_pb.KeyHeader(
+        scheme=types_pb2.SCHEME_CKKS,
+        mode=types_pb2.MODE_FAST,
+        parameter_set=client._spec(info, "ckks", "fast").parameter_set,
+        blobs=[key_pb.KeyBlob(name="public_key", size=4, sha256=hashlib.sha256(b"abcd").digest())],
+    )
+    INVALID = grpc.StatusCode.INVALID_ARGUMENT
+    cases = {
+        "predict without a header": (
+            lambda: predict(ev_pb.PredictWholeRequest(ciphertexts=good)),
+            INVALID,
+        ),
+        "fewer ciphertexts than announced": (
+            lambda: predict(ev_pb.PredictWholeRequest(header=header, ciphertexts=good[:-1] or [])),
+            INVALID,
+        ),
+        "random bytes": (
+            lambda: predict(ev_pb.PredictWholeRequest(header=header, ciphertexts=[b"\x07" * 5000])),
+            INVALID,
+        ),
+        "inputs made without the model's offset": (
+            lambda: predict(
+                ev_pb.PredictWholeRequest(
+                    header=ev_pb.PredictHeader(
+                        model_version="v1",
+                        key_id=keys.key_id,
+                        scheme=types_pb2.SCHEME_CKKS,
+                        mode=types_pb2.MODE_FAST,
+                        ciphertext_count=len(good),
+                    ),
+                    ciphertexts=good,
+                )
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        "register without a header": (
+            lambda: register(key_pb.RegisterKeysWholeRequest(keys=b"abcd")),
+            INVALID,
+        ),
+        "more key bytes than declared": (
+            lambda: register(key_pb.RegisterKeysWholeRequest(header=key_header, keys=b"abcde")),
+            INVALID,
+        ),
+        "a key set above the message limit": (
+            lambda: register(
+                key_pb.RegisterKeysWholeRequest(
+                    header=key_header, keys=b"\x00" * (MAX_MESSAGE_BYTES + (1 << 20))
+                )
+            ),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        ),
+    }
+    for name, (call, code) in cases.items():
+        assert _status(call) == code, name
+    predictions = receive_replies(
+        client.evaluator.PredictWhole(
+            ev_pb.PredictWholeRequest(header=header, ciphertexts=good), timeout=30
+        ),
+        "v1",
+        ITEMS,
+        keys.client.decrypt_part,
+    ).values
+    np.testing.assert_allclose(predictions + rbar, _library_prediction("fast"), atol=1e-3)
+
+
 def test_model_service_lists_and_describes(client: CryptoRecClient) -> None:
     listing = client.models.ListModels(model_pb.ListModelsRequest())
     assert listing.current_version == "v1"

@@ -119,11 +119,15 @@ class CryptoRecClient:
         key_dir: Path | None = None,
         tls: ClientTls | None = None,
         token: str | None = None,
+        whole_messages: bool = False,
     ) -> None:
         """`key_dir`: where to keep generated keys between runs (None: this object only);
         `tls`: the CA (and client certificate for mutual TLS) when the services use TLS;
-        `token`: the bearer token the operator issued, when the services require one."""
+        `token`: the bearer token the operator issued, when the services require one;
+        `whole_messages`: send key sets and queries in one message each (RegisterKeysWhole,
+        PredictWhole), as browsers must, instead of streaming them in chunks."""
         self.timeout = timeout
+        self.whole_messages = whole_messages
         self.key_target = key_target or target
         self._cache = KeyCache(key_dir) if key_dir is not None else None
         self._channels = {
@@ -207,6 +211,10 @@ class CryptoRecClient:
                 for n, b in blobs.items()
             ],
         )
+
+        if self.whole_messages:
+            whole = key_pb.RegisterKeysWholeRequest(header=header, keys=b"".join(blobs.values()))
+            return str(self.keys.RegisterKeysWhole(whole, timeout=self.timeout).key_id)
 
         def stream() -> Iterator[key_pb.RegisterKeysRequest]:
             yield key_pb.RegisterKeysRequest(header=header)
@@ -311,17 +319,17 @@ class CryptoRecClient:
         items: int,
         input_offset: float = 0.0,
     ) -> Received:
+        header = ev_pb.PredictHeader(
+            model_version=version,
+            key_id=keys.key_id,
+            scheme=scheme_enum(scheme),
+            mode=mode_enum(mode),
+            ciphertext_count=len(ciphertexts),
+            input_offset=input_offset,
+        )
+
         def stream() -> Iterator[ev_pb.PredictRequest]:
-            yield ev_pb.PredictRequest(
-                header=ev_pb.PredictHeader(
-                    model_version=version,
-                    key_id=keys.key_id,
-                    scheme=scheme_enum(scheme),
-                    mode=mode_enum(mode),
-                    ciphertext_count=len(ciphertexts),
-                    input_offset=input_offset,
-                )
-            )
+            yield ev_pb.PredictRequest(header=header)
             groups = groups_by_bytes([len(c) for c in ciphertexts], CHUNK_BYTES)
             for index, group in enumerate(groups):
                 chunk = ev_pb.CiphertextChunk(
@@ -334,7 +342,11 @@ class CryptoRecClient:
         for attempt in range(PREDICT_ATTEMPTS):
             try:
                 started = time.perf_counter()
-                calls = self.evaluator.Predict(stream(), timeout=self.timeout)
+                if self.whole_messages:
+                    whole = ev_pb.PredictWholeRequest(header=header, ciphertexts=ciphertexts)
+                    calls = self.evaluator.PredictWhole(whole, timeout=self.timeout)
+                else:
+                    calls = self.evaluator.Predict(stream(), timeout=self.timeout)
                 received = receive_replies(calls, version, items, keys.client.decrypt_part)
                 received.first_chunk_seconds -= started
                 self.last_request_id = request_id_of(calls) or ""

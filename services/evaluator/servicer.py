@@ -37,19 +37,30 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
             deadline = current_upload()
             if deadline is not None:
                 deadline.pause()
-            query = self.handler.admit(
-                QueryHeader(
-                    model_version=header.model_version,
-                    key_id=header.key_id,
-                    backend=backend_for(header.scheme, header.mode),
-                    ciphertext_count=header.ciphertext_count,
-                    input_offset=header.input_offset,
-                ),
-                current_client(),
-            )
+            query = self.handler.admit(query_header(header), current_client())
             if deadline is not None:
                 deadline.expect(query.upload_bytes)
             ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
+        yield from self._answer(query, ciphertexts, context)
+
+    @streaming
+    def PredictWhole(
+        self, request: pb.PredictWholeRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.PredictResponse]:
+        with phase("receive"):
+            if not request.HasField("header"):
+                raise BadRequestError("the request must carry a header")
+            query = self.handler.admit(query_header(request.header), current_client())
+            ciphertexts = receive(
+                iter([pb.CiphertextChunk(chunk_index=0, ciphertexts=request.ciphertexts)]),
+                query.spec.ciphertexts_per_query,
+            )
+        yield from self._answer(query, ciphertexts, context)
+
+    def _answer(
+        self, query: Query, ciphertexts: list[bytes], context: grpc.ServicerContext
+    ) -> Iterator[pb.PredictResponse]:
+        """The reply chunks of an admitted query, each sent as soon as it is computed."""
         first_reply = Timer("first_reply")
         blocks = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
         layout = ReplyLayout.of(query)
@@ -61,6 +72,17 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
             yield chunk
         if sending is not None:
             sending.finish()
+
+
+def query_header(header: pb.PredictHeader) -> QueryHeader:
+    """What the handler reads of a Predict header."""
+    return QueryHeader(
+        model_version=header.model_version,
+        key_id=header.key_id,
+        backend=backend_for(header.scheme, header.mode),
+        ciphertext_count=header.ciphertext_count,
+        input_offset=header.input_offset,
+    )
 
 
 def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:

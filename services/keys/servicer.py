@@ -27,6 +27,18 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self, request_iterator: Iterator[pb.RegisterKeysRequest], context: grpc.ServicerContext
     ) -> pb.RegisterKeysResponse:
         header, chunks = header_then_chunks(request_iterator)
+        return self._register(header, chunks)
+
+    @unary
+    def RegisterKeysWhole(
+        self, request: pb.RegisterKeysWholeRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterKeysResponse:
+        if not request.HasField("header"):
+            raise BadRequestError("the request must carry a header")
+        return self._register(request.header, iter([request.keys]))
+
+    def _register(self, header: pb.KeyHeader, chunks: Iterator[bytes]) -> pb.RegisterKeysResponse:
+        """Check the header (before any key byte is read), collect the bytes, register."""
         deadline = current_upload()
         if deadline is not None:
             deadline.pause()

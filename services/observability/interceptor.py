@@ -101,7 +101,7 @@ class Observer(grpc.ServerInterceptor):
         if scheme and mode:
             for name, spent in call.phases.items():
                 m.phase.labels(scheme, mode, name).observe(spent)
-            if call.method == "RegisterKeys":
+            if call.method in ("RegisterKeys", "RegisterKeysWhole"):
                 outcome = "registered" if code == grpc.StatusCode.OK else "refused"
                 m.key_registrations.labels(scheme, mode, outcome).inc()
         version = call.fields.get("model_version")

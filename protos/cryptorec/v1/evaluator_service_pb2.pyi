@@ -20,6 +20,32 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class PredictWholeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CIPHERTEXTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___PredictHeader: ...
+    @_builtins.property
+    def ciphertexts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """All `header.ciphertext_count` ciphertexts, in order."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___PredictHeader | None = ...,
+        ciphertexts: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertexts", b"ciphertexts", "header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictWholeRequest: _TypeAlias = PredictWholeRequest  # noqa: Y015
+
+@_typing.final
 class PredictRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -40,6 +40,11 @@ class EvaluatorServiceStub:
                 request_serializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictRequest.SerializeToString,
                 response_deserializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.PredictWhole = channel.unary_stream(
+                '/cryptorec.v1.EvaluatorService/PredictWhole',
+                request_serializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictWholeRequest.SerializeToString,
+                response_deserializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.FromString,
+                _registered_method=True)
 
 
 class EvaluatorServiceServicer:
@@ -53,12 +58,26 @@ class EvaluatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictWhole(self, request, context):
+        """Predict with the whole query in one message (up to the 16 MiB message limit), replies
+        streamed the same way: for transports that cannot stream requests (gRPC-web and Connect
+        in a browser). Same checks, statuses and checksums. Since API 1.3.0.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvaluatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Predict': grpc.stream_stream_rpc_method_handler(
                     servicer.Predict,
                     request_deserializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictRequest.FromString,
+                    response_serializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.SerializeToString,
+            ),
+            'PredictWhole': grpc.unary_stream_rpc_method_handler(
+                    servicer.PredictWhole,
+                    request_deserializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictWholeRequest.FromString,
                     response_serializer=cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.SerializeToString,
             ),
     }
@@ -89,6 +108,33 @@ class EvaluatorService:
             target,
             '/cryptorec.v1.EvaluatorService/Predict',
             cryptorec_dot_v1_dot_evaluator__service__pb2.PredictRequest.SerializeToString,
+            cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictWhole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cryptorec.v1.EvaluatorService/PredictWhole',
+            cryptorec_dot_v1_dot_evaluator__service__pb2.PredictWholeRequest.SerializeToString,
             cryptorec_dot_v1_dot_evaluator__service__pb2.PredictResponse.FromString,
             options,
             channel_credentials,

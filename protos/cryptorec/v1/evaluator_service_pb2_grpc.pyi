@@ -35,6 +35,11 @@ class EvaluatorServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EvaluatorServiceAsyncStub: ...
     Predict: _grpc.StreamStreamMultiCallable[_evaluator_service_pb2.PredictRequest, _evaluator_service_pb2.PredictResponse]
     """A header first, then ciphertext chunks; replies stream back as they are computed."""
+    PredictWhole: _grpc.UnaryStreamMultiCallable[_evaluator_service_pb2.PredictWholeRequest, _evaluator_service_pb2.PredictResponse]
+    """Predict with the whole query in one message (up to the 16 MiB message limit), replies
+    streamed the same way: for transports that cannot stream requests (gRPC-web and Connect
+    in a browser). Same checks, statuses and checksums. Since API 1.3.0.
+    """
 
 @_typing.type_check_only
 class EvaluatorServiceAsyncStub(EvaluatorServiceStub):
@@ -43,6 +48,11 @@ class EvaluatorServiceAsyncStub(EvaluatorServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Predict: _aio.StreamStreamMultiCallable[_evaluator_service_pb2.PredictRequest, _evaluator_service_pb2.PredictResponse]  # type: ignore[assignment]
     """A header first, then ciphertext chunks; replies stream back as they are computed."""
+    PredictWhole: _aio.UnaryStreamMultiCallable[_evaluator_service_pb2.PredictWholeRequest, _evaluator_service_pb2.PredictResponse]  # type: ignore[assignment]
+    """Predict with the whole query in one message (up to the 16 MiB message limit), replies
+    streamed the same way: for transports that cannot stream requests (gRPC-web and Connect
+    in a browser). Same checks, statuses and checksums. Since API 1.3.0.
+    """
 
 class EvaluatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stateless encrypted prediction: any replica serves any request."""
@@ -54,5 +64,16 @@ class EvaluatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_evaluator_service_pb2.PredictResponse], _abc.AsyncIterator[_evaluator_service_pb2.PredictResponse]]:
         """A header first, then ciphertext chunks; replies stream back as they are computed."""
+
+    @_abc_1.abstractmethod
+    def PredictWhole(
+        self,
+        request: _evaluator_service_pb2.PredictWholeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_evaluator_service_pb2.PredictResponse], _abc.AsyncIterator[_evaluator_service_pb2.PredictResponse]]:
+        """Predict with the whole query in one message (up to the 16 MiB message limit), replies
+        streamed the same way: for transports that cannot stream requests (gRPC-web and Connect
+        in a browser). Same checks, statuses and checksums. Since API 1.3.0.
+        """
 
 def add_EvaluatorServiceServicer_to_server(servicer: EvaluatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cryptorec.v1 import types_pb2 as cryptorec_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ryptorec/v1/key_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"Y\n\x13RegisterKeysRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.cryptorec.v1.KeyHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xa8\x01\n\tKeyHeader\x12$\n\x06scheme\x18\x01 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x03 \x01(\t\x12$\n\x05\x62lobs\x18\x04 \x03(\x0b\x32\x15.cryptorec.v1.KeyBlob\x12\x16\n\x0erotation_steps\x18\x05 \x03(\x05\"5\n\x07KeyBlob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"<\n\x14RegisterKeysResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x02 \x01(\x03\"#\n\x11GetKeyInfoRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xa7\x01\n\x12GetKeyInfoResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12$\n\x06scheme\x18\x02 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x03 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x14\n\x0c\x65xpires_unix\x18\x06 \x01(\x03\"#\n\x11\x44\x65leteKeysRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteKeysResponse\"\x11\n\x0fListKeysRequest\"B\n\x10ListKeysResponse\x12.\n\x04keys\x18\x01 \x03(\x0b\x32 .cryptorec.v1.GetKeyInfoResponse2\xd2\x02\n\nKeyService\x12W\n\x0cRegisterKeys\x12!.cryptorec.v1.RegisterKeysRequest\x1a\".cryptorec.v1.RegisterKeysResponse(\x01\x12O\n\nGetKeyInfo\x12\x1f.cryptorec.v1.GetKeyInfoRequest\x1a .cryptorec.v1.GetKeyInfoResponse\x12O\n\nDeleteKeys\x12\x1f.cryptorec.v1.DeleteKeysRequest\x1a .cryptorec.v1.DeleteKeysResponse\x12I\n\x08ListKeys\x12\x1d.cryptorec.v1.ListKeysRequest\x1a\x1e.cryptorec.v1.ListKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ryptorec/v1/key_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"Y\n\x13RegisterKeysRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.cryptorec.v1.KeyHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"Q\n\x18RegisterKeysWholeRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cryptorec.v1.KeyHeader\x12\x0c\n\x04keys\x18\x02 \x01(\x0c\"\xa8\x01\n\tKeyHeader\x12$\n\x06scheme\x18\x01 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x03 \x01(\t\x12$\n\x05\x62lobs\x18\x04 \x03(\x0b\x32\x15.cryptorec.v1.KeyBlob\x12\x16\n\x0erotation_steps\x18\x05 \x03(\x05\"5\n\x07KeyBlob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"<\n\x14RegisterKeysResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x02 \x01(\x03\"#\n\x11GetKeyInfoRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xa7\x01\n\x12GetKeyInfoResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12$\n\x06scheme\x18\x02 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x03 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x14\n\x0c\x65xpires_unix\x18\x06 \x01(\x03\"#\n\x11\x44\x65leteKeysRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteKeysResponse\"\x11\n\x0fListKeysRequest\"B\n\x10ListKeysResponse\x12.\n\x04keys\x18\x01 \x03(\x0b\x32 .cryptorec.v1.GetKeyInfoResponse2\xb3\x03\n\nKeyService\x12W\n\x0cRegisterKeys\x12!.cryptorec.v1.RegisterKeysRequest\x1a\".cryptorec.v1.RegisterKeysResponse(\x01\x12_\n\x11RegisterKeysWhole\x12&.cryptorec.v1.RegisterKeysWholeRequest\x1a\".cryptorec.v1.RegisterKeysResponse\x12O\n\nGetKeyInfo\x12\x1f.cryptorec.v1.GetKeyInfoRequest\x1a .cryptorec.v1.GetKeyInfoResponse\x12O\n\nDeleteKeys\x12\x1f.cryptorec.v1.DeleteKeysRequest\x1a .cryptorec.v1.DeleteKeysResponse\x12I\n\x08ListKeys\x12\x1d.cryptorec.v1.ListKeysRequest\x1a\x1e.cryptorec.v1.ListKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERKEYSREQUEST']._serialized_start=74
   _globals['_REGISTERKEYSREQUEST']._serialized_end=163
-  _globals['_KEYHEADER']._serialized_start=166
-  _globals['_KEYHEADER']._serialized_end=334
-  _globals['_KEYBLOB']._serialized_start=336
-  _globals['_KEYBLOB']._serialized_end=389
-  _globals['_REGISTERKEYSRESPONSE']._serialized_start=391
-  _globals['_REGISTERKEYSRESPONSE']._serialized_end=451
-  _globals['_GETKEYINFOREQUEST']._serialized_start=453
-  _globals['_GETKEYINFOREQUEST']._serialized_end=488
-  _globals['_GETKEYINFORESPONSE']._serialized_start=491
-  _globals['_GETKEYINFORESPONSE']._serialized_end=658
-  _globals['_DELETEKEYSREQUEST']._serialized_start=660
-  _globals['_DELETEKEYSREQUEST']._serialized_end=695
-  _globals['_DELETEKEYSRESPONSE']._serialized_start=697
-  _globals['_DELETEKEYSRESPONSE']._serialized_end=717
-  _globals['_LISTKEYSREQUEST']._serialized_start=719
-  _globals['_LISTKEYSREQUEST']._serialized_end=736
-  _globals['_LISTKEYSRESPONSE']._serialized_start=738
-  _globals['_LISTKEYSRESPONSE']._serialized_end=804
-  _globals['_KEYSERVICE']._serialized_start=807
-  _globals['_KEYSERVICE']._serialized_end=1145
+  _globals['_REGISTERKEYSWHOLEREQUEST']._serialized_start=165
+  _globals['_REGISTERKEYSWHOLEREQUEST']._serialized_end=246
+  _globals['_KEYHEADER']._serialized_start=249
+  _globals['_KEYHEADER']._serialized_end=417
+  _globals['_KEYBLOB']._serialized_start=419
+  _globals['_KEYBLOB']._serialized_end=472
+  _globals['_REGISTERKEYSRESPONSE']._serialized_start=474
+  _globals['_REGISTERKEYSRESPONSE']._serialized_end=534
+  _globals['_GETKEYINFOREQUEST']._serialized_start=536
+  _globals['_GETKEYINFOREQUEST']._serialized_end=571
+  _globals['_GETKEYINFORESPONSE']._serialized_start=574
+  _globals['_GETKEYINFORESPONSE']._serialized_end=741
+  _globals['_DELETEKEYSREQUEST']._serialized_start=743
+  _globals['_DELETEKEYSREQUEST']._serialized_end=778
+  _globals['_DELETEKEYSRESPONSE']._serialized_start=780
+  _globals['_DELETEKEYSRESPONSE']._serialized_end=800
+  _globals['_LISTKEYSREQUEST']._serialized_start=802
+  _globals['_LISTKEYSREQUEST']._serialized_end=819
+  _globals['_LISTKEYSRESPONSE']._serialized_start=821
+  _globals['_LISTKEYSRESPONSE']._serialized_end=887
+  _globals['_KEYSERVICE']._serialized_start=890
+  _globals['_KEYSERVICE']._serialized_end=1325
 # @@protoc_insertion_point(module_scope)

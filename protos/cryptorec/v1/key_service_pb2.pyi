@@ -45,6 +45,30 @@ class RegisterKeysRequest(_message.Message):
 Global___RegisterKeysRequest: _TypeAlias = RegisterKeysRequest  # noqa: Y015
 
 @_typing.final
+class RegisterKeysWholeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    keys: _builtins.bytes
+    """The blobs' bytes, concatenated in the header's order."""
+    @_builtins.property
+    def header(self) -> Global___KeyHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___KeyHeader | None = ...,
+        keys: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterKeysWholeRequest: _TypeAlias = RegisterKeysWholeRequest  # noqa: Y015
+
+@_typing.final
 class KeyHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

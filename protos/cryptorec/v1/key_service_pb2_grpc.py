@@ -44,6 +44,11 @@ class KeyServiceStub:
                 request_serializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysRequest.SerializeToString,
                 response_deserializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.FromString,
                 _registered_method=True)
+        self.RegisterKeysWhole = channel.unary_unary(
+                '/cryptorec.v1.KeyService/RegisterKeysWhole',
+                request_serializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysWholeRequest.SerializeToString,
+                response_deserializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.FromString,
+                _registered_method=True)
         self.GetKeyInfo = channel.unary_unary(
                 '/cryptorec.v1.KeyService/GetKeyInfo',
                 request_serializer=cryptorec_dot_v1_dot_key__service__pb2.GetKeyInfoRequest.SerializeToString,
@@ -76,6 +81,15 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterKeysWhole(self, request, context):
+        """RegisterKeys in one message, for key sets under the 16 MiB message limit (CKKS and BFV
+        fast mode, Paillier) and transports that cannot stream requests (gRPC-web and Connect in
+        a browser). Same checks and statuses. Since API 1.3.0.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetKeyInfo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -102,6 +116,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
             'RegisterKeys': grpc.stream_unary_rpc_method_handler(
                     servicer.RegisterKeys,
                     request_deserializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysRequest.FromString,
+                    response_serializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.SerializeToString,
+            ),
+            'RegisterKeysWhole': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterKeysWhole,
+                    request_deserializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysWholeRequest.FromString,
                     response_serializer=cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.SerializeToString,
             ),
             'GetKeyInfo': grpc.unary_unary_rpc_method_handler(
@@ -151,6 +170,33 @@ class KeyService:
             target,
             '/cryptorec.v1.KeyService/RegisterKeys',
             cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysRequest.SerializeToString,
+            cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterKeysWhole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cryptorec.v1.KeyService/RegisterKeysWhole',
+            cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysWholeRequest.SerializeToString,
             cryptorec_dot_v1_dot_key__service__pb2.RegisterKeysResponse.FromString,
             options,
             channel_credentials,

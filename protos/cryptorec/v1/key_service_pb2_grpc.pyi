@@ -40,6 +40,11 @@ class KeyServiceStub:
     def __new__(cls, channel: _aio.Channel) -> KeyServiceAsyncStub: ...
     RegisterKeys: _grpc.StreamUnaryMultiCallable[_key_service_pb2.RegisterKeysRequest, _key_service_pb2.RegisterKeysResponse]
     """A header first, then the blobs' bytes in chunks, in the header's order."""
+    RegisterKeysWhole: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.RegisterKeysWholeRequest, _key_service_pb2.RegisterKeysResponse]
+    """RegisterKeys in one message, for key sets under the 16 MiB message limit (CKKS and BFV
+    fast mode, Paillier) and transports that cannot stream requests (gRPC-web and Connect in
+    a browser). Same checks and statuses. Since API 1.3.0.
+    """
     GetKeyInfo: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.GetKeyInfoRequest, _key_service_pb2.GetKeyInfoResponse]
     DeleteKeys: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.DeleteKeysRequest, _key_service_pb2.DeleteKeysResponse]
     """Removes the caller's ownership; the keys themselves go when no owner remains."""
@@ -58,6 +63,11 @@ class KeyServiceAsyncStub(KeyServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterKeys: _aio.StreamUnaryMultiCallable[_key_service_pb2.RegisterKeysRequest, _key_service_pb2.RegisterKeysResponse]  # type: ignore[assignment]
     """A header first, then the blobs' bytes in chunks, in the header's order."""
+    RegisterKeysWhole: _aio.UnaryUnaryMultiCallable[_key_service_pb2.RegisterKeysWholeRequest, _key_service_pb2.RegisterKeysResponse]  # type: ignore[assignment]
+    """RegisterKeys in one message, for key sets under the 16 MiB message limit (CKKS and BFV
+    fast mode, Paillier) and transports that cannot stream requests (gRPC-web and Connect in
+    a browser). Same checks and statuses. Since API 1.3.0.
+    """
     GetKeyInfo: _aio.UnaryUnaryMultiCallable[_key_service_pb2.GetKeyInfoRequest, _key_service_pb2.GetKeyInfoResponse]  # type: ignore[assignment]
     DeleteKeys: _aio.UnaryUnaryMultiCallable[_key_service_pb2.DeleteKeysRequest, _key_service_pb2.DeleteKeysResponse]  # type: ignore[assignment]
     """Removes the caller's ownership; the keys themselves go when no owner remains."""
@@ -79,6 +89,17 @@ class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_key_service_pb2.RegisterKeysResponse, _abc.Awaitable[_key_service_pb2.RegisterKeysResponse]]:
         """A header first, then the blobs' bytes in chunks, in the header's order."""
+
+    @_abc_1.abstractmethod
+    def RegisterKeysWhole(
+        self,
+        request: _key_service_pb2.RegisterKeysWholeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_key_service_pb2.RegisterKeysResponse, _abc.Awaitable[_key_service_pb2.RegisterKeysResponse]]:
+        """RegisterKeys in one message, for key sets under the 16 MiB message limit (CKKS and BFV
+        fast mode, Paillier) and transports that cannot stream requests (gRPC-web and Connect in
+        a browser). Same checks and statuses. Since API 1.3.0.
+        """
 
     @_abc_1.abstractmethod
     def GetKeyInfo(
