@@ -226,6 +226,10 @@ def test_bad_whole_message_requests_get_the_streaming_statuses(client: CryptoRec
         input_offset=info.inputs.input_offset,
     )
 
+    no_offset = ev_pb.PredictHeader()
+    no_offset.CopyFrom(header)
+    no_offset.input_offset = 0.0  # what a client older than API 1.3.0 sends
+
     def predict(request: ev_pb.PredictWholeRequest) -> object:
         return list(client.evaluator.PredictWhole(request, timeout=30))
 
@@ -253,18 +257,7 @@ def test_bad_whole_message_requests_get_the_streaming_statuses(client: CryptoRec
             INVALID,
         ),
         "inputs made without the model's offset": (
-            lambda: predict(
-                ev_pb.PredictWholeRequest(
-                    header=ev_pb.PredictHeader(
-                        model_version="v1",
-                        key_id=keys.key_id,
-                        scheme=types_pb2.SCHEME_CKKS,
-                        mode=types_pb2.MODE_FAST,
-                        ciphertext_count=len(good),
-                    ),
-                    ciphertexts=good,
-                )
-            ),
+            lambda: predict(ev_pb.PredictWholeRequest(header=no_offset, ciphertexts=good)),
             grpc.StatusCode.FAILED_PRECONDITION,
         ),
         "register without a header": (
