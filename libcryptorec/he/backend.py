@@ -224,11 +224,11 @@ class Backend(ABC):
     def combine(self, partials: list[bytes], context: Any = None) -> bytes:
         """A shardable backend's first product: the sum of the shards' partials (under
         `context`, from `context()`, to reuse one)."""
-        raise NotImplementedError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+        raise ValueError(f"{self.scheme}/{self.mode} is not evaluated by shards")
 
     def context(self) -> Any:
         """What `combine` needs of the parameter set (no keys); worth caching."""
-        raise NotImplementedError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+        raise ValueError(f"{self.scheme}/{self.mode} is not evaluated by shards")
 
     def blocks(self, items: int, dim: int) -> int:
         """Item blocks of an (items, dim) model: the unit shards are made of."""

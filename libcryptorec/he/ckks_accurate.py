@@ -379,17 +379,25 @@ class CkksAccurateBackend(seal.SealBackend):
     def load(self, public: seal.SealPublicKeys) -> AccurateEvaluator:
         return AccurateEvaluator(public, self.params)
 
-    def compute(
+    def bind(
         self,
-        evaluator: AccurateEvaluator,
-        model: AccurateModel,
-        ciphertexts: list[bytes],
-        should_stop: StopCheck,
-    ) -> list[bytes]:
-        """The five input vectors, one fine-tuning step, the prediction."""
+        prepared: api.PreparedModel,
+        keys: api.KeySet,
+        blobs: dict[str, bytes],
+        workers: int = 1,
+    ) -> api.Bound:
+        """An evaluator for one key set: a query is the five input vectors; one fine-tuning
+        step, then the prediction."""
+        evaluator: AccurateEvaluator = self.load(self.public_keys(keys, blobs))
+        model: AccurateModel = prepared.encoded
         blocks = model.plan.blocks
-        vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(self.VECTORS)]
-        return evaluator.accurate1(evaluator.load_query(vectors, model.plan), model, should_stop)
+
+        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
+            vectors = [ciphertexts[i * blocks : (i + 1) * blocks] for i in range(self.VECTORS)]
+            query = evaluator.load_query(vectors, model.plan)
+            return evaluator.accurate1(query, model, should_stop)
+
+        return api.BoundEvaluator(prepared.spec, run, evaluator.nbytes)
 
 
 BACKEND = CkksAccurateBackend()

@@ -17,8 +17,6 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he import seal_format
 from libcryptorec.he.backend import (
     Backend,
-    Bound,
-    BoundEvaluator,
     KeySet,
     PreparedModel,
     SchemeSpec,
@@ -478,22 +476,6 @@ class SealBackend(Backend):
 
     def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
         self.load(self.public_keys(keys, blobs))
-
-    def compute(
-        self, evaluator: Any, model: Any, ciphertexts: list[bytes], should_stop: StopCheck
-    ) -> list[bytes]:
-        """One whole query on a loaded evaluator."""
-        raise NotImplementedError
-
-    def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
-    ) -> Bound:
-        evaluator, model = self.load(self.public_keys(keys, blobs)), prepared.encoded
-
-        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
-            return self.compute(evaluator, model, ciphertexts, should_stop)
-
-        return BoundEvaluator(prepared.spec, run, evaluator.nbytes)
 
     def key_set_cap(self) -> int:
         return key_set_cap(self.n, self.limbs, relin=self.relin)
