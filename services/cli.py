@@ -52,11 +52,13 @@ def _configure_logging(args: argparse.Namespace, service_name: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from cryptorec.services.memory import limit_malloc_arenas
     from cryptorec.services.rpc.admission import Limits
     from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
     from cryptorec.services.rpc.tls import ServerTls
 
     _configure_logging(args, f"cryptorec-{args.role}")
+    limit_malloc_arenas()  # before any server thread: keeps memory within --cache-bytes
     roles = tuple(ROLES) if args.role == "all" else (args.role,)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", 2)

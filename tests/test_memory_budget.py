@@ -88,3 +88,13 @@ def test_evaluator_memory_stays_under_baseline_plus_cache_budget(tmp_path: Path)
         evaluator.send_signal(signal.SIGTERM)
         evaluator.wait(timeout=60)
         front.stop(grace=1.0)
+
+
+def test_servers_ask_glibc_for_one_malloc_arena(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cryptorec serve` limits malloc arenas (services/memory.py), unless told otherwise."""
+    from cryptorec.services.memory import limit_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas() is True  # glibc, as on every machine we deploy to
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's setting wins
