@@ -7,7 +7,8 @@ data). For each: the version published unsharded and in 2 shards; 1 evaluator (e
 here) and 2 evaluators that are each other's shard peers (the client asks the first); after a
 warm-up query (each process encodes the shards it serves), the median over `--queries` of the
 latency (the Predict stream until the last chunk is decrypted), the time to the first reply
-chunk, bytes up and down, and the largest resident memory of an evaluator process (VmHWM).
+chunk, bytes up and down, and the largest resident memory of an evaluator process (VmHWM); and
+how far the sharded predictions of the same users are from the unsharded ones.
 """
 
 from __future__ import annotations
@@ -79,13 +80,20 @@ def measure(
         versions.publish(store, "sharded", packed, catalogue, shards=min(2, blocks))
         log(f"{name}: published in {time.perf_counter() - started:.0f} s")
         front = start(("model", "key"), store)
+        predictions: list[list[np.ndarray]] = []
         try:
             for processes in PROCESSES:
-                rows.append(
-                    _run(name, Path(tmp), front.port, processes, blocks, ids, items, queries)
+                row, predicted = _run(
+                    name, Path(tmp), front.port, processes, blocks, ids, items, queries
                 )
+                rows.append(row)
+                predictions.append(predicted)
         finally:
             front.stop(grace=1.0)
+    # The same users' predictions, unsharded in one process and sharded across two.
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(*predictions, strict=True))
+    rows[-1]["max_abs_diff_vs_one_process"] = diff
+    log(f"{name}: sharded and unsharded predictions differ by at most {diff:.1e}")
     return rows
 
 
@@ -99,7 +107,7 @@ def _run(
     items: int,
     queries: int,
     cache_bytes: str = "16G",
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[np.ndarray]]:
     ports = [free_port() for _ in range(processes)]
     peers = ("--shard-peers", ",".join(f"127.0.0.1:{p}" for p in ports))
     extra = peers if processes > 1 else ()
@@ -113,9 +121,9 @@ def _run(
         started = time.perf_counter()
         client.predict(_user(items, ids, 0), version=version)  # warm-up: encode the shards
         warm = time.perf_counter() - started
-        results = [
-            client.predict(_user(items, ids, q + 1), version=version)[1] for q in range(queries)
-        ]
+        users = [_user(items, ids, q + 1) for q in range(queries)]
+        answers = [client.predict(user, version=version) for user in users]
+        results = [result for _, result in answers]
         peak = max(rss_mb(p.pid, "VmHWM") for p, _ in procs)
     finally:
         client.close()
@@ -139,7 +147,7 @@ def _run(
         f"{name}, {processes} process(es): latency {row['latency_s']:.3f} s, first chunk "
         f"{row['first_chunk_s']:.3f} s, peak {peak:.0f} MB (warm-up {warm:.0f} s)"
     )
-    return row
+    return row, [predicted for predicted, _ in answers]
 
 
 def _ml_latest_small(data_dir: Path) -> tuple[CompressedModel, list[tuple[int, str]]] | None:
