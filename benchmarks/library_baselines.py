@@ -11,6 +11,7 @@ fitted parameters (checked against `predict` in tests/test_library_baselines.py)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -194,16 +195,18 @@ def tune(
         return float(np.sqrt(np.mean((predicted - truth) ** 2)))
 
     report: list[dict[str, Any]] = []
-    best_svd = min(
-        SVD_GRID, key=lambda s: _scored(report, s, score(SurpriseSVD(fit, scale, s, seed)), log)
-    )
-    best_knn = min(
-        KNN_GRID, key=lambda s: _scored(report, s, score(SurpriseItemKNN(fit, scale, s)), log)
-    )
-    return LibrarySettings(best_svd, best_knn), report
 
+    def best(grid: tuple[Any, ...], fitted: Callable[[Any], LibraryBaseline]) -> Any:
+        scores = []
+        for setting in grid:
+            value = score(fitted(setting))
+            report.append(
+                {"setting": type(setting).__name__, **asdict(setting), "valid_rmse": value}
+            )
+            log(f"{setting}: validation RMSE {value:.4f}")
+            scores.append(value)
+        return grid[int(np.argmin(scores))]
 
-def _scored(report: list[dict[str, Any]], setting: Any, value: float, log: Any) -> float:
-    report.append({"setting": type(setting).__name__, **asdict(setting), "valid_rmse": value})
-    log(f"{setting}: validation RMSE {value:.4f}")
-    return value
+    chosen_svd = best(SVD_GRID, lambda s: SurpriseSVD(fit, scale, s, seed))
+    chosen_knn = best(KNN_GRID, lambda s: SurpriseItemKNN(fit, scale, s))
+    return LibrarySettings(chosen_svd, chosen_knn), report

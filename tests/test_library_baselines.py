@@ -45,3 +45,22 @@ def test_scores_equal_the_library_predictions(make) -> None:  # type: ignore[no-
         for i in range(R.shape[1]):
             expected = model.algo.predict(int(u), int(i), clip=False).est
             assert scores[row, i] == pytest.approx(expected, abs=1e-9), (u, i)
+
+
+def test_tuning_picks_the_lowest_validation_rmse_of_each_grid() -> None:
+    from cryptorec.benchmarks.library_baselines import KNN_GRID, SVD_GRID, tune
+
+    chosen, report = tune(_ratings(seed=3), (1.0, 5.0), seed=0, log=lambda _: None)
+    assert len(report) == len(SVD_GRID) + len(KNN_GRID)
+    svd = [r for r in report if r["setting"] == "SVDSetting"]
+    knn = [r for r in report if r["setting"] == "KNNSetting"]
+    best_svd = min(svd, key=lambda r: r["valid_rmse"])
+    best_knn = min(knn, key=lambda r: r["valid_rmse"])
+    assert chosen.svd == SVDSetting(
+        n_factors=best_svd["n_factors"],
+        n_epochs=best_svd["n_epochs"],
+        lr_all=best_svd["lr_all"],
+        reg_all=best_svd["reg_all"],
+    )
+    assert chosen.knn == KNNSetting(k=best_knn["k"], shrinkage=best_knn["shrinkage"])
+    assert all(0.0 < r["valid_rmse"] < 4.0 for r in report)
