@@ -133,10 +133,9 @@ def top_n_agreement(reference: Matrix, other: Matrix, n: int = CUTOFF) -> tuple[
     rows whose top n are the same set, and the largest move of one of reference's top-n items
     between the two full rankings (0 when every such item keeps its rank)."""
     top_ref = top_n(reference, n)
-    top_other = top_n(other, n)
-    same = np.sort(top_ref, axis=1) == np.sort(top_other, axis=1)
+    order = np.argsort(-other, axis=1, kind="stable")  # top_n's order, kept for the ranks
+    same = np.sort(top_ref, axis=1) == np.sort(order[:, :n], axis=1)
     agreement = float(np.mean(same.all(axis=1)))
-    order = np.argsort(-other, axis=1, kind="stable")
     rank_other = np.empty_like(order)
     np.put_along_axis(rank_other, order, np.arange(other.shape[1])[None, :], axis=1)
     moved = np.abs(np.take_along_axis(rank_other, top_ref, axis=1) - np.arange(n)[None, :])

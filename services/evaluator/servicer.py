@@ -51,10 +51,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
             if not request.HasField("header"):
                 raise BadRequestError("the request must carry a header")
             query = self.handler.admit(query_header(request.header), current_client())
-            ciphertexts = receive(
-                iter([pb.CiphertextChunk(chunk_index=0, ciphertexts=request.ciphertexts)]),
-                query.spec.ciphertexts_per_query,
-            )
+            ciphertexts = exactly(list(request.ciphertexts), query.spec.ciphertexts_per_query)
         yield from self._answer(query, ciphertexts, context)
 
     def _answer(
@@ -94,6 +91,11 @@ def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:
         ciphertexts.extend(chunk.ciphertexts)
         if len(ciphertexts) > expected:
             raise BadRequestError(f"more than the announced {expected} ciphertexts")
+    return exactly(ciphertexts, expected)
+
+
+def exactly(ciphertexts: list[bytes], expected: int) -> list[bytes]:
+    """`ciphertexts`, if there are exactly `expected` of them (else INVALID_ARGUMENT)."""
     if len(ciphertexts) != expected:
         raise BadRequestError(f"received {len(ciphertexts)} ciphertexts, expected {expected}")
     return ciphertexts
