@@ -212,13 +212,14 @@ class CryptoRecClient:
             ],
         )
 
+        data = b"".join(blobs.values())
         if self.whole_messages:
-            whole = key_pb.RegisterKeysWholeRequest(header=header, keys=b"".join(blobs.values()))
+            whole = key_pb.RegisterKeysWholeRequest(header=header, keys=data)
             return str(self.keys.RegisterKeysWhole(whole, timeout=self.timeout).key_id)
 
         def stream() -> Iterator[key_pb.RegisterKeysRequest]:
             yield key_pb.RegisterKeysRequest(header=header)
-            for piece in slices(b"".join(blobs.values()), CHUNK_BYTES):
+            for piece in slices(data, CHUNK_BYTES):
                 yield key_pb.RegisterKeysRequest(chunk=piece)
 
         return str(self.keys.RegisterKeys(stream(), timeout=self.timeout).key_id)
