@@ -12,6 +12,10 @@ computation), every Galois key a circuit rotates by, and no bytes beyond the obj
     Ciphertext:    parms_id (4 x u64), NTT flag u8, size u64, degree u64, limbs u64, scale f64,
                    correction factor u64, then the coefficients as a DynArray:
                    header, count u64, count x u64 (polynomial after polynomial, limb by limb)
+    seeded:        (SEAL's *Serializable keys and secret-key encryption; half the bytes) a
+                   2-polynomial ciphertext whose DynArray holds the first polynomial only,
+                   followed by the seed its second one expands from (UniformRandomGeneratorInfo):
+                   header, PRNG type u8 (1 BLAKE2xb, 2 SHAKE256), seed 64 B
     PublicKey:     a Ciphertext
     KSwitchKeys:   header, parms_id, dim1 u64, then per entry dim2 u64 and dim2 PublicKeys
                    (Galois keys: entry (g - 1) / 2 holds the key of Galois element g)
@@ -32,6 +36,8 @@ MAGIC = 0xA15E
 HEADER = struct.Struct("<HBBBBHQ")
 CIPHERTEXT_FIELDS = struct.Struct("<32sBQQQdQ")
 U64 = struct.Struct("<Q")
+SEED = struct.Struct("<B64s")
+PRNG_TYPES = (1, 2)  # prng_type::blake2xb, prng_type::shake256
 
 
 class FormatError(ValueError):
@@ -49,14 +55,21 @@ class Ciphertext:
     scale: float
     correction: int
     data: npt.NDArray[np.uint64]
+    # Seeded form: the 64-byte seed of the second polynomial, which `data` then lacks.
+    seed: bytes | None = None
 
     def polynomial(self, index: int) -> npt.NDArray[np.uint64]:
-        """Coefficients of polynomial `index` over every limb."""
+        """Coefficients of polynomial `index` over every limb (not the seeded one)."""
+        if self.seed is not None and index > 0:
+            raise ValueError("a seeded ciphertext holds its second polynomial as a seed")
         step = self.degree * self.limbs
         return self.data[index * step : (index + 1) * step]
 
     def is_transparent(self) -> bool:
-        """True if every polynomial after the first is zero (SEAL refuses to compute on it)."""
+        """True if every polynomial after the first is zero (SEAL refuses to compute on it).
+        A seeded one never is: its second polynomial is expanded from a non-zero seed."""
+        if self.seed is not None:
+            return False
         return not any(np.any(self.polynomial(i)) for i in range(1, self.size))
 
 
@@ -97,10 +110,29 @@ def read_ciphertext(blob: bytes, offset: int = 0) -> tuple[Ciphertext, int]:
     count, pos = _u64(blob, pos)
     if ntt not in (0, 1) or not 2 <= size <= 16 or degree & (degree - 1) or not 0 < limbs < 64:
         raise FormatError("implausible ciphertext shape")
-    if count != size * degree * limbs or pos + 8 * count != array_end or array_end != end:
+    if pos + 8 * count != array_end:
+        raise FormatError("ciphertext length does not match its shape")
+    seeded = size == 2 and count == degree * limbs and array_end != end
+    if count != (size - seeded) * degree * limbs:
+        raise FormatError("ciphertext length does not match its shape")
+    seed = _seed(blob, array_end, end) if seeded else None
+    if not seeded and array_end != end:
         raise FormatError("ciphertext length does not match its shape")
     data = np.frombuffer(blob, dtype="<u8", count=count, offset=pos)
-    return Ciphertext(bool(ntt), size, degree, limbs, scale, correction, data), end
+    return Ciphertext(bool(ntt), size, degree, limbs, scale, correction, data, seed), end
+
+
+def _seed(blob: bytes, offset: int, end: int) -> bytes:
+    """The seed object ending a seeded ciphertext at `offset`, which must end at `end`."""
+    seed_end, pos = _header(blob, offset)
+    if seed_end != end or seed_end - pos != SEED.size:
+        raise FormatError("seeded ciphertext: malformed seed")
+    prng, seed = SEED.unpack_from(blob, pos)
+    if prng not in PRNG_TYPES:
+        raise FormatError(f"seeded ciphertext: unknown PRNG type {prng}")
+    if not any(seed):
+        raise FormatError("seeded ciphertext: all-zero seed")
+    return bytes(seed)
 
 
 def read_whole_ciphertext(blob: bytes) -> Ciphertext:
@@ -177,7 +209,7 @@ def check_ciphertext(
 def _check_key(key: Ciphertext, degree: int, limbs: int, what: str) -> None:
     if key.size != 2 or key.degree != degree or key.limbs != limbs or not key.ntt:
         raise InvalidKeyError(f"{what} has the wrong shape for this parameter set")
-    if not np.any(key.polynomial(0)) or not np.any(key.polynomial(1)):
+    if not np.any(key.polynomial(0)) or key.is_transparent():
         raise InvalidKeyError(f"{what} has an all-zero polynomial")
 
 
