@@ -32,3 +32,11 @@ else
   "$VENV/bin/python" -m pip install --quiet --no-cache-dir .
 fi
 "$VENV/bin/python" -c 'import Pyfhel, phe, gmpy2; print("installed: cryptorec, Pyfhel", Pyfhel.__version__)'
+# The page (web/): npm packages exactly as web/package-lock.json pins them, then its build
+# (web/dist), which `cryptorec serve --web-port` serves.
+if command -v npm >/dev/null; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+  echo "built: the page (web/dist)"
+else
+  echo "npm not found: the page (web/) is not built; --web-port serves the API only" >&2
+fi

@@ -68,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
         _check_free(args.host, args.health_port, "--health-port")
     if args.observe:
         _check_free(args.host, args.metrics_port, "--metrics-port")
+    web = _web_config(args)
+    if web is not None:
+        _check_free(args.host, args.web_port, "--web-port")
     config = ServerConfig(
         limits=Limits(
             max_streams=args.max_streams,
@@ -97,9 +100,36 @@ def _serve(args: argparse.Namespace) -> int:
         tls,
         args.health_port if tls else None,
         config,
+        web,
     )
     serve_forever(running)
     return 0
+
+
+def _web_config(args: argparse.Namespace) -> Any:
+    """The gRPC-web front's configuration (None without --web-port)."""
+    from cryptorec.services.web.server import DEFAULT_PAGE_DIR, WebConfig
+
+    if not args.web_port:
+        return None
+    if args.web_page is None:
+        page = DEFAULT_PAGE_DIR if (DEFAULT_PAGE_DIR / "index.html").is_file() else None
+    else:
+        page = None if args.web_page.lower() == "none" else Path(args.web_page)
+    origins = tuple(o.strip() for o in (args.web_origins or "").split(",") if o.strip())
+    try:
+        return WebConfig(
+            args.web_port,
+            args.host,
+            page,
+            origins,
+            args.tls_cert,
+            args.tls_key,
+            args.tls_client_ca,
+            drain_seconds=args.drain_seconds,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
 
 
 def _peer_tls(args: argparse.Namespace) -> Any:
@@ -247,6 +277,15 @@ def _demo(args: argparse.Namespace) -> int:
 
     _configure_logging(args, "cryptorec-demo")
     _fetch(args, args.dataset)
+    if args.web:
+        from cryptorec.services.client.demo import run_web_demo
+
+        _check_free("127.0.0.1", args.web_port, "--web-port")
+        try:
+            run_web_demo(args.data_dir, args.dataset, args.redis, args.web_port)
+        except FileNotFoundError as exc:
+            raise CliError(str(exc), 3) from None
+        return 0
     run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
     return 0
 
@@ -312,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         "peer_tls_name",
         "observe",
         "metrics_port",
+        "web_port",
+        "web_origins",
+        "web_page",
         "log_format",
         "log_level",
     )
@@ -363,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mode", choices=registry.mode_names(), default="fast")
     demo.add_argument("--top", type=int, default=10)
     demo.add_argument("--json", type=Path)
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the page instead: rate movies in your browser (keys stay in the browser)",
+    )
+    demo.add_argument("--web-port", type=int, default=8080, help="the page's port with --web")
     demo.set_defaults(func=_demo)
 
     cl = sub.add_parser("clients", help="who may ask (with serve --auth): add, list, revoke")

@@ -264,6 +264,28 @@ SETTINGS: dict[str, Setting] = {
         "plaintext health-only port when TLS is on (kubelet gRPC probes speak plaintext)",
         _non_negative_int,
     ),
+    "web_port": Setting(
+        "--web-port",
+        "CRYPTOREC_WEB_PORT",
+        "0",
+        "serve gRPC-web and Connect for browsers, and the page, on this port (0 = off); "
+        "TLS with --tls-cert/--tls-key as the gRPC port",
+        _non_negative_int,
+    ),
+    "web_origins": Setting(
+        "--web-origins",
+        "CRYPTOREC_WEB_ORIGINS",
+        None,
+        "comma-separated origins whose pages may call the web port (CORS), e.g. "
+        "https://app.example.org; unset: only the page the web port serves",
+    ),
+    "web_page": Setting(
+        "--web-page",
+        "CRYPTOREC_WEB_PAGE",
+        None,
+        "directory of the built page to serve on the web port (default: web/dist of this "
+        "checkout if built; 'none': the API only)",
+    ),
     "metrics_port": Setting(
         "--metrics-port",
         "CRYPTOREC_METRICS_PORT",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +35,20 @@ def test_stubs_import_without_our_internals() -> None:
         "assert not [m for m in sys.modules if m.startswith(ours)]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_regenerating_the_page_stubs_changes_nothing(tmp_path: Path) -> None:
+    if not (ROOT / "web" / "node_modules" / ".bin" / "protoc-gen-es").exists():
+        pytest.skip("web/node_modules missing: scripts/install.sh runs npm ci when npm exists")
+    subprocess.run(
+        [str(ROOT / "scripts" / "gen-web-protos.sh"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    checked_in = ROOT / "web" / "src" / "gen" / "cryptorec" / "v1"
+    generated = tmp_path / "cryptorec" / "v1"
+    assert sorted(p.name for p in generated.iterdir()) == sorted(
+        p.name for p in checked_in.iterdir()
+    )
+    for path in generated.iterdir():
+        assert filecmp.cmp(path, checked_in / path.name, shallow=False), path.name

@@ -5,14 +5,21 @@ store (or Redis), starts the key, model and evaluator services on free local por
 one held-out user through the client: their ratings are encrypted, the server computes on
 ciphertexts only, and the client decrypts and ranks. Prints the recommendations beside what
 the user actually rated highly (ratings the model never saw).
+
+With `--web`, the same services also serve the page (web/) on a local port, and the demo waits
+for you to rate movies in a browser instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,17 +39,10 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_demo(
-    data_dir: Path,
-    dataset: str = "ml-100k",
-    redis_url: str | None = None,
-    scheme: str = "ckks",
-    mode: str = "fast",
-    top_n: int = 10,
-    json_out: Path | None = None,
-) -> dict[str, Any]:
-    ratings = load_movielens(dataset, data_dir)
-    split = paper_split(ratings, seed=0)
+@contextlib.contextmanager
+def _trained(ratings: Any, split: Any, redis_url: str | None) -> Iterator[tuple[Store, str]]:
+    """A store holding a model trained on the split's training users, and a client token
+    (as deployed, every call needs one; the demo issues itself one)."""
     with tempfile.TemporaryDirectory(prefix="cryptorec-demo-") as tmp:
         store: Store
         if redis_url:
@@ -54,8 +54,21 @@ def run_demo(
 
             store = FileStore(Path(tmp) / "store")
         train_and_publish(ratings, store, rows=split.train_users, config=small_config())
-        # As deployed: every call needs a client's token; the demo issues itself one.
-        token = add_client(store, "demo", Quotas())
+        yield store, add_client(store, "demo", Quotas())
+
+
+def run_demo(
+    data_dir: Path,
+    dataset: str = "ml-100k",
+    redis_url: str | None = None,
+    scheme: str = "ckks",
+    mode: str = "fast",
+    top_n: int = 10,
+    json_out: Path | None = None,
+) -> dict[str, Any]:
+    ratings = load_movielens(dataset, data_dir)
+    split = paper_split(ratings, seed=0)
+    with _trained(ratings, split, redis_url) as (store, token):
         config = ServerConfig(auth=True)
         servers = [start((role,), store, config=config) for role in ("model", "key", "evaluator")]
         targets = {s.roles[0]: f"127.0.0.1:{s.port}" for s in servers}
@@ -65,6 +78,44 @@ def run_demo(
         finally:
             for s in servers:
                 s.stop(grace=1.0)
+
+
+def run_web_demo(
+    data_dir: Path,
+    dataset: str = "ml-100k",
+    redis_url: str | None = None,
+    web_port: int = 8080,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Train, serve every role and the page on `web_port` (0: a free port), print the page's
+    address (with the demo's token in its fragment, which browsers never send), and serve
+    until Ctrl-C or `stop`."""
+    from cryptorec.services.web.server import DEFAULT_PAGE_DIR, WebConfig
+
+    if not (DEFAULT_PAGE_DIR / "index.html").is_file():
+        raise FileNotFoundError(
+            f"the page is not built in {DEFAULT_PAGE_DIR}: run scripts/install.sh (needs npm)"
+        )
+    ratings = load_movielens(dataset, data_dir)
+    split = paper_split(ratings, seed=0)
+    stop = stop or threading.Event()
+    with _trained(ratings, split, redis_url) as (store, token):
+        web = WebConfig(web_port, page_dir=DEFAULT_PAGE_DIR)
+        config = ServerConfig(auth=True)
+        running = start(("model", "key", "evaluator"), store, config=config, web=web)
+        assert running.web is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(sig, lambda *_: stop.set())
+        print(f"\nOpen {running.web.url}#token={token}\n", flush=True)
+        _log(f"gRPC on 127.0.0.1:{running.port}; Ctrl-C stops")
+        if ready is not None:
+            ready.set()
+        try:
+            stop.wait()
+        finally:
+            running.stop(grace=1.0)
 
 
 def _query(

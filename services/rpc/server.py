@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -37,6 +37,9 @@ from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from cryptorec.v1 import shard_service_pb2_grpc as shard_grpc
+
+if TYPE_CHECKING:
+    from cryptorec.services.web.server import WebConfig, WebServer
 
 log = logging.getLogger("cryptorec.server")
 
@@ -148,6 +151,7 @@ class Running:
     health_server: grpc.Server | None = None
     health_port: int = 0
     metrics_server: WSGIServer | None = None
+    web: WebServer | None = None  # the gRPC-web front, with --web-port
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -168,6 +172,8 @@ class Running:
         `grace` seconds (default: the configured drain time)."""
         self.set_serving(False)
         self.health.set(LIVENESS, _NOT_SERVING)
+        if self.web is not None:
+            self.web.stop()  # lets browsers' in-flight calls finish while gRPC still serves
         self.server.stop(self.config.drain_seconds if grace is None else grace).wait()
         if self.health_server is not None:
             self.health_server.stop(0)
@@ -190,12 +196,14 @@ def start(
     tls: ServerTls | None = None,
     health_port: int | None = None,
     config: ServerConfig = ServerConfig(),
+    web: WebConfig | None = None,
 ) -> Running:
     """Start a server for `roles` on host:port (0 = a free port) and return it.
 
     With `tls`, every RPC needs TLS (and a client certificate if tls.client_ca is set); since
     kubelet's gRPC probes speak plaintext, health checking alone is then also served without
-    TLS on `health_port` (0 = a free port).
+    TLS on `health_port` (0 = a free port). With `web`, a gRPC-web front for browsers
+    forwards to this server over a private Unix socket (services/web/server.py).
     """
     unknown = set(roles) - set(ROLES)
     if unknown:
@@ -231,9 +239,19 @@ def start(
         if tls
         else server.add_insecure_port(address)
     )
+    web_socket = None
+    if web is not None:
+        from cryptorec.services.web.server import private_socket
+
+        web_socket = private_socket()
+        server.add_insecure_port(web_socket[1])
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
     running.on_stop = parts.on_stop
+    if web is not None and web_socket is not None:
+        from cryptorec.services.web.server import WebServer
+
+        running.web = WebServer(web, web_socket[1], web_socket[0]).start()
     if config.observe and config.metrics_port:
         running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:
@@ -277,10 +295,11 @@ def serve_forever(running: Running) -> None:
     watcher = threading.Thread(target=watch_store, args=(running, stop), daemon=True)
     watcher.start()
     log.info(
-        "serving %s on port %d (metrics: %s)",
+        "serving %s on port %d (metrics: %s; web: %s)",
         ",".join(running.roles),
         running.port,
         f"port {running.metrics_port}" if running.metrics_port else "off",
+        running.web.url if running.web else "off",
     )
     stop.wait()
     log.info("draining (grace %.0f s)", running.config.drain_seconds)

@@ -1,0 +1,1 @@
+"""The page and its gRPC-web front: browsers encrypt in the page and call the services."""

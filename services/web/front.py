@@ -1,0 +1,238 @@
+"""The browser's way in: gRPC-web (and Connect) for the RPCs a browser can call, forwarded to
+this process's own gRPC server.
+
+Browsers cannot stream requests, so only unary and server-streaming methods are offered
+(GetModel, RegisterKeysWhole, PredictWhole, ...); the client-streaming ones and the
+evaluators' internal ShardService are not. The protocols are connect-python's (Connect,
+gRPC-web and gRPC on one ASGI app); the endpoints are built from the protos' descriptors, so
+a browser-callable RPC added to the API is served here with no change.
+
+Each call is forwarded, message for message, to the gRPC server over a private channel: the
+interceptors there (authentication, budgets, admission, metrics, logs) and the handlers see
+every browser call exactly as they see a gRPC one, and the two ports cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo
+from connectrpc.request import RequestContext
+from connectrpc.server import ConnectASGIApplication, Endpoint
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cryptorec.services.rpc.options import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
+from cryptorec.services.rpc.request_id import REQUEST_ID
+from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
+
+log = logging.getLogger("cryptorec.web")
+
+BROWSER_SERVICES: tuple[ServiceDescriptor, ...] = (
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+    key_service_pb2.DESCRIPTOR.services_by_name["KeyService"],
+    evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"],
+)
+# Request headers passed on as gRPC metadata; nothing else reaches the gRPC server.
+FORWARDED_HEADERS = ("authorization", REQUEST_ID)
+# What a browser may send and read across origins (with --web-origins).
+CORS_REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    REQUEST_ID,
+)
+CORS_RESPONSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin", REQUEST_ID)
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+def browser_methods(service: ServiceDescriptor) -> list[MethodDescriptor]:
+    """The methods of `service` a browser can call: no request streaming."""
+    return [m for m in service.methods if not m.client_streaming]
+
+
+def code_of(status: grpc.StatusCode) -> Code:
+    """The Connect code of a gRPC status (the same names; Connect spells CANCELED once)."""
+    if status == grpc.StatusCode.CANCELLED:
+        return Code.CANCELED
+    return Code[status.name] if status.name in Code.__members__ else Code.UNKNOWN
+
+
+class Forwarder:
+    """Sends browser calls on to the gRPC server at `target` (an address grpc understands,
+    e.g. "unix:/run/cryptorec.sock") over one channel, opened in the serving event loop."""
+
+    def __init__(self, target: str, default_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.target, self.default_timeout = target, default_timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    def endpoint(self, method: MethodDescriptor) -> Endpoint[Any, Any]:
+        """A connect-python endpoint for `method` that forwards each call."""
+        request, response = GetMessageClass(method.input_type), GetMessageClass(method.output_type)
+        info = MethodInfo(
+            name=method.name,
+            service_name=method.containing_service.full_name,
+            input=request,
+            output=response,
+            idempotency_level=IdempotencyLevel.UNKNOWN,
+        )
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        serialize, deserialize = request.SerializeToString, response.FromString
+        if method.server_streaming:
+            stream = self.channel_method(path, serialize, deserialize, streaming=True)
+            return Endpoint.server_stream(method=info, function=self._streaming(stream))
+        unary = self.channel_method(path, serialize, deserialize, streaming=False)
+        return Endpoint.unary(method=info, function=self._unary(unary))
+
+    def channel_method(
+        self,
+        path: str,
+        serialize: Callable[[Any], bytes],
+        deserialize: Callable[[bytes], Any],
+        *,
+        streaming: bool,
+    ) -> Callable[[], Any]:
+        """A factory of the channel's callable for `path` (made at the first call, once the
+        channel exists in the serving loop)."""
+        made: list[Any] = []
+
+        def get() -> Any:
+            if not made:
+                kind = self.channel.unary_stream if streaming else self.channel.unary_unary
+                made.append(
+                    kind(path, request_serializer=serialize, response_deserializer=deserialize)
+                )
+            return made[0]
+
+        return get
+
+    def _call_options(self, ctx: RequestContext[Any, Any]) -> dict[str, Any]:
+        headers = ctx.request_headers()
+        metadata = [(h, headers[h]) for h in FORWARDED_HEADERS if h in headers]
+        remaining = ctx.timeout_ms()
+        timeout = self.default_timeout if remaining is None else max(remaining / 1000, 0.001)
+        return {"metadata": metadata, "timeout": timeout}
+
+    def _unary(
+        self, method: Callable[[], Any]
+    ) -> Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]]:
+        async def forward(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+            try:
+                return await method()(request, **self._call_options(ctx))
+            except grpc.aio.AioRpcError as exc:
+                raise _connect_error(exc) from None
+
+        return forward
+
+    def _streaming(
+        self, method: Callable[[], Any]
+    ) -> Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]]:
+        async def forward(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+            call = method()(request, **self._call_options(ctx))
+            try:
+                async for response in call:
+                    yield response
+            except grpc.aio.AioRpcError as exc:
+                raise _connect_error(exc) from None
+            finally:
+                call.cancel()  # a browser that went away stops the computation too
+
+        return forward
+
+
+def _connect_error(exc: grpc.aio.AioRpcError) -> ConnectError:
+    return ConnectError(code_of(exc.code()), exc.details() or "")
+
+
+class ServiceApp(ConnectASGIApplication[Forwarder]):
+    """One browser-facing service: its browser-callable methods, each forwarded."""
+
+    def __init__(self, service: ServiceDescriptor, forwarder: Forwarder) -> None:
+        self._path = f"/{service.full_name}"
+        methods = browser_methods(service)
+
+        # Mapping[str, Any]: connect-python types this with its private Endpoint subclasses.
+        def endpoints(f: Forwarder) -> Mapping[str, Any]:
+            return {f"{self._path}/{m.name}": f.endpoint(m) for m in methods}
+
+        super().__init__(service=forwarder, endpoints=endpoints, read_max_bytes=MAX_MESSAGE_BYTES)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+
+class WebFront:
+    """The ASGI app: the browser services by path, and the page's static files (if a
+    directory is given) for everything else."""
+
+    def __init__(self, forwarder: Forwarder, page_dir: Path | None = None) -> None:
+        self.forwarder = forwarder
+        self.services: dict[str, ASGIApp] = {
+            s.full_name: ServiceApp(s, forwarder) for s in BROWSER_SERVICES
+        }
+        self.page: ASGIApp | None = StaticFiles(directory=page_dir, html=True) if page_dir else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        service = self.services.get(scope["path"].split("/")[1])
+        if service is not None:
+            await service(scope, receive, send)
+            return
+        try:
+            if self.page is None:
+                raise HTTPException(404)
+            await self.page(scope, receive, send)
+        except HTTPException as exc:  # StaticFiles' missing file or wrong method
+            await _plain(send, exc.status_code, exc.detail)
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def web_app(forwarder: Forwarder, page_dir: Path | None, origins: tuple[str, ...]) -> ASGIApp:
+    """The front, behind CORS for `origins` (none: same-origin pages only)."""
+    app: ASGIApp = WebFront(forwarder, page_dir)
+    if origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_REQUEST_HEADERS),
+            expose_headers=list(CORS_RESPONSE_HEADERS),
+            max_age=3600,
+        )
+    return app

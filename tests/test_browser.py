@@ -1,0 +1,223 @@
+"""The page in a real headless browser (Debian's Chromium, driven by Playwright; no browser is
+downloaded): someone rates movies and gets recommendations computed on ciphertexts, equal to
+the Python client's for the same ratings; the secret key never appears in a request; keys
+survive a reload and a forgotten key set is replaced. The page's uploads stay within the
+sizes seeded keys and seeded encryption allow."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.web.server import DEFAULT_PAGE_DIR
+from tests.web_front import Served, serve
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
+
+CHROMIUM = Path(os.environ.get("CRYPTOREC_CHROMIUM", "/usr/bin/chromium"))
+# What Chromium needs here: no sandbox as root, and none of its calls home (this network
+# refuses them, many at a time).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RATINGS = {1: 5.0, 7: 4.0, 13: 2.0, 21: 5.0, 42: 3.0, 100: 1.0, 250: 4.5}
+QUERY_BYTES_MAX = 0.27e6  # one fast-mode query, up and down
+KEY_UPLOAD_MAX = 2.3e6
+
+
+def _require(ok: bool, why: str) -> None:
+    if not ok:
+        # CI installs Chromium and builds the page, so there a missing one is a failure.
+        if os.environ.get("CRYPTOREC_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    _require(CHROMIUM.exists(), f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    _require(
+        (DEFAULT_PAGE_DIR / "index.html").is_file(),
+        "the page is not built (cd web && npm ci && npm run build)",
+    )
+    s = serve(tmp_path_factory.mktemp("store"), page_dir=DEFAULT_PAGE_DIR)
+    yield s
+    s.running.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """The page in a fresh browser profile, with every request it sends recorded."""
+
+    def __init__(self, browser: Any, served: Served) -> None:
+        self.context = browser.new_context()
+        self.page = self.context.new_page()
+        self.requests: list[Any] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.served = served
+
+    def open(self, with_token: bool = True) -> None:
+        fragment = f"#token={self.served.token}" if with_token else ""
+        self.page.goto(self.served.url + fragment)
+        self.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+
+    def rate(self, ratings: dict[int, float]) -> None:
+        for item, r in ratings.items():
+            self.page.fill("#search", f"Item {item}")
+            self.page.click(f"[data-testid=rate-{item}-{round(r)}]")
+
+    def recommend(self) -> dict[str, Any]:
+        self.page.click("#recommend")
+        self.page.wait_for_function(
+            "['done', 'failed'].some(s => document.querySelector('#status').textContent"
+            ".startsWith(s))",
+            timeout=120_000,
+        )
+        status = self.page.text_content("#status")
+        assert status.startswith("done"), (status, self.errors)
+        last: dict[str, Any] = self.page.evaluate("window.cryptorecLast")
+        return last
+
+    def stored_keys(self) -> list[dict[str, Any]]:
+        """The key records in the page's IndexedDB, bytes as lists of ints."""
+        keys: list[dict[str, Any]] = self.page.evaluate(
+            """() => new Promise((resolve, reject) => {
+                const open = indexedDB.open("cryptorec", 1);
+                open.onerror = () => reject(open.error);
+                open.onsuccess = () => {
+                  const get = open.result.transaction("keys").objectStore("keys").getAll();
+                  get.onsuccess = () => resolve(get.result.map(k => ({
+                    keyId: k.keyId, purpose: k.purpose,
+                    secretKey: Array.from(k.secretKey), publicKey: Array.from(k.publicKey),
+                  })));
+                };
+              })"""
+        )
+        return keys
+
+    def calls(self, method: str) -> list[Any]:
+        return [r for r in self.requests if r.url.endswith(method)]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Page]:
+    p = Page(browser, served)
+    yield p
+    p.close()
+
+
+def _whole_ratings(ratings: dict[int, float]) -> dict[int, float]:
+    """The page rates in whole stars."""
+    return {item: float(round(r)) for item, r in ratings.items()}
+
+
+def test_browser_recommendations_equal_the_python_clients(page: Page, served: Served) -> None:
+    page.open()
+    page.rate(RATINGS)
+    last = page.recommend()
+    client = CryptoRecClient(served.grpc_target, token=served.token)
+    try:
+        expected, _ = client.predict(_whole_ratings(RATINGS))
+    finally:
+        client.close()
+    ids = last["itemIds"]
+    assert ids == list(range(1, 301))
+    got = np.array(last["predictions"])
+    assert np.max(np.abs(got - expected)) < 1e-3
+    # The page's top 10: the best unrated items by clamped prediction, as the client ranks.
+    shown = [
+        int(li)
+        for li in page.page.eval_on_selector_all(
+            "#recommendations li", "els => els.map(e => e.dataset.itemId)"
+        )
+    ]
+    clamped = np.clip(expected, 1, 5)
+    unrated = [i for i in np.argsort(-clamped, kind="stable") if ids[i] not in RATINGS]
+    assert len(shown) == 10
+    assert np.allclose(clamped[[ids.index(i) for i in shown]], clamped[unrated[:10]], atol=1e-3)
+
+    # Seeded uploads: the key set and each query, measured on the wire.
+    (register,) = page.calls("/cryptorec.v1.KeyService/RegisterKeysWhole")
+    (predict,) = page.calls("/cryptorec.v1.EvaluatorService/PredictWhole")
+    assert len(register.post_data_buffer) <= KEY_UPLOAD_MAX
+    reply = predict.response().body()
+    assert len(predict.post_data_buffer) + len(reply) <= QUERY_BYTES_MAX
+    assert page.errors == []
+
+
+def test_browser_never_sends_the_secret_key_and_keys_survive_reload(page: Page) -> None:
+    page.open()
+    page.rate({5: 4.0, 9: 2.0, 60: 5.0})
+    first = page.recommend()
+    (stored,) = page.stored_keys()
+    secret = bytes(stored["secretKey"])
+    assert len(secret) > 100_000  # the whole key: n coefficients on every limb
+    # No request body holds the secret key, nor any 32-byte piece of its coefficients.
+    coefficients = secret[16 + 32 + 24 :]
+    pieces = [coefficients[k : k + 32] for k in range(0, len(coefficients) - 32, 4096)]
+    bodies = [r.post_data_buffer or b"" for r in page.requests]
+    assert page.calls("RegisterKeysWhole")
+    assert page.calls("PredictWhole")
+    for body in bodies:
+        assert secret not in body
+        assert not any(piece in body for piece in pieces)
+
+    # A reload finds the same keys and asks the key service whether they are still registered
+    # instead of registering again.
+    page.requests.clear()
+    page.page.reload()
+    page.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert page.page.text_content("[data-testid=key-id]") == first["keyId"]
+    (again,) = page.stored_keys()
+    assert bytes(again["secretKey"]) == secret
+    assert again["keyId"] == first["keyId"]
+    page.rate({5: 4.0, 9: 2.0, 60: 5.0})
+    second = page.recommend()
+    assert second["keyId"] == first["keyId"]
+    assert page.calls("GetKeyInfo")
+    assert not page.calls("RegisterKeysWhole")
+    assert np.allclose(second["predictions"], first["predictions"], atol=1e-3)
+
+    # Forgetting the keys makes the next request generate and register new ones.
+    page.page.click("#forget")
+    page.page.wait_for_function(
+        "document.querySelector('[data-testid=key-id]').textContent === 'none yet'"
+    )
+    third = page.recommend()
+    assert third["keyId"] != first["keyId"]
+    assert len(page.calls("RegisterKeysWhole")) == 1
+    assert page.errors == []
+
+
+def test_browser_page_without_a_token_says_so(page: Page) -> None:
+    page.page.goto(page.served.url)
+    page.page.wait_for_function(
+        "document.querySelector('#status').className === 'error'", timeout=60_000
+    )
+    assert "unauthenticated" in page.page.text_content("#status").lower()

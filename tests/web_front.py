@@ -1,0 +1,106 @@
+"""Helpers for the web front's tests: a published model served with the front, and gRPC-web
+calls made by hand (the wire format, not a client library's view of it)."""
+
+from __future__ import annotations
+
+import struct
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptorec.services import versions
+from cryptorec.services.clients import add_client
+from cryptorec.services.rpc.server import Running, ServerConfig, start
+from cryptorec.services.store.base import Quotas
+from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.web.server import WebConfig
+from libcryptorec.compression import compress
+from tests.test_model import make_model
+
+# The default TrainConfig.dim, so the rotation steps (and key set size) are a real model's.
+ITEMS, DIM = 300, 500
+
+
+def publish_model(store: FileStore) -> None:
+    """A small trained-looking model (300 items titled "Item N") as version v1."""
+    model = make_model(m=ITEMS, d=DIM, seed=4)
+    model.input_offset = 0.5
+    model.A *= 0.4
+    model.Q *= 0.4
+    model.meta["finetune_one_step"] = {"steps": 1, "eta": 1.0, "l2": 0.0}
+    catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
+    versions.publish(store, "v1", compress(model, 0.005, 128), catalogue)
+
+
+@dataclass
+class Served:
+    running: Running
+    token: str
+
+    @property
+    def url(self) -> str:
+        assert self.running.web is not None
+        return self.running.web.url
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+
+def serve(root: Path, *, page_dir: Path | None = None, origins: tuple[str, ...] = ()) -> Served:
+    """Every role with authentication on (as deployed) and the web front on a free port."""
+    store = FileStore(root)
+    publish_model(store)
+    token = add_client(store, "browser", Quotas(queries_per_day=1000))
+    running = start(
+        ("key", "model", "evaluator"),
+        store,
+        config=ServerConfig(auth=True),
+        web=WebConfig(0, page_dir=page_dir, origins=origins),
+    )
+    return Served(running, token)
+
+
+@dataclass
+class WebReply:
+    http_status: int
+    messages: list[bytes] = field(default_factory=list)
+    trailers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def grpc_status(self) -> int:
+        return int(self.trailers.get("grpc-status", self.headers.get("grpc-status", "-1")))
+
+
+def grpc_web_call(
+    base_url: str, path: str, message: bytes, headers: dict[str, str] | None = None
+) -> WebReply:
+    """POST one gRPC-web message to `path` and split the reply into messages and trailers."""
+    body = b"\x00" + struct.pack(">I", len(message)) + message
+    request = urllib.request.Request(
+        base_url.rstrip("/") + path,
+        data=body,
+        method="POST",
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"} | (headers or {}),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw, got = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return WebReply(exc.code, headers={k.lower(): v for k, v in exc.headers.items()})
+    reply = WebReply(status, headers={k.lower(): v for k, v in got.items()})
+    at = 0
+    while at < len(raw):
+        flags, size = raw[at], struct.unpack(">I", raw[at + 1 : at + 5])[0]
+        frame = raw[at + 5 : at + 5 + size]
+        at += 5 + size
+        if flags & 0x80:
+            for line in frame.decode().split("\r\n"):
+                if line:
+                    key, _, value = line.partition(":")
+                    reply.trailers[key.strip().lower()] = value.strip()
+        else:
+            reply.messages.append(frame)
+    return reply
