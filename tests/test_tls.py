@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+import ssl
 import subprocess
 import time
+import urllib.error
 import uuid
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
 from tests.redis_server import free_port, redis_command
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
+from tests.web_front import grpc_web_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.he]
 
@@ -144,6 +147,44 @@ def test_tls_end_to_end_and_a_client_without_the_right_ca_is_refused(pki, store)
             wrong.close()
         assert status(f"127.0.0.1:{running.health_port}") == SERVING  # plaintext probe port
         assert status(target) is None  # the service port itself never speaks plaintext
+    finally:
+        running.stop(grace=1.0)
+
+
+def test_web_port_uses_the_same_tls_and_mutual_tls(pki, store) -> None:  # type: ignore[no-untyped-def]
+    from cryptorec.services.web.server import WebConfig
+
+    def web(client_ca: Path | None) -> WebConfig:
+        return WebConfig(
+            0, tls_cert=pki["server_crt"], tls_key=pki["server_key"], tls_client_ca=client_ca
+        )
+
+    trusting = ssl.create_default_context(cafile=str(pki["ca"]))
+    get_model = "/cryptorec.v1.ModelService/GetModel"
+    running = start(
+        ("model",), store, tls=ServerTls(pki["server_crt"], pki["server_key"]), web=web(None)
+    )
+    try:
+        assert running.web is not None
+        url = running.web.url
+        assert url.startswith("https://")
+        assert grpc_web_call(url, get_model, b"", context=trusting).grpc_status == 0
+        with pytest.raises(urllib.error.URLError):  # a browser that does not trust the CA
+            grpc_web_call(url, get_model, b"", context=ssl.create_default_context())
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plaintext
+            grpc_web_call(url.replace("https", "http"), get_model, b"")
+    finally:
+        running.stop(grace=1.0)
+
+    running = start(
+        ("model",), store, tls=ServerTls(pki["server_crt"], pki["server_key"]), web=web(pki["ca"])
+    )
+    try:
+        assert running.web is not None
+        with pytest.raises((urllib.error.URLError, ConnectionError, ssl.SSLError)):
+            grpc_web_call(running.web.url, get_model, b"", context=trusting)  # no certificate
+        trusting.load_cert_chain(pki["client_crt"], pki["client_key"])
+        assert grpc_web_call(running.web.url, get_model, b"", context=trusting).grpc_status == 0
     finally:
         running.stop(grace=1.0)
 

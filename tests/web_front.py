@@ -3,6 +3,7 @@ calls made by hand (the wire format, not a client library's view of it)."""
 
 from __future__ import annotations
 
+import ssl
 import struct
 import urllib.error
 import urllib.request
@@ -75,7 +76,11 @@ class WebReply:
 
 
 def grpc_web_call(
-    base_url: str, path: str, message: bytes, headers: dict[str, str] | None = None
+    base_url: str,
+    path: str,
+    message: bytes,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> WebReply:
     """POST one gRPC-web message to `path` and split the reply into messages and trailers."""
     body = b"\x00" + struct.pack(">I", len(message)) + message
@@ -86,7 +91,7 @@ def grpc_web_call(
         headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"} | (headers or {}),
     )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
             status, raw, got = response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return WebReply(exc.code, headers={k.lower(): v for k, v in exc.headers.items()})
