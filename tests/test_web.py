@@ -138,6 +138,28 @@ def test_only_browser_callable_rpcs_are_offered(served: Served) -> None:
         assert reply.http_status == 404, path
 
 
+def test_a_single_role_web_port_offers_only_its_service(tmp_path: Path) -> None:
+    from cryptorec.services.rpc.server import start
+    from cryptorec.services.store.file_store import FileStore
+    from cryptorec.services.web.server import WebConfig
+    from tests.web_front import publish_model
+
+    store = FileStore(tmp_path)
+    publish_model(store)
+    running = start(("model",), store, web=WebConfig(0))
+    try:
+        assert running.web is not None
+        url = running.web.url
+        assert grpc_web_call(url, "/cryptorec.v1.ModelService/GetModel", b"").grpc_status == 0
+        for path in (
+            "/cryptorec.v1.KeyService/GetKeyInfo",
+            "/cryptorec.v1.EvaluatorService/PredictWhole",
+        ):
+            assert grpc_web_call(url, path, b"").http_status == 404, path
+    finally:
+        running.stop(grace=1.0)
+
+
 def test_cors_only_for_the_configured_origins(served: Served) -> None:
     def preflight(origin: str) -> dict[str, str]:
         request = urllib.request.Request(

@@ -251,7 +251,8 @@ def start(
     if web is not None and web_socket is not None:
         from cryptorec.services.web.server import WebServer
 
-        running.web = WebServer(web, web_socket[1], web_socket[0]).start()
+        served = {ROLES[r].service for r in roles}
+        running.web = WebServer(web, web_socket[1], web_socket[0], served).start()
     if config.observe and config.metrics_port:
         running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:

@@ -188,13 +188,18 @@ class ServiceApp(ConnectASGIApplication[Forwarder]):
 
 
 class WebFront:
-    """The ASGI app: the browser services by path, and the page's static files (if a
-    directory is given) for everything else."""
+    """The ASGI app: the browser services this process serves (`served`: full service names;
+    None: all), by path, and the page's static files (if a directory is given) for everything
+    else."""
 
-    def __init__(self, forwarder: Forwarder, page_dir: Path | None = None) -> None:
+    def __init__(
+        self, forwarder: Forwarder, page_dir: Path | None = None, served: set[str] | None = None
+    ) -> None:
         self.forwarder = forwarder
         self.services: dict[str, ASGIApp] = {
-            s.full_name: ServiceApp(s, forwarder) for s in BROWSER_SERVICES
+            s.full_name: ServiceApp(s, forwarder)
+            for s in BROWSER_SERVICES
+            if served is None or s.full_name in served
         }
         self.page: ASGIApp | None = StaticFiles(directory=page_dir, html=True) if page_dir else None
 
@@ -223,9 +228,15 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def web_app(forwarder: Forwarder, page_dir: Path | None, origins: tuple[str, ...]) -> ASGIApp:
-    """The front, behind CORS for `origins` (none: same-origin pages only)."""
-    app: ASGIApp = WebFront(forwarder, page_dir)
+def web_app(
+    forwarder: Forwarder,
+    page_dir: Path | None,
+    origins: tuple[str, ...],
+    served: set[str] | None = None,
+) -> ASGIApp:
+    """The front for the `served` services, behind CORS for `origins` (none: same-origin
+    pages only)."""
+    app: ASGIApp = WebFront(forwarder, page_dir, served)
     if origins:
         app = CORSMiddleware(
             app,

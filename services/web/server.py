@@ -64,7 +64,15 @@ def private_socket() -> tuple[Path, str]:
 class WebServer:
     """The front, started: its port, and how to stop it."""
 
-    def __init__(self, config: WebConfig, grpc_target: str, socket_dir: Path | None) -> None:
+    def __init__(
+        self,
+        config: WebConfig,
+        grpc_target: str,
+        socket_dir: Path | None,
+        served: set[str] | None = None,
+    ) -> None:
+        """`served`: the full names of the services the gRPC server runs (None: all); the
+        front offers only those, so a pod of one role answers 404 for the others' paths."""
         self.config, self.socket_dir = config, socket_dir
         self.forwarder = Forwarder(grpc_target)
         tls: dict[str, Any] = {}
@@ -73,7 +81,7 @@ class WebServer:
             if config.tls_client_ca:
                 tls["ssl_ca_certs"] = str(config.tls_client_ca)
                 tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        app = web_app(self.forwarder, config.page_dir, config.origins)
+        app = web_app(self.forwarder, config.page_dir, config.origins, served)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
