@@ -247,3 +247,14 @@ def test_seeded_ciphertexts_and_keys_are_read_and_checked() -> None:
             seal_format.check_ciphertext(bad, degree=p.n, limbs=2, ntt=True, scale=None)
     with pytest.raises(InvalidKeyError):
         seal_format.check_public_key(_seeded(public, prng=0), degree=p.n, limbs=3)
+
+
+def test_every_grpc_status_keeps_its_name_over_the_web() -> None:
+    from connectrpc.code import Code
+
+    from cryptorec.services.web.front import code_of
+
+    for status in grpc.StatusCode:
+        if status != grpc.StatusCode.OK:
+            expected = "CANCELED" if status == grpc.StatusCode.CANCELLED else status.name
+            assert code_of(status) == Code[expected]

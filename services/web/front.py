@@ -15,7 +15,7 @@ every browser call exactly as they see a gRPC one, and the two ports cannot drif
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,67 +102,40 @@ class Forwarder:
             idempotency_level=IdempotencyLevel.UNKNOWN,
         )
         path = f"/{method.containing_service.full_name}/{method.name}"
-        serialize, deserialize = request.SerializeToString, response.FromString
+        codec: dict[str, Any] = {
+            "request_serializer": request.SerializeToString,
+            "response_deserializer": response.FromString,
+        }
         if method.server_streaming:
-            stream = self.channel_method(path, serialize, deserialize, streaming=True)
-            return Endpoint.server_stream(method=info, function=self._streaming(stream))
-        unary = self.channel_method(path, serialize, deserialize, streaming=False)
-        return Endpoint.unary(method=info, function=self._unary(unary))
 
-    def channel_method(
-        self,
-        path: str,
-        serialize: Callable[[Any], bytes],
-        deserialize: Callable[[bytes], Any],
-        *,
-        streaming: bool,
-    ) -> Callable[[], Any]:
-        """A factory of the channel's callable for `path` (made at the first call, once the
-        channel exists in the serving loop)."""
-        made: list[Any] = []
+            async def stream(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
+                call = self.channel.unary_stream(path, **codec)(request, **self._options(ctx))
+                try:
+                    async for reply in call:
+                        yield reply
+                except grpc.aio.AioRpcError as exc:
+                    raise _connect_error(exc) from None
+                finally:
+                    call.cancel()  # a browser that went away stops the computation too
 
-        def get() -> Any:
-            if not made:
-                kind = self.channel.unary_stream if streaming else self.channel.unary_unary
-                made.append(
-                    kind(path, request_serializer=serialize, response_deserializer=deserialize)
-                )
-            return made[0]
+            return Endpoint.server_stream(method=info, function=stream)
 
-        return get
+        async def unary(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+            try:
+                return await self.channel.unary_unary(path, **codec)(request, **self._options(ctx))
+            except grpc.aio.AioRpcError as exc:
+                raise _connect_error(exc) from None
 
-    def _call_options(self, ctx: RequestContext[Any, Any]) -> dict[str, Any]:
+        return Endpoint.unary(method=info, function=unary)
+
+    def _options(self, ctx: RequestContext[Any, Any]) -> dict[str, Any]:
+        """The call's metadata (the forwarded headers) and deadline (the browser's, or the
+        default)."""
         headers = ctx.request_headers()
         metadata = [(h, headers[h]) for h in FORWARDED_HEADERS if h in headers]
         remaining = ctx.timeout_ms()
         timeout = self.default_timeout if remaining is None else max(remaining / 1000, 0.001)
         return {"metadata": metadata, "timeout": timeout}
-
-    def _unary(
-        self, method: Callable[[], Any]
-    ) -> Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]]:
-        async def forward(request: Any, ctx: RequestContext[Any, Any]) -> Any:
-            try:
-                return await method()(request, **self._call_options(ctx))
-            except grpc.aio.AioRpcError as exc:
-                raise _connect_error(exc) from None
-
-        return forward
-
-    def _streaming(
-        self, method: Callable[[], Any]
-    ) -> Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]]:
-        async def forward(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
-            call = method()(request, **self._call_options(ctx))
-            try:
-                async for response in call:
-                    yield response
-            except grpc.aio.AioRpcError as exc:
-                raise _connect_error(exc) from None
-            finally:
-                call.cancel()  # a browser that went away stops the computation too
-
-        return forward
 
 
 def _connect_error(exc: grpc.aio.AioRpcError) -> ConnectError:

@@ -121,6 +121,15 @@ function need(): Session {
   return session;
 }
 
+/** A readable message: SEAL's C++ exceptions reach JavaScript as bare numbers. */
+async function describe(error: unknown): Promise<string> {
+  if (error instanceof Error) return error.message;
+  if (typeof error === "number" && sealLibrary) {
+    return (await sealLibrary).Exception.safe(error as never).message;
+  }
+  return String(error);
+}
+
 self.onmessage = async (event: MessageEvent<{ id: number; request: WorkerRequest }>) => {
   const { id, request } = event.data;
   try {
@@ -130,6 +139,6 @@ self.onmessage = async (event: MessageEvent<{ id: number; request: WorkerRequest
     if (reply.op === "decrypt") transfer.push(reply.values.buffer);
     (self as unknown as Worker).postMessage({ id, reply }, transfer);
   } catch (error) {
-    (self as unknown as Worker).postMessage({ id, error: String(error instanceof Error ? error.message : error) });
+    (self as unknown as Worker).postMessage({ id, error: await describe(error) });
   }
 };
