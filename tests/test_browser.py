@@ -172,6 +172,7 @@ def test_browser_recommendations_equal_the_python_clients(page: Page, served: Se
 
 
 def test_browser_never_sends_the_secret_key_and_keys_survive_reload(page: Page) -> None:
+    """RELIABILITY.md line 13 for the page: the network log, not the page's word for it."""
     page.open()
     page.rate({5: 4.0, 9: 2.0, 60: 5.0})
     first = page.recommend()

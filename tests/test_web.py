@@ -78,7 +78,7 @@ def test_get_model_over_grpc_web_equals_grpc(served: Served) -> None:
 
 
 def test_bad_input_grpc_web_statuses_equal_the_grpc_ones(served: Served) -> None:
-    # RELIABILITY: bad input gets a clear error; the web port maps every status unchanged.
+    # RELIABILITY.md lines 2, 5 and 9 over the web port: every status as the gRPC port gives it.
     header = ev_pb.PredictHeader(
         model_version="v1",
         key_id="0" * 64,
@@ -107,6 +107,7 @@ def test_bad_input_grpc_web_statuses_equal_the_grpc_ones(served: Served) -> None
 
 
 def test_web_calls_pass_the_grpc_authentication(served: Served) -> None:
+    """RELIABILITY.md line 9: missing or unknown credentials are UNAUTHENTICATED here too."""
     path, body = "/cryptorec.v1.ModelService/GetModel", b""
     for headers in ({}, {"authorization": "Bearer cr_not-a-token"}):
         reply = grpc_web_call(served.url, path, body, headers)
@@ -114,6 +115,7 @@ def test_web_calls_pass_the_grpc_authentication(served: Served) -> None:
 
 
 def test_oversized_web_message_is_resource_exhausted(served: Served) -> None:
+    """RELIABILITY.md line 7 on the web port."""
     too_big = key_pb.RegisterKeysWholeRequest(keys=b"\0" * (MAX_MESSAGE_BYTES + 1))
     reply = grpc_web_call(
         served.url,
