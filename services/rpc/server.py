@@ -172,9 +172,13 @@ class Running:
         `grace` seconds (default: the configured drain time)."""
         self.set_serving(False)
         self.health.set(LIVENESS, _NOT_SERVING)
+        # Both ports drain at once: browsers' in-flight calls are gRPC calls underneath, which
+        # the gRPC server lets finish while it refuses new ones.
         if self.web is not None:
-            self.web.stop()  # lets browsers' in-flight calls finish while gRPC still serves
+            self.web.begin_stop()
         self.server.stop(self.config.drain_seconds if grace is None else grace).wait()
+        if self.web is not None:
+            self.web.stop()
         if self.health_server is not None:
             self.health_server.stop(0)
         if self.metrics_server is not None:

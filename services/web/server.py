@@ -121,9 +121,13 @@ class WebServer:
 
         asyncio.run(serve())
 
+    def begin_stop(self) -> None:
+        """Stop accepting connections; in-flight calls go on (within the drain time)."""
+        self._server.should_exit = True
+
     def stop(self) -> None:
         """Finish in-flight calls (within the drain time), then close."""
-        self._server.should_exit = True
+        self.begin_stop()
         self._thread.join(self.config.drain_seconds + 5)
         self._socket.close()
         if self.socket_dir is not None:

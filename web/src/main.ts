@@ -163,9 +163,11 @@ async function start(): Promise<void> {
   tokenInput.onchange = () => sessionStorage.setItem("cryptorec-token", tokenInput.value.trim());
   await renderKeys();
   try {
+    const t0 = performance.now();
     const info = await recommender.model();
+    const ms = (performance.now() - t0).toFixed(0);
     catalogue = info.catalogue.map((c) => ({ itemId: Number(c.itemId), title: c.title }));
-    $("model").textContent = `model ${info.version}: ${catalogue.length} items`;
+    $("model").textContent = `model ${info.version}: ${catalogue.length} items (loaded in ${ms} ms)`;
     status("ready: search for movies you know and rate them");
     document.body.dataset.ready = "true";
   } catch (error) {

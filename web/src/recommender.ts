@@ -104,7 +104,7 @@ export class PrivateRecommender {
         return keys;
       }
     } else {
-      let t0 = now();
+      const t0 = now();
       const made = (await this.worker.call({ op: "generate", rotationSteps: [...spec.rotationSteps] })).keys;
       costs.seconds.keygen = now() - t0;
       keys = { ...made, purpose, keyId: "", created: Date.now() };
@@ -167,9 +167,7 @@ export class PrivateRecommender {
   private async recommendOnce(ratings: Map<number, number>, n: number): Promise<Result> {
     const costs: Costs = { seconds: {}, bytes: {}, sent: [] };
     const started = now();
-    let t0 = now();
-    const info = await this.model();
-    costs.seconds.model = now() - t0;
+    const info = await this.model(); // fetched when the page loaded
     const spec = PrivateRecommender.fastCkks(info);
     const keys = await this.ensureKeys(spec, costs);
 
@@ -188,7 +186,7 @@ export class PrivateRecommender {
     };
     const { x, rbar } = userInputs(byPosition, items, inputs);
 
-    t0 = now();
+    let t0 = now();
     const blocks = blocksOf(x, spec.slots);
     const { ciphertexts } = await this.worker.call({ op: "encrypt", blocks }, blocks.map((b) => b.buffer));
     costs.seconds.encrypt = now() - t0;
