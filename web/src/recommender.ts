@@ -92,7 +92,9 @@ export class PrivateRecommender {
   /** The worker ready with keys for `spec`: stored ones if still registered, else new ones. */
   private async ensureKeys(spec: SchemeParameters, costs: Costs): Promise<StoredKeys> {
     if (this.opened !== spec.parameterSet) {
+      const t0 = now();
       await this.worker.call({ op: "open", parameterSet: spec.parameterSet });
+      costs.seconds["load SEAL"] = now() - t0; // WebAssembly start and the SEAL context
       this.opened = spec.parameterSet;
     }
     const purpose = purposeOf(spec.parameterSet, spec.rotationSteps);
