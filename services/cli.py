@@ -108,12 +108,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _web_config(args: argparse.Namespace) -> Any:
     """The gRPC-web front's configuration (None without --web-port)."""
-    from cryptorec.services.web.server import DEFAULT_PAGE_DIR, WebConfig
+    from cryptorec.services.web.server import WebConfig, built_page
 
     if not args.web_port:
         return None
     if args.web_page is None:
-        page = DEFAULT_PAGE_DIR if (DEFAULT_PAGE_DIR / "index.html").is_file() else None
+        page = built_page()
     else:
         page = None if args.web_page.lower() == "none" else Path(args.web_page)
     origins = tuple(o.strip() for o in (args.web_origins or "").split(",") if o.strip())

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.web.server import DEFAULT_PAGE_DIR
+from cryptorec.services.web.server import built_page
 from tests.web_front import Served, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
@@ -49,11 +49,9 @@ def _require(ok: bool, why: str) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _require(CHROMIUM.exists(), f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    _require(
-        (DEFAULT_PAGE_DIR / "index.html").is_file(),
-        "the page is not built (cd web && npm ci && npm run build)",
-    )
-    s = serve(tmp_path_factory.mktemp("store"), page_dir=DEFAULT_PAGE_DIR)
+    page = built_page()
+    _require(page is not None, "the page is not built (cd web && npm ci && npm run build)")
+    s = serve(tmp_path_factory.mktemp("store"), page_dir=page)
     yield s
     s.running.stop(grace=1.0)
 

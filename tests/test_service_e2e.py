@@ -42,8 +42,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.he]
 ITEMS, DIM = 60, 8
 
 
-def _packed():  # type: ignore[no-untyped-def]
-    model = make_model(m=ITEMS, d=DIM, seed=4)
+def _packed(items: int = ITEMS, dim: int = DIM):  # type: ignore[no-untyped-def]
+    model = make_model(m=items, d=dim, seed=4)
     model.input_offset = 0.5  # published by GetModel, echoed in every Predict header
     model.A *= 0.4
     model.Q *= 0.4

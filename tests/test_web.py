@@ -44,10 +44,8 @@ def _auth(s: Served) -> dict[str, str]:
 def _grpc_status(s: Served, method: str, request: bytes) -> grpc.StatusCode:
     """The status the gRPC port gives the same request."""
     channel = grpc.insecure_channel(s.grpc_target)
-    call = channel.unary_unary(method)
     streaming = method.endswith("PredictWhole")
-    if streaming:
-        call = channel.unary_stream(method)
+    call = (channel.unary_stream if streaming else channel.unary_unary)(method)
     try:
         answer = call(request, metadata=[("authorization", f"Bearer {s.token}")], timeout=30)
         if streaming:

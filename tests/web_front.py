@@ -16,22 +16,16 @@ from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.web.server import WebConfig
-from libcryptorec.compression import compress
-from tests.test_model import make_model
+from tests.test_service_e2e import _packed
 
 # The default TrainConfig.dim, so the rotation steps (and key set size) are a real model's.
 ITEMS, DIM = 300, 500
 
 
 def publish_model(store: FileStore) -> None:
-    """A small trained-looking model (300 items titled "Item N") as version v1."""
-    model = make_model(m=ITEMS, d=DIM, seed=4)
-    model.input_offset = 0.5
-    model.A *= 0.4
-    model.Q *= 0.4
-    model.meta["finetune_one_step"] = {"steps": 1, "eta": 1.0, "l2": 0.0}
+    """The end-to-end tests' model at ITEMS x DIM (items titled "Item N") as version v1."""
     catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
-    versions.publish(store, "v1", compress(model, 0.005, 128), catalogue)
+    versions.publish(store, "v1", _packed(ITEMS, DIM), catalogue)
 
 
 @dataclass

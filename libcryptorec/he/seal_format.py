@@ -110,14 +110,14 @@ def read_ciphertext(blob: bytes, offset: int = 0) -> tuple[Ciphertext, int]:
     count, pos = _u64(blob, pos)
     if ntt not in (0, 1) or not 2 <= size <= 16 or degree & (degree - 1) or not 0 < limbs < 64:
         raise FormatError("implausible ciphertext shape")
-    if pos + 8 * count != array_end:
-        raise FormatError("ciphertext length does not match its shape")
-    seeded = size == 2 and count == degree * limbs and array_end != end
-    if count != (size - seeded) * degree * limbs:
+    # Seeded: the first polynomial's coefficients stop short of the object's end, where the
+    # seed of the second follows.
+    seeded = array_end != end
+    polynomials = 1 if seeded else size
+    stored = pos + 8 * count == array_end and count == polynomials * degree * limbs
+    if not stored or (seeded and size != 2):
         raise FormatError("ciphertext length does not match its shape")
     seed = _seed(blob, array_end, end) if seeded else None
-    if not seeded and array_end != end:
-        raise FormatError("ciphertext length does not match its shape")
     data = np.frombuffer(blob, dtype="<u8", count=count, offset=pos)
     return Ciphertext(bool(ntt), size, degree, limbs, scale, correction, data, seed), end
 

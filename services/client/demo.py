@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -28,7 +26,7 @@ import numpy as np
 
 from cryptorec.services.client.library import CryptoRecClient, RecommendResult
 from cryptorec.services.clients import add_client
-from cryptorec.services.rpc.server import ServerConfig, start
+from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
 from cryptorec.services.store.base import Quotas, Store
 from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens
@@ -81,41 +79,28 @@ def run_demo(
 
 
 def run_web_demo(
-    data_dir: Path,
-    dataset: str = "ml-100k",
-    redis_url: str | None = None,
-    web_port: int = 8080,
-    ready: threading.Event | None = None,
-    stop: threading.Event | None = None,
+    data_dir: Path, dataset: str = "ml-100k", redis_url: str | None = None, web_port: int = 8080
 ) -> None:
     """Train, serve every role and the page on `web_port` (0: a free port), print the page's
     address (with the demo's token in its fragment, which browsers never send), and serve
-    until Ctrl-C or `stop`."""
-    from cryptorec.services.web.server import DEFAULT_PAGE_DIR, WebConfig
+    until Ctrl-C."""
+    from cryptorec.services.web.server import DEFAULT_PAGE_DIR, WebConfig, built_page
 
-    if not (DEFAULT_PAGE_DIR / "index.html").is_file():
+    page = built_page()
+    if page is None:
         raise FileNotFoundError(
             f"the page is not built in {DEFAULT_PAGE_DIR}: run scripts/install.sh (needs npm)"
         )
     ratings = load_movielens(dataset, data_dir)
     split = paper_split(ratings, seed=0)
-    stop = stop or threading.Event()
     with _trained(ratings, split, redis_url) as (store, token):
-        web = WebConfig(web_port, page_dir=DEFAULT_PAGE_DIR)
-        config = ServerConfig(auth=True)
+        config = ServerConfig(auth=True, drain_seconds=1.0)
+        web = WebConfig(web_port, page_dir=page, drain_seconds=1.0)
         running = start(("model", "key", "evaluator"), store, config=config, web=web)
         assert running.web is not None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(sig, lambda *_: stop.set())
         print(f"\nOpen {running.web.url}#token={token}\n", flush=True)
-        _log(f"gRPC on 127.0.0.1:{running.port}; Ctrl-C stops")
-        if ready is not None:
-            ready.set()
-        try:
-            stop.wait()
-        finally:
-            running.stop(grace=1.0)
+        _log("Ctrl-C stops")
+        serve_forever(running)
 
 
 def _query(

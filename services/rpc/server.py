@@ -243,20 +243,17 @@ def start(
         if tls
         else server.add_insecure_port(address)
     )
-    web_socket = None
+    front = None
     if web is not None:
-        from cryptorec.services.web.server import private_socket
+        from cryptorec.services.web.server import WebServer
 
-        web_socket = private_socket()
-        server.add_insecure_port(web_socket[1])
+        front = WebServer(web, served={ROLES[r].service for r in roles})
+        server.add_insecure_port(front.grpc_target)
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
     running.on_stop = parts.on_stop
-    if web is not None and web_socket is not None:
-        from cryptorec.services.web.server import WebServer
-
-        served = {ROLES[r].service for r in roles}
-        running.web = WebServer(web, web_socket[1], web_socket[0], served).start()
+    if front is not None:
+        running.web = front.start()
     if config.observe and config.metrics_port:
         running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:

@@ -14,7 +14,6 @@ every browser call exactly as they see a gRPC one, and the two ports cannot drif
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cryptorec.services.rpc.options import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
 from cryptorec.services.rpc.request_id import REQUEST_ID
 from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
-
-log = logging.getLogger("cryptorec.web")
 
 BROWSER_SERVICES: tuple[ServiceDescriptor, ...] = (
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
@@ -168,7 +165,6 @@ class WebFront:
     def __init__(
         self, forwarder: Forwarder, page_dir: Path | None = None, served: set[str] | None = None
     ) -> None:
-        self.forwarder = forwarder
         self.services: dict[str, ASGIApp] = {
             s.full_name: ServiceApp(s, forwarder)
             for s in BROWSER_SERVICES

@@ -29,6 +29,11 @@ log = logging.getLogger("cryptorec.web")
 DEFAULT_PAGE_DIR = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
+def built_page() -> Path | None:
+    """DEFAULT_PAGE_DIR if the page has been built there, else None."""
+    return DEFAULT_PAGE_DIR if (DEFAULT_PAGE_DIR / "index.html").is_file() else None
+
+
 @dataclass(frozen=True)
 class WebConfig:
     """Where and how the front listens (`cryptorec serve --web-port ...`)."""
@@ -55,26 +60,17 @@ class WebConfig:
             )
 
 
-def private_socket() -> tuple[Path, str]:
-    """A fresh directory only this user can enter, and a gRPC address of a socket in it."""
-    directory = Path(tempfile.mkdtemp(prefix="cryptorec-web-"))  # mode 0700
-    return directory, f"unix:{directory / 'grpc.sock'}"
-
-
 class WebServer:
-    """The front, started: its port, and how to stop it."""
+    """The front: its port, the private address the gRPC server must also listen on
+    (`grpc_target`, before `start`), and how to stop it."""
 
-    def __init__(
-        self,
-        config: WebConfig,
-        grpc_target: str,
-        socket_dir: Path | None,
-        served: set[str] | None = None,
-    ) -> None:
+    def __init__(self, config: WebConfig, served: set[str] | None = None) -> None:
         """`served`: the full names of the services the gRPC server runs (None: all); the
         front offers only those, so a pod of one role answers 404 for the others' paths."""
-        self.config, self.socket_dir = config, socket_dir
-        self.forwarder = Forwarder(grpc_target)
+        self.config = config
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="cryptorec-web-"))  # mode 0700
+        self.grpc_target = f"unix:{self._socket_dir / 'grpc.sock'}"
+        self.forwarder = Forwarder(self.grpc_target)
         tls: dict[str, Any] = {}
         if config.tls_cert:
             tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
@@ -130,5 +126,4 @@ class WebServer:
         self.begin_stop()
         self._thread.join(self.config.drain_seconds + 5)
         self._socket.close()
-        if self.socket_dir is not None:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
