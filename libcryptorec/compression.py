@@ -4,7 +4,11 @@
 2. Quantise: 1-D k-means over each matrix's surviving weights (512 shared values by default),
    initialised linearly over [min, max] as Han et al. do. Linear initialisation keeps centroids
    for the rare large weights, which matter most for accuracy, and lets the dense middle of the
-   distribution share few values; that is what makes rows reuse values.
+   distribution share few values; that is what makes rows reuse values. The shared values are
+   then rounded to a fixed-point grid that gives the largest of them GRID_BITS significant bits:
+   the fixed-point schemes (BFV, Paillier) then hold every weight exactly, so their results are
+   the served model's up to the rounding of the input alone, and CKKS encodes Q's values
+   exactly at its 2^20 scale. Weights under half a grid step are pruned (they would round to 0).
 3. Reuse: an encrypted input multiplied by a row needs one multiplication per distinct value in
    that row. The reuse ratio 1 - sum_i shared_i / sum_i all_i (Table 2) measures the saving.
 
@@ -22,6 +26,13 @@ import numpy.typing as npt
 from libcryptorec.model import CryptoRecModel, Matrix
 
 Indices = npt.NDArray[np.uint16]
+
+# Significant bits of a matrix's largest shared value (see above). On ml-1m the grid changed
+# the ranking model's NDCG@10 by 1e-4 and took its Paillier error from 9.6e-5 to 2.8e-6 (mean
+# over 200 users).
+GRID_BITS = 10
+# The finest grid `grid_bits` looks for: float32 holds 24 significant bits.
+MAX_GRID_BITS = 40
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,12 @@ class QuantizedMatrix:
     @property
     def nbytes(self) -> int:
         return int(self.codebook.nbytes + self.indices.nbytes)
+
+    @property
+    def grid_bits(self) -> int | None:
+        """g such that every entry is a multiple of 2^-g (None if there is no such g up to
+        MAX_GRID_BITS): what a fixed-point encoding needs to hold the matrix exactly."""
+        return grid_bits(self.codebook)
 
     def dense(self) -> Matrix:
         """The (rows, cols) float32 matrix this encodes."""
@@ -148,13 +165,43 @@ def kmeans_1d(
     return np.sort(centroids[used]).astype(np.float32)
 
 
+def grid_bits(values: npt.ArrayLike) -> int | None:
+    """The smallest g >= 0 such that every one of `values` is an integer multiple of 2^-g, or
+    None if there is none up to MAX_GRID_BITS."""
+    v = np.unique(np.asarray(values, dtype=np.float64))
+    for g in range(MAX_GRID_BITS + 1):
+        scaled = v * 2.0**g
+        if np.array_equal(scaled, np.rint(scaled)):
+            return g
+    return None
+
+
+def grid_step(peak: float) -> float:
+    """The grid step (a power of two) that gives values up to `peak` (> 0) GRID_BITS
+    significant bits."""
+    return float(2.0 ** (int(np.ceil(np.log2(peak))) - GRID_BITS))
+
+
+def on_grid(centroids: npt.NDArray[np.float32], step: float) -> npt.NDArray[np.float32]:
+    """`centroids` (k,) rounded to multiples of `step`, ascending, without duplicates or 0."""
+    snapped = np.unique(np.rint(centroids.astype(np.float64) / step) * step)
+    out: npt.NDArray[np.float32] = snapped[snapped != 0].astype(np.float32)
+    return out
+
+
 def quantize(W: Matrix, threshold: float, clusters: int = 512) -> QuantizedMatrix:
     """Prune |w| < threshold to zero and k-means the rest of the (rows, cols) matrix W into at
-    most `clusters` shared values."""
+    most `clusters` shared values on the grid of `grid_step(max |kept w|)` (`on_grid`);
+    weights under half a step are pruned too."""
     if not 1 <= clusters <= 65534:
         raise ValueError("clusters must be in [1, 65534] (indices are uint16, 0 is reserved)")
     keep = np.abs(W) >= threshold
-    centroids = kmeans_1d(W[keep], clusters)
+    peak = float(np.abs(W[keep]).max(initial=0.0))
+    if peak == 0.0:
+        return QuantizedMatrix(np.zeros(1, np.float32), np.zeros(W.shape, dtype=np.uint16))
+    step = grid_step(peak)
+    keep &= np.abs(W) >= step / 2
+    centroids = on_grid(kmeans_1d(W[keep], clusters), step)
     indices = np.zeros(W.shape, dtype=np.uint16)
     if len(centroids):
         mids = (centroids[1:] + centroids[:-1]) / 2

@@ -40,3 +40,21 @@ def max_row_norm(M: Any, values: Values | None = None) -> float:
     for chunk in _chunks(M, values):
         best = max(best, float(np.sqrt(np.einsum("ij,ij->i", chunk, chunk)).max(initial=0.0)))
     return best
+
+
+def max_image_norm(
+    A: Any, Q: Any, values_a: Values | None = None, values_q: Values | None = None
+) -> float:
+    """max_i ||A q_i||_2 over the rows q_i of Q (m, d), for A (m, d) (or `values_a(A)`,
+    `values_q(Q)`): the largest |x . A q_i| over inputs with ||x||_2 <= 1, so a fixed-point
+    scheme's results are bounded by ||x||_2 times it. Tighter than sigma_max(A) max_i ||q_i||
+    (one Cauchy-Schwarz instead of two) at the cost of the d x d Gram matrix of A."""
+    d = (A if hasattr(A, "shape") else np.asarray(A)).shape[1]
+    gram = np.zeros((d, d))
+    for chunk in _chunks(A, values_a):
+        gram += chunk.T @ chunk
+    best = 0.0
+    for chunk in _chunks(Q, values_q):
+        squared = np.einsum("ij,jk,ik->i", chunk, gram, chunk)
+        best = max(best, float(np.sqrt(max(0.0, float(squared.max(initial=0.0))))))
+    return best

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from libcryptorec.compression import compress, kmeans_1d, quantize, row_reuse
+from libcryptorec.compression import compress, grid_step, kmeans_1d, quantize, row_reuse
 from tests.test_model import make_model, random_ratings
 
 
@@ -27,11 +27,16 @@ def test_quantize_properties(W: np.ndarray, k: int, threshold: float) -> None:
     q = quantize(W, threshold, k)
     dense = q.dense()
     assert dense.shape == W.shape
-    assert np.all(dense[np.abs(W) < threshold] == 0)  # pruned
-    kept = np.abs(W) >= threshold
+    peak = float(np.abs(W[np.abs(W) >= threshold]).max(initial=0.0))
+    step = grid_step(peak) if peak > 0 else np.inf
+    # Pruned: under the threshold, or under half a grid step (it would round to 0).
+    kept = (np.abs(W) >= threshold) & (np.abs(W) >= step / 2)
+    assert np.all(dense[~kept] == 0)
     assert len(np.unique(dense[kept])) <= k
+    # Every shared value lies on the grid: fixed-point schemes hold it exactly.
+    assert np.array_equal(q.codebook / step, np.rint(q.codebook / step)) or not kept.any()
     if kept.any():
-        # every kept weight goes to its nearest centroid
+        # every kept weight goes to its nearest (non-zero) shared value
         centroids = q.codebook[1:]
         nearest = centroids[np.abs(W[kept][:, None] - centroids[None, :]).argmin(axis=1)]
         np.testing.assert_allclose(

@@ -1,8 +1,8 @@
 """Paillier (python-paillier keys, raw gmpy2 arithmetic) for CryptoRec's fast mode.
 
-Everything is fixed point: x_int = round(x 2^input_bits), weights w_int = round(w 2^weight_bits)
-(from the compressed model's 512-value codebooks), so the decrypted result equals the integer
-computation b_int + x_int A_int Q_int^T exactly.
+Everything is fixed point (`he.fixed_point`): x_int = round(x 2^16) and the weights at the bits
+of their compression grid, which holds them exactly (or rounded to 12 bits off a grid), so the
+decrypted result equals the integer computation b_int + x_int A_int Q_int^T exactly.
 
 Server kernels (Enc is additive: Enc(a)Enc(b) = Enc(a+b), Enc(a)^k = Enc(k a)):
 * First product, per output column j (bucket / Pippenger): multiply the inputs that share a
@@ -38,7 +38,8 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
-from libcryptorec.norms import max_row_norm, spectral_norm
+from libcryptorec.he.fixed_point import FixedPoint, weight_grid
+from libcryptorec.norms import max_image_norm
 
 SCHEME = "paillier"
 # NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
@@ -59,15 +60,24 @@ Kernel = Callable[[range, list[Mpz], Mpz, Callable[[], bool]], list[Mpz]]
 
 @dataclass(frozen=True)
 class PaillierEncoding:
-    """Fixed-point settings, public: the client and server must agree on them."""
+    """The client's fixed point, public: inputs at 2^input_bits, within max_abs_input (the
+    results' scale comes with the reply layout)."""
 
     input_bits: int = 16
-    weight_bits: int = 12
     max_abs_input: float = 8.0
 
-    @property
-    def result_bits(self) -> int:
-        return self.input_bits + 2 * self.weight_bits
+
+# Weights off a compression grid are rounded to this many bits.
+ROUNDED_WEIGHT_BITS = 12
+
+
+def fixed_point_for(packed: CompressedModel, encoding: PaillierEncoding) -> FixedPoint:
+    """The model's fixed point: the client's input bits, the weights' grid bits (exact) when
+    they have a grid, else ROUNDED_WEIGHT_BITS."""
+    a, q = weight_grid(packed.A), weight_grid(packed.Q)
+    if a is None or q is None:
+        return FixedPoint(encoding.input_bits, ROUNDED_WEIGHT_BITS, ROUNDED_WEIGHT_BITS)
+    return FixedPoint(encoding.input_bits, a, q, exact=True)
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,7 @@ class PaillierClient:
             ],
             dtype=object,
         )
-        return np.asarray(ints / float(2**self.encoding.result_bits), dtype=np.float64)
+        return np.asarray(ints / float(2**layout.result_bits), dtype=np.float64)
 
     def decrypt_ints(self, blobs: list[bytes], layout: ReplyLayout) -> list[int]:
         """Decrypt packed replies into the exact integer results (for exactness checks)."""
@@ -252,11 +262,13 @@ class PaillierClient:
 
 @dataclass(frozen=True)
 class ReplyLayout:
-    """How results are packed: `per_reply` slots of `slot_bits`, each holding value + offset."""
+    """How results are packed: `per_reply` slots of `slot_bits`, each holding value + offset,
+    the value an integer at 2^result_bits."""
 
     items: int
     slot_bits: int
     per_reply: int
+    result_bits: int
 
     @property
     def offset(self) -> int:
@@ -267,17 +279,17 @@ class ReplyLayout:
         return -(-self.items // self.per_reply)
 
 
-def reply_layout(items: int, bound_bits: int, key_bits: int) -> ReplyLayout:
+def reply_layout(items: int, bound_bits: int, key_bits: int, result_bits: int) -> ReplyLayout:
     """Slots of bound_bits + 1 bits, as many as fit below n."""
     slot_bits = bound_bits + 1
-    return ReplyLayout(items, slot_bits, max(1, (key_bits - 2) // slot_bits))
+    return ReplyLayout(items, slot_bits, max(1, (key_bits - 2) // slot_bits), result_bits)
 
 
 @dataclass
 class PaillierModel:
     """A compressed model in fixed point, with the index structures the kernels walk."""
 
-    encoding: PaillierEncoding
+    fixed: FixedPoint
     items: int
     dim: int
     A_int: npt.NDArray[np.int64]  # (m, d)
@@ -292,23 +304,19 @@ class PaillierModel:
     def encode(
         cls,
         packed: CompressedModel,
-        encoding: PaillierEncoding | None = None,
+        encoding: PaillierEncoding = PaillierEncoding(),
         *,
         groups: bool = True,
     ) -> PaillierModel:
-        """Round the codebooks to fixed point; bound the result size for packing.
-
-        |z_i| <= ||x||_2 sigma_max(A) ||Q_i||_2 (Cauchy-Schwarz twice), with ||x||_2 bounded by
-        the rating scale for the model's input scaling (see `BfvModel.encode`) plus rounding.
-        """
-        enc = encoding or PaillierEncoding()
-        scale = 2.0**enc.weight_bits
-        A_int = np.rint(packed.A.codebook * scale).astype(np.int64)[packed.A.indices]
-        Q_int = np.rint(packed.Q.codebook * scale).astype(np.int64)[packed.Q.indices]
-        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
+        """The codebooks in fixed point (`fixed_point_for`), the result size bounded for
+        packing (`result_bound_bits`), and the kernels' index lists (`groups`)."""
+        fixed = fixed_point_for(packed, encoding)
+        A_int = _integers(packed.A.codebook, fixed.a_bits)[packed.A.indices]
+        Q_int = _integers(packed.Q.codebook, fixed.q_bits)[packed.Q.indices]
+        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**fixed.result_bits)
         m, d = A_int.shape
         out = cls(
-            enc, m, d, A_int, Q_int, [int(b) for b in bias], cls.result_bound_bits(packed, enc)
+            fixed, m, d, A_int, Q_int, [int(b) for b in bias], cls.result_bound_bits(packed, fixed)
         )
         if groups:  # the kernels' index lists; only the public sizes are needed without them
             out.A_groups = column_groups(A_int)
@@ -317,20 +325,20 @@ class PaillierModel:
         return out
 
     @staticmethod
-    def result_bound_bits(packed: CompressedModel, enc: PaillierEncoding) -> int:
-        """Bits that hold any result: |z_i| <= ||x||_2 sigma_max(A) ||Q_i||_2 + |b_i| for the
-        fixed-point weights, computed from the codebooks and indices chunk by chunk (no
+    def result_bound_bits(packed: CompressedModel, fixed: FixedPoint) -> int:
+        """Bits (with a sign) that hold any result: |z_i| <= ||x_int||_2 max_i ||A_int q_i|| +
+        |b_i| (`he.fixed_point`), from the integer codebooks and the indices chunk by chunk (no
         integer copy of the matrices: public, cheap, for the spec)."""
-        scale = 2.0**enc.weight_bits
-        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**enc.result_bits)
+        bias = np.rint(packed.model.item_bias.astype(np.float64) * 2.0**fixed.result_bits)
         m = packed.model.n_items
-        x_norm_int = packed.model.max_input_norm * 2**enc.input_bits + math.sqrt(m)  # + rounding
-        a_table = np.rint(packed.A.codebook.astype(np.float64) * scale)
-        q_table = np.rint(packed.Q.codebook.astype(np.float64) * scale)
-        sigma = spectral_norm(packed.A.indices, lambda idx: a_table[idx])
-        row = max_row_norm(packed.Q.indices, lambda idx: q_table[idx])
-        bound = x_norm_int * sigma * row + float(np.abs(bias).max())
-        return math.ceil(math.log2(bound)) + 1
+        x_norm_int = packed.model.max_input_norm * 2**fixed.input_bits + math.sqrt(m)
+        a_table = _integers(packed.A.codebook, fixed.a_bits).astype(np.float64)
+        q_table = _integers(packed.Q.codebook, fixed.q_bits).astype(np.float64)
+        image = max_image_norm(
+            packed.A.indices, packed.Q.indices, lambda idx: a_table[idx], lambda idx: q_table[idx]
+        )
+        bound = x_norm_int * image + float(np.abs(bias).max(initial=0.0))
+        return math.ceil(math.log2(max(bound, 1.0))) + 1
 
     @property
     def nbytes(self) -> int:
@@ -346,14 +354,19 @@ class PaillierModel:
 
     def reply_layout(self, key_bits: int) -> ReplyLayout:
         """Slots of bound_bits + 1 bits, as many as fit below n."""
-        return reply_layout(self.items, self.bound_bits, key_bits)
+        return reply_layout(self.items, self.bound_bits, key_bits, self.fixed.result_bits)
 
     def reference(self, x: npt.ArrayLike) -> list[int]:
         """The exact integer result the encrypted computation must reproduce."""
-        xi = np.rint(np.asarray(x, np.float64) * 2.0**self.encoding.input_bits).astype(np.int64)
+        xi = np.rint(np.asarray(x, np.float64) * 2.0**self.fixed.input_bits).astype(np.int64)
         p = [int(v) for v in (xi.astype(object) @ self.A_int.astype(object))]
         z = self.Q_int.astype(object) @ np.array(p, dtype=object)
         return [int(b) + int(v) for b, v in zip(self.bias_int, z, strict=True)]
+
+
+def _integers(codebook: npt.NDArray[np.float32], bits: int) -> npt.NDArray[np.int64]:
+    """A codebook's values as integers at 2^bits (exact for a codebook on that grid)."""
+    return np.rint(codebook.astype(np.float64) * 2.0**bits).astype(np.int64)
 
 
 # --- server kernels -------------------------------------------------------------------------
@@ -681,16 +694,17 @@ class PaillierFastBackend(api.Backend):
         return f"paillier-{self.key_bits}"
 
     def spec(self, packed: CompressedModel) -> api.SchemeSpec:
-        encoding, m = PaillierEncoding(), packed.model.n_items
-        layout = reply_layout(m, PaillierModel.result_bound_bits(packed, encoding), self.key_bits)
+        fixed, m = fixed_point_for(packed, PaillierEncoding()), packed.model.n_items
+        bound_bits = PaillierModel.result_bound_bits(packed, fixed)
+        layout = reply_layout(m, bound_bits, self.key_bits, fixed.result_bits)
         return api.SchemeSpec(
             self.scheme,
             self.mode,
             self.parameter_set,
             m,
             packed.model.dim,
-            input_bits=encoding.input_bits,
-            result_bits=encoding.result_bits,
+            input_bits=fixed.input_bits,
+            result_bits=fixed.result_bits,
             reply_slot_bits=layout.slot_bits,
             reply_per_ciphertext=layout.per_reply,
             ciphertexts_per_query=m,
@@ -699,9 +713,12 @@ class PaillierFastBackend(api.Backend):
     def new_client(
         self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
     ) -> api.VectorClient:
-        layout = ReplyLayout(spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext)
+        layout = ReplyLayout(
+            spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext, spec.result_bits
+        )
+        encoding = PaillierEncoding(input_bits=spec.input_bits)
         return api.VectorClient(
-            spec, inputs, PaillierClient(self.key_bits, keys=keys, layout=layout)
+            spec, inputs, PaillierClient(self.key_bits, encoding, keys=keys, layout=layout)
         )
 
     def prepare(
