@@ -4,6 +4,10 @@ The manifest carries a schema version, the library versions that wrote it, the m
 parameters and, for every array, its shape, dtype and sha256; loading checks all of them and
 refuses a mismatch with `ArtifactError`, so a truncated or tampered file never becomes a model.
 A compressed model stores codebooks and uint16 indices instead of float matrices.
+
+Schema 2 added the model's kind (stars or ranking) and its input's rating weight. A reader of
+schema 1 would take a ranking model for a stars model and serve wrong scores, so it must refuse
+the file, and does: the schema number changed. Schema 1 files are stars models and still load.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import numpy.typing as npt
 
 from libcryptorec import __version__
 from libcryptorec.compression import CompressedModel, CompressionStats, QuantizedMatrix
-from libcryptorec.model import CryptoRecModel, FineTuning
+from libcryptorec.model import STARS, CryptoRecModel, FineTuning
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 MANIFEST = "manifest.json"
 # Refuse absurd declarations before reading: an ml-1m model is about 16 MB of arrays.
 MAX_ARRAY_BYTES = 2 << 30
@@ -91,6 +96,8 @@ def dumps(model: CryptoRecModel | CompressedModel) -> tuple[bytes, str]:
         "scale": list(base.scale),
         "input_power": base.input_power,
         "input_offset": base.input_offset,
+        "rating_weight": base.rating_weight,
+        "model_kind": base.kind,
         "finetune": asdict(base.finetune),
         "meta": base.meta,
         "arrays": {
@@ -132,10 +139,11 @@ def _read_manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
         raise ArtifactError("no manifest.json: not a CryptoRec model artifact") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"manifest.json is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("schema_version") not in READABLE_SCHEMAS:
         found = manifest.get("schema_version") if isinstance(manifest, dict) else None
         raise ArtifactError(
-            f"schema version {found!r}; this cryptorec ({__version__}) reads {SCHEMA_VERSION}"
+            f"schema version {found!r}; this cryptorec ({__version__}) reads "
+            + ", ".join(map(str, READABLE_SCHEMAS))
         )
     if manifest.get("kind") not in ("dense", "compressed"):
         raise ArtifactError(f"unknown artifact kind {manifest.get('kind')!r}")
@@ -169,6 +177,9 @@ def _build(
         "input_power": float(manifest["input_power"]),
         # Artifacts written before the offset existed were trained without one.
         "input_offset": float(manifest.get("input_offset", 0.0)),
+        # Schema 1 knew only the paper's stars model.
+        "rating_weight": float(manifest.get("rating_weight", 1.0)),
+        "kind": str(manifest.get("model_kind", STARS)),
         "meta": dict(manifest["meta"]),
     }
     if manifest["kind"] == "dense":

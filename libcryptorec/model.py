@@ -6,12 +6,18 @@ A and Q are (m, d) item matrices learned on the server's own users. A new user n
 retraining: fast mode evaluates the formula on the user's ratings; accurate mode first takes K
 gradient steps of Eq. 7 on that user's own ratings. These are the plaintext references that the
 encrypted protocols must reproduce.
+
+The same shape serves two kinds of model. A *stars* model (the paper's, `training.py`) predicts
+ratings: every score adds the user's mean rbar_u and is clamped to the rating scale. A *ranking*
+model (`ranking_model.py`) scores items for a top-N list: `s_ui = b_i + x_u A q_i^T`, with no
+user mean, no clamping, and scores that are not stars. Both encrypt the same `x_u`, so every
+fast-mode protocol serves both unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +27,12 @@ from libcryptorec.sparse_ops import center_rows, row_means, sampled_product
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
+
+# What a model's scores mean: predicted star ratings, or ranking scores for a top-N list.
+ModelKind = Literal["stars", "ranking"]
+STARS: ModelKind = "stars"
+RANKING: ModelKind = "ranking"
+MODEL_KINDS: tuple[ModelKind, ...] = (STARS, RANKING)
 
 
 @dataclass(frozen=True)
@@ -53,16 +65,21 @@ class CryptoRecModel:
         A: (m, d) input item features (builds the user vector p_u = x_u A).
         Q: (m, d) output item features.
         item_means: (m,) mu + b_i: the damped mean rating of each item on the training users,
-            refined with A and Q when training learns it (mu for items nobody rated).
-        global_mean: mu, the mean training rating.
-        scale: (lowest, highest) allowed rating, for clamping.
+            refined with A and Q when training learns it (mu for items nobody rated). For a
+            ranking model global_mean is 0 and these are the item scores b_i themselves.
+        global_mean: mu, the mean training rating (0 for a ranking model).
+        scale: (lowest, highest) allowed rating: what clients accept, and a stars model's clamp.
         finetune: accurate-mode settings chosen on held-out training users.
-        input_power: alpha in x_u = (r_u - rbar_u + c) * phi_u / |R_u|^alpha. The paper's Eq. 6
-            is alpha = 0; alpha = 0.5 (as in SVD++) stops light raters' interaction terms from
-            vanishing. The client applies it before encrypting, so it costs nothing in HE.
+        input_power: alpha in x_u = (w (r_u - rbar_u) + c) * phi_u / |R_u|^alpha. The paper's
+            Eq. 6 is alpha = 0; alpha = 0.5 (as in SVD++) stops light raters' interaction terms
+            from vanishing. The client applies it before encrypting, so it costs nothing in HE.
         input_offset: c in the same formula. The paper's is 0, which makes a rating equal to
             the user's mean count as no rating at all; c > 0 adds which items a user rated
             (implicit feedback, as SVD++'s y_j) to the same input vector, at no cost in HE.
+        rating_weight: w in the same formula: 1 for the paper's deviations; a ranking model
+            weighs how a user rated an item (w) against that they rated it at all (c).
+        kind: "stars" (scores are predicted ratings: + rbar_u, clamped) or "ranking" (scores
+            only order items).
         meta: provenance (dataset, training settings, validation scores); JSON-serialisable.
     """
 
@@ -75,12 +92,21 @@ class CryptoRecModel:
     input_power: float = 0.0
     input_offset: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    rating_weight: float = 1.0
+    kind: ModelKind = STARS
 
     def __post_init__(self) -> None:
         if self.A.ndim != 2 or self.A.shape != self.Q.shape:
             raise ValueError(f"A and Q must both be (m, d); got {self.A.shape} and {self.Q.shape}")
         if self.item_means.shape != (self.A.shape[0],):
             raise ValueError("item_means must have one entry per item")
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind {self.kind!r}; expected one of {MODEL_KINDS}")
+
+    @property
+    def ranks_only(self) -> bool:
+        """Whether scores only order items (a ranking model) rather than predict stars."""
+        return self.kind == RANKING
 
     @property
     def n_items(self) -> int:
@@ -106,31 +132,42 @@ class CryptoRecModel:
         return (self.item_means - np.float32(self.global_mean)).astype(np.float32)
 
     def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, Vector]:
-        """Centre the (n, m) rating matrix of n users: returns (X, rbar) with
-        X = (R - rbar + input_offset) * phi / |R_u|^input_power as CSR (n, m) and rbar of shape
-        (n,). A user with no ratings gets rbar = mu."""
+        """The inputs of the (n, m) rating matrix of n users: returns (X, base) with
+        X = (w (R - rbar) + input_offset) * phi / |R_u|^input_power as CSR (n, m) and base (n,)
+        what every score of the user adds: rbar (mu for a user with no ratings) for a stars
+        model, 0 for a ranking model."""
         self._check_width(R)
-        return scaled_inputs(R, self.global_mean, self.input_power, self.input_offset)
+        X, means = scaled_inputs(
+            R, self.global_mean, self.input_power, self.input_offset, self.rating_weight
+        )
+        return X, self.user_base(means)
+
+    def user_base(self, means: Vector) -> Vector:
+        """(n,) what every score of a user adds, given the users' mean ratings (n,): the mean
+        for a stars model, 0 for a ranking model."""
+        return np.zeros_like(means) if self.ranks_only else means
 
     @property
     def max_input_norm(self) -> float:
-        """An upper bound on ||x_u||_2 for any user: sum (r - rbar + c)^2 = sum (r - rbar)^2 +
-        k c^2 (the deviations sum to 0), and k ratings in [lo, hi] deviate from their mean by at
-        most k ((hi - lo) / 2)^2 in all; over k^(2 alpha) with k <= m. Sizes fixed-point
-        encodings."""
+        """An upper bound on ||x_u||_2 for any user: sum (w (r - rbar) + c)^2 = w^2 sum
+        (r - rbar)^2 + k c^2 (the deviations sum to 0), and k ratings in [lo, hi] deviate from
+        their mean by at most k ((hi - lo) / 2)^2 in all; over k^(2 alpha) with k <= m. Sizes
+        fixed-point encodings."""
         lo, hi = self.scale
-        per_rating = ((hi - lo) / 2) ** 2 + self.input_offset**2
+        per_rating = (self.rating_weight * (hi - lo) / 2) ** 2 + self.input_offset**2
         return float(np.sqrt(self.n_items ** max(0.0, 1 - 2 * self.input_power) * per_rating))
 
     def user_vectors(self, R: sp.csr_matrix) -> tuple[Matrix, Vector]:
-        """p = x A for each of the n rows of R: returns (P of shape (n, d), rbar of shape (n,))."""
-        X, means = self.user_inputs(R)
-        return np.asarray(X @ self.A, dtype=np.float32), means
+        """p = x A for each of the n rows of R: returns (P of shape (n, d), base of shape (n,),
+        as `user_inputs`)."""
+        X, base = self.user_inputs(R)
+        return np.asarray(X @ self.A, dtype=np.float32), base
 
     def predict(self, R: sp.csr_matrix) -> Matrix:
-        """Fast mode: (n, m) unclamped predictions for the n users whose ratings are R's rows."""
-        P, means = self.user_vectors(R)
-        return means[:, None] + self.item_bias[None, :] + P @ self.Q.T
+        """Fast mode: (n, m) unclamped scores for the n users whose ratings are R's rows
+        (predicted stars, or ranking scores for a ranking model)."""
+        P, base = self.user_vectors(R)
+        return base[:, None] + self.item_bias[None, :] + P @ self.Q.T
 
     def predict_at(self, R: sp.csr_matrix, targets: sp.csr_matrix) -> Vector:
         """Fast mode at the stored positions of `targets` (n, m), in CSR order; shape (nnz,)."""
@@ -182,6 +219,10 @@ class CryptoRecModel:
     ) -> tuple[Matrix, Vector, list[Vector]]:
         """Fine-tune every row of R; returns (P' (n, d), rbar (n,), per-user interaction terms
         Q'_rated p_K of the rated items, in CSR order, when `keep_rated`)."""
+        if self.ranks_only:
+            # Fine-tuning minimises the rating loss; on a ranking model it did not improve
+            # validation NDCG@10 (README, "The ranking model"), so it is not offered.
+            raise ValueError("a ranking model has no accurate mode (fine-tuning on ratings)")
         X, means = self.user_inputs(R)
         P = np.asarray(X @ self.A, dtype=np.float32)
         bias = self.item_bias
@@ -206,7 +247,9 @@ class CryptoRecModel:
         return P, means, rated
 
     def clamp(self, predictions: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
-        """Clip predictions to the rating scale."""
+        """Clip predicted stars to the rating scale (a ranking model's scores as they are)."""
+        if self.ranks_only:
+            return np.asarray(predictions)
         return np.asarray(np.clip(predictions, self.scale[0], self.scale[1]))
 
     def _check_width(self, R: sp.csr_matrix) -> None:
@@ -215,13 +258,19 @@ class CryptoRecModel:
 
 
 def scaled_inputs(
-    R: sp.csr_matrix, global_mean: float, input_power: float, input_offset: float = 0.0
+    R: sp.csr_matrix,
+    global_mean: float,
+    input_power: float,
+    input_offset: float = 0.0,
+    rating_weight: float = 1.0,
 ) -> tuple[sp.csr_matrix, Vector]:
-    """(X, rbar) for the (n, m) ratings R: X = (R - rbar + input_offset) * phi /
+    """(X, rbar) for the (n, m) ratings R: X = (rating_weight (R - rbar) + input_offset) * phi /
     |R_u|^input_power as CSR and rbar (n,), mu for users with no ratings. What a client computes
     before encrypting."""
     means = row_means(R, default=global_mean)
     X = center_rows(R, means)
+    if rating_weight != 1.0:
+        X.data *= np.float32(rating_weight)
     if input_offset:
         X.data += np.float32(input_offset)
     if input_power:

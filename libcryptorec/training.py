@@ -100,7 +100,9 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class _Validation:
+class Validation:
+    """Held-out training users as new users: what they feed (n, m) and what is scored (n, m)."""
+
     feed: sp.csr_matrix
     test: sp.csr_matrix
 
@@ -164,7 +166,7 @@ def train(
     """
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    fit, valid = _split_validation(R, config.validation_fraction, rng)
+    fit, valid = split_validation(R, config.validation_fraction, rng)
     mu = float(fit.data.mean())
     means = item_means(fit, mu, config.item_mean_damping)
     m = R.shape[1]
@@ -294,9 +296,9 @@ def tune_finetuning(
     return best[1]
 
 
-def _split_validation(
+def split_validation(
     R: sp.csr_matrix, fraction: float, rng: np.random.Generator
-) -> tuple[sp.csr_matrix, _Validation]:
+) -> tuple[sp.csr_matrix, Validation]:
     """Hold out `fraction` of the rows of R as validation users, each split 90/10 into
     feed/test like new users. Returns (fitting rows, validation feed/test)."""
     n = R.shape[0]
@@ -311,7 +313,7 @@ def _split_validation(
             (held.data[mask], (held.row[mask], held.col[mask])), shape=(n_valid, R.shape[1])
         )
 
-    return fit, _Validation(feed=pick(~is_test), test=pick(is_test))
+    return fit, Validation(feed=pick(~is_test), test=pick(is_test))
 
 
 def _drop_inputs(

@@ -1,4 +1,4 @@
-"""One contract for every backend (RELIABILITY.md lines 11, 12), written once.
+"""One contract for every backend (RELIABILITY.md lines 11, 12, 37), written once.
 
 `BackendContract` is a mixin (as implicit's recommender base tests): a test class that provides
 a `backend` fixture inherits every test. tests/test_he_contract.py runs it for each registered
@@ -7,14 +7,20 @@ backend; a new backend gets it by registering (tests/test_toy_backend.py shows h
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
-from libcryptorec.compression import CompressedModel, compress
+from libcryptorec.compression import CompressedModel, compress, threshold_for_fraction
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, ClientInputs, KeySet
 from libcryptorec.he.errors import HEError, InvalidKeyError
+from libcryptorec.model import RANKING
+from libcryptorec.ranking import masked_scores, top_n_agreement
+from libcryptorec.ranking_model import RankingConfig, train_ranking
 from tests.test_model import make_model, random_ratings
+from tests.test_ranking_model import new_user_split, taste_groups
 
 
 def contract_model(items: int, dim: int, seed: int) -> CompressedModel:
@@ -43,8 +49,46 @@ def round_trip(backend: Backend, items: int, dim: int, seed: int, density: float
         evaluator.close()
 
 
+@functools.cache
+def ranking_case() -> tuple[CompressedModel, object]:
+    """A ranking model trained by the real trainer on taste groups, compressed as served, and
+    the feeding ratings of its new users."""
+    train, feed, _ = new_user_split(taste_groups(users=400, items=60))
+    model = train_ranking(train, RankingConfig(dims=(8,), l2_factors=(1.0,))).model
+    return compress(model, threshold_for_fraction(model, 0.5), 512), feed
+
+
 class BackendContract:
     """Every backend: exact enough, re-randomised, strict about its input and its keys."""
+
+    def test_contract_ranking_model_ranks_as_in_plaintext(self, backend: Backend) -> None:
+        """RELIABILITY.md line 37: a ranking model's decrypted top 10 is its plaintext top 10
+        (scores within the tolerance, the user's mean never added); a backend that does not
+        compute ranking models refuses one."""
+        packed, feed = ranking_case()
+        if RANKING not in backend.kinds:
+            with pytest.raises(ValueError, match="does not compute ranking models"):
+                registry.open_local(packed, backend.scheme, backend.mode)
+            assert all(
+                s.mode != backend.mode for s in registry.specs(packed) if s.scheme == backend.scheme
+            )
+            return
+        client, evaluator = registry.open_local(packed, backend.scheme, backend.mode)
+        try:
+            for u in range(8):
+                ratings = feed[u]  # type: ignore[index]
+                query, base = client.encrypt(ratings)
+                assert base == 0.0
+                decrypted = client.decrypt(evaluator.evaluate(query))
+                expected = backend.reference(packed.model, ratings)
+                np.testing.assert_allclose(decrypted, expected, atol=backend.tolerance)
+                agreement, _ = top_n_agreement(
+                    masked_scores(expected[None, :], ratings),
+                    masked_scores(decrypted[None, :], ratings),
+                )
+                assert agreement == 1.0
+        finally:
+            evaluator.close()
 
     def test_contract_equals_plaintext_model(self, backend: Backend) -> None:
         round_trip(backend, items=60, dim=7, seed=3, density=0.3)

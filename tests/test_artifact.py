@@ -13,7 +13,7 @@ from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel, compress
 from libcryptorec.model import CryptoRecModel, FineTuning
-from tests.test_model import make_model
+from tests.test_model import make_model, random_ratings
 
 
 def _model() -> CryptoRecModel:
@@ -133,3 +133,60 @@ def test_not_a_zip_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "x.crmodel").write_bytes(b"hello")
     with pytest.raises(ArtifactError):
         artifact.load(tmp_path / "x.crmodel")
+
+
+def _manifest(path: Path) -> dict[str, object]:
+    with zipfile.ZipFile(path) as zf:
+        loaded: dict[str, object] = json.loads(zf.read("manifest.json"))
+    return loaded
+
+
+def test_a_ranking_model_keeps_its_kind_and_input_weight(tmp_path: Path) -> None:
+    """RELIABILITY.md line 37: a model's kind travels with it; a ranking model read back as a
+    stars model would add users' means to its scores and clamp them."""
+    from dataclasses import replace
+
+    from libcryptorec.model import RANKING
+
+    model = replace(_model(), kind=RANKING, rating_weight=0.2, global_mean=0.0)
+    artifact.save(model, tmp_path / "r.crmodel")
+    loaded = artifact.load(tmp_path / "r.crmodel")
+    assert isinstance(loaded, CryptoRecModel)
+    assert loaded.kind == RANKING
+    assert loaded.rating_weight == 0.2
+    R = random_ratings(3, 30, 0.3, 1)
+    np.testing.assert_array_equal(loaded.predict(R), model.predict(R))
+    assert _manifest(tmp_path / "r.crmodel")["schema_version"] == artifact.SCHEMA_VERSION
+
+
+def test_schema_1_artifacts_are_stars_models(tmp_path: Path) -> None:
+    """Artifacts written before kinds existed (schema 1) load as the stars models they are."""
+    model = _model()
+    artifact.save(model, tmp_path / "m.crmodel")
+    manifest = _manifest(tmp_path / "m.crmodel")
+    manifest["schema_version"] = 1
+    del manifest["model_kind"], manifest["rating_weight"]
+    _rewrite(
+        tmp_path / "m.crmodel",
+        tmp_path / "old.crmodel",
+        {"manifest.json": json.dumps(manifest).encode()},
+    )
+    loaded = artifact.load(tmp_path / "old.crmodel")
+    assert isinstance(loaded, CryptoRecModel)
+    assert loaded.kind == "stars"
+    assert loaded.rating_weight == 1.0
+    R = random_ratings(3, 30, 0.3, 1)
+    np.testing.assert_array_equal(loaded.predict(R), model.predict(R))
+
+
+def test_an_unknown_model_kind_is_refused(tmp_path: Path) -> None:
+    artifact.save(_model(), tmp_path / "m.crmodel")
+    manifest = _manifest(tmp_path / "m.crmodel")
+    manifest["model_kind"] = "clicks"
+    _rewrite(
+        tmp_path / "m.crmodel",
+        tmp_path / "k.crmodel",
+        {"manifest.json": json.dumps(manifest).encode()},
+    )
+    with pytest.raises(ArtifactError, match="model kind 'clicks'"):
+        artifact.load(tmp_path / "k.crmodel")

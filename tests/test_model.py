@@ -204,7 +204,7 @@ def test_item_biases_are_learned_only_when_asked_and_kept_from_the_best_epoch(
 ) -> None:
     from libcryptorec.model import rmse
     from libcryptorec.splits import paper_split
-    from libcryptorec.training import TrainConfig, _split_validation, item_means, train
+    from libcryptorec.training import TrainConfig, item_means, split_validation, train
 
     s = paper_split(small, 0)
     R = small.to_csr(s.train)[s.train_users]
@@ -212,7 +212,7 @@ def test_item_biases_are_learned_only_when_asked_and_kept_from_the_best_epoch(
     result = train(R, config)
     model = result.model
     # The same draw of held-out training users as train() makes.
-    fit, valid = _split_validation(R, config.validation_fraction, np.random.default_rng(0))
+    fit, valid = split_validation(R, config.validation_fraction, np.random.default_rng(0))
     damped = item_means(fit, model.global_mean, config.item_mean_damping)
     moved = float(np.abs(model.item_means - damped).max())
     assert (moved > 1e-3) if learn else (moved == 0.0)

@@ -34,7 +34,7 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
-from libcryptorec.model import CryptoRecModel, scaled_inputs
+from libcryptorec.model import MODEL_KINDS, STARS, CryptoRecModel, ModelKind, scaled_inputs
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class SchemeSpec:
 
 @dataclass(frozen=True)
 class ClientInputs:
-    """What a client needs to turn ratings into the vectors it encrypts (public model facts)."""
+    """What a client needs to turn ratings into the vectors it encrypts, and its scores into
+    what it shows (public model facts)."""
 
     items: int
     global_mean: float
@@ -74,10 +75,12 @@ class ClientInputs:
     scale: tuple[float, float]
     step_size: float
     input_offset: float = 0.0
+    rating_weight: float = 1.0
+    kind: ModelKind = STARS
 
     @classmethod
     def of(cls, model: CryptoRecModel) -> ClientInputs:
-        eta = model.one_step_tuning().eta
+        eta = 0.0 if model.ranks_only else model.one_step_tuning().eta
         return cls(
             model.n_items,
             model.global_mean,
@@ -85,6 +88,8 @@ class ClientInputs:
             model.scale,
             eta,
             model.input_offset,
+            model.rating_weight,
+            model.kind,
         )
 
     @property
@@ -92,10 +97,15 @@ class ClientInputs:
         return self.items
 
     def user_inputs(self, R: sp.csr_matrix) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]:
-        """(x, rbar) for a (1, m) rating row, exactly as the model computes them."""
+        """(x, base) for a (1, m) rating row, exactly as the model computes them: base is what
+        the client adds to every decrypted value (its mean for a stars model, 0 for a ranking
+        model)."""
         if R.shape[1] != self.items:
             raise ValueError(f"ratings cover {R.shape[1]} items; the model has {self.items}")
-        return scaled_inputs(R, self.global_mean, self.input_power, self.input_offset)
+        X, means = scaled_inputs(
+            R, self.global_mean, self.input_power, self.input_offset, self.rating_weight
+        )
+        return X, means if self.kind == STARS else np.zeros_like(means)
 
 
 @dataclass(frozen=True)
@@ -152,15 +162,16 @@ class Client(Protocol):
         ...
 
     def encrypt(self, ratings: sp.csr_matrix) -> tuple[list[bytes], float]:
-        """Ciphertexts for one user's (1, m) ratings, and the user's mean (kept locally)."""
+        """Ciphertexts for one user's (1, m) ratings, and what the client adds to every
+        decrypted value (kept locally: the user's mean for a stars model, 0 for ranking)."""
         ...
 
     def decrypt(self, replies: list[bytes]) -> npt.NDArray[np.float64]:
-        """The (m,) predictions minus the user's mean."""
+        """The (m,) scores minus what `encrypt` returned to add back."""
         ...
 
     def decrypt_part(self, replies: list[bytes], count: int) -> npt.NDArray[np.float64]:
-        """The predictions (minus the user's mean) of `count` consecutive items carried by
+        """The scores (minus what `encrypt` returned) of `count` consecutive items carried by
         `replies`, consecutive reply ciphertexts: a chunk, decrypted as it arrives."""
         ...
 
@@ -197,6 +208,8 @@ class Backend(ABC):
     # Whether the model can be split into item shards evaluated by different processes
     # (`prepare(..., blocks=...)`, `bind` gives a ShardBound, `combine` adds partials).
     shardable: ClassVar[bool] = False
+    # The kinds of model it computes: every fast mode serves both (the same two products).
+    kinds: ClassVar[tuple[ModelKind, ...]] = MODEL_KINDS
 
     @property
     @abstractmethod

@@ -60,6 +60,11 @@ def get(scheme: str, mode: str) -> Backend:
         raise ValueError(f"unsupported scheme/mode {scheme}/{mode}") from None
 
 
+def serving(kind: str) -> list[Backend]:
+    """The registered backends that compute models of `kind` ("stars" or "ranking")."""
+    return [b for b in backends() if kind in b.kinds]
+
+
 def supported() -> list[tuple[str, str]]:
     """Every registered (scheme, mode)."""
     return [(b.scheme, b.mode) for b in backends()]
@@ -74,8 +79,9 @@ def mode_names() -> list[str]:
 
 
 def specs(packed: CompressedModel) -> list[SchemeSpec]:
-    """The public parameters of every registered (scheme, mode) for a model version."""
-    return [b.spec(packed) for b in backends()]
+    """The public parameters of every registered (scheme, mode) that computes this model
+    version's kind."""
+    return [b.spec(packed) for b in serving(packed.model.kind)]
 
 
 def find_spec(all_specs: list[SchemeSpec], scheme: str, mode: str) -> SchemeSpec:
@@ -83,7 +89,8 @@ def find_spec(all_specs: list[SchemeSpec], scheme: str, mode: str) -> SchemeSpec
     for s in all_specs:
         if (s.scheme, s.mode) == (scheme, mode):
             return s
-    raise ValueError(f"unsupported scheme/mode {scheme}/{mode}")
+    offered = ", ".join(f"{s.scheme}/{s.mode}" for s in all_specs)
+    raise ValueError(f"{scheme}/{mode} is not offered for this model (it offers {offered})")
 
 
 def key_set_for(spec: SchemeSpec, blobs: dict[str, bytes]) -> KeySet:
@@ -103,6 +110,8 @@ def open_local(
     """A matched client and evaluator in this process (tests, benchmarks): what the services
     do across the network, without it."""
     backend = get(scheme, mode)
+    if packed.model.kind not in backend.kinds:
+        raise ValueError(f"{scheme}/{mode} does not compute {packed.model.kind} models")
     spec = backend.spec(packed)
     client = backend.new_client(spec, ClientInputs.of(packed.model))
     blobs = client.key_blobs()
