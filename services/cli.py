@@ -23,6 +23,7 @@ from cryptorec.services.rpc.server import ROLES
 from cryptorec.services.store.base import Quotas
 from libcryptorec.data import MOVIELENS_DATASETS
 from libcryptorec.he import registry
+from libcryptorec.model import MODEL_KINDS, RANKING, STARS, ModelKind
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -169,15 +170,21 @@ def _train(args: argparse.Namespace) -> int:
     store = _open_store(args)
     store.ping()  # find an unreachable store before an hour of training, not after
     ratings = read_csv(args.csv) if args.csv else load_movielens(args.dataset, args.data_dir)
-    train_and_publish(
-        ratings,
-        store,
-        prune_fraction=args.prune_fraction,
-        version=args.version,
-        retain=args.retain,
-        shards=args.shards,
-        measure_cost=args.quote,
-    )
+    # Both: the stars model first, so the ranking model is the current one.
+    kinds: list[ModelKind] = [STARS, RANKING] if args.model == "both" else [args.model]
+    if args.version and len(kinds) > 1:
+        raise CliError("--version names one version; --model both publishes two", 2)
+    for kind in kinds:
+        train_and_publish(
+            ratings,
+            store,
+            kind=kind,
+            prune_fraction=args.prune_fraction,
+            version=args.version,
+            retain=args.retain,
+            shards=args.shards,
+            measure_cost=args.quote,
+        )
     return 0
 
 
@@ -185,7 +192,7 @@ def _recommend(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from cryptorec.services.client.library import CryptoRecClient
+    from cryptorec.services.client.library import CryptoRecClient, recommendations_text
     from cryptorec.services.rpc.tls import ClientTls
 
     ratings = dict(_item_ratings(args.ratings))
@@ -198,7 +205,9 @@ def _recommend(args: argparse.Namespace) -> int:
         token=args.token,
     )
     try:
-        result = client.recommend(ratings, scheme=args.scheme, mode=args.mode, top_n=args.top)
+        result = client.recommend(
+            ratings, scheme=args.scheme, mode=args.mode, top_n=args.top, kind=args.model
+        )
     finally:
         client.close()
     if result.quote:
@@ -207,8 +216,7 @@ def _recommend(args: argparse.Namespace) -> int:
             f"quoted: {q['bytes_up'] / 1e6:.2f} MB up, {q['bytes_down'] / 1e6:.2f} MB down, "
             f"{q['server_seconds']:.2f} s on the server"
         )
-    for rank, r in enumerate(result.recommendations, 1):
-        print(f"{rank:>3}. {r.score:4.2f}  {r.title}")
+    print(recommendations_text(result))
     print("time: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
     print("bytes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in result.bytes.items()))
     print(f"request id: {result.request_id}")
@@ -286,7 +294,18 @@ def _demo(args: argparse.Namespace) -> int:
         except FileNotFoundError as exc:
             raise CliError(str(exc), 3) from None
         return 0
-    run_demo(args.data_dir, args.dataset, args.redis, args.scheme, args.mode, args.top, args.json)
+    if args.model == RANKING and args.mode == "accurate":
+        raise CliError("a ranking model has no accurate mode: use --model stars", 2)
+    run_demo(
+        args.data_dir,
+        args.dataset,
+        args.redis,
+        args.scheme,
+        args.mode,
+        args.top,
+        args.json,
+        kind=args.model,
+    )
     return 0
 
 
@@ -366,6 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
     _add_download(tr)
+    tr.add_argument(
+        "--model",
+        choices=(*MODEL_KINDS, "both"),
+        default=RANKING,
+        help="ranking: a model trained for top-N lists; stars: the paper's model, which "
+        "predicts star ratings; both: stars then ranking, so a deployment serves both and the "
+        "ranking model is current (default: %(default)s)",
+    )
     tr.add_argument("--version", help="version id (default: UTC time)")
     tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")
     tr.add_argument(
@@ -385,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--evaluator-target")
     rec.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
     rec.add_argument("--mode", choices=registry.mode_names(), default="fast")
+    rec.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default=RANKING,
+        help="ranking: the newest model trained for top-N lists (its scores only order "
+        "items); stars: the newest model that predicts star ratings (default: %(default)s)",
+    )
     rec.add_argument("--top", type=int, default=10)
     rec.add_argument("--json", type=Path)
     settings.add(rec, "token", "tls_ca", "client_tls_cert", "client_tls_key")
@@ -403,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
     demo.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
     demo.add_argument("--mode", choices=registry.mode_names(), default="fast")
+    demo.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default=RANKING,
+        help="the model to train and ask: ranking (seconds to train) or stars (the paper's, "
+        "about a minute; needed for --mode accurate) (default: %(default)s)",
+    )
     demo.add_argument("--top", type=int, default=10)
     demo.add_argument("--json", type=Path)
     demo.add_argument(

@@ -11,13 +11,21 @@ from functools import cached_property
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
-from cryptorec.services.store.base import CorruptError, NotFoundError, Store, check_version_id
+from cryptorec.services.errors import PreconditionError
+from cryptorec.services.store.base import (
+    CorruptError,
+    NotFoundError,
+    Store,
+    check_version_id,
+    version_kind,
+)
 from libcryptorec import artifact
 from libcryptorec.artifact import ArtifactError
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.he.backend import SchemeSpec
 from libcryptorec.he.shards import check_shards, default_shards, shard_blocks
+from libcryptorec.model import ModelKind
 
 log = logging.getLogger("cryptorec.models")
 
@@ -41,6 +49,11 @@ class ModelVersion:
     def specs(self) -> list[SchemeSpec]:
         """Public parameters per (scheme, mode); computed once (spectral norms take a second)."""
         return registry.specs(self.packed)
+
+    @property
+    def kind(self) -> ModelKind:
+        """What the version's scores are: "stars" or "ranking"."""
+        return self.packed.model.kind
 
     @property
     def shards(self) -> int:
@@ -85,6 +98,7 @@ def publish(
     artifact.loads(data, label=f"model {version}")  # ArtifactError: never becomes current
     model = packed.model
     summary = {
+        "kind": model.kind,
         "items": model.n_items,
         "dim": model.dim,
         "artifact_sha256": digest,
@@ -141,17 +155,30 @@ class Versions:
                 self.load(version)
         return self._loads.get(version, False)
 
-    def resolve(self, requested: str = "") -> str:
-        """The version to serve: `requested` if given (checked), else the current one, else the
-        newest before it that loads. NotFoundError if there is none."""
+    def resolve(self, requested: str = "", kind: ModelKind | None = None) -> str:
+        """The version to serve: `requested` if given (checked; PreconditionError if it is not
+        of `kind`), else the current one if it loads (and is of `kind`, if given), else the
+        newest loadable version (of that kind). NotFoundError if there is none."""
         if requested:
-            return check_version_id(requested)
+            check_version_id(requested)
+            if kind is not None and self.load(requested).kind != kind:
+                raise PreconditionError(f"model {requested} is not a {kind} model")
+            return requested
         current = self.store.current()
         if current is None:
             raise NotFoundError("no model has been published yet")
-        if self._loadable(current):
+        if kind is None and self._loadable(current):
             return current
-        for info in reversed(self.store.versions()):
-            if info.version != current and self._loadable(info.version):
+        # Kinds come from the listing's summaries (no model is loaded to learn one); the
+        # current version comes first, then the others newest first.
+        listed = sorted(self.store.versions(), key=lambda v: (v.version == current, v.created_unix))
+        for info in reversed(listed):
+            if kind is not None and version_kind(info) != kind:
+                continue
+            if self._loadable(info.version):
                 return info.version
+        if kind is not None:
+            others = sorted({version_kind(v) for v in listed} - {kind})
+            served = f"; this deployment serves {' and '.join(others)} models" if others else ""
+            raise NotFoundError(f"no {kind} model has been published (or none loads){served}")
         raise NotFoundError(f"no loadable model version (current {current} cannot be loaded)")

@@ -35,7 +35,9 @@ CHROMIUM_ARGS = [
 ]
 RATINGS = {1: 5.0, 7: 4.0, 13: 2.0, 21: 5.0, 42: 3.0, 100: 1.0, 250: 4.5}
 QUERY_BYTES_MAX = 0.27e6  # one fast-mode query, up and down
-KEY_UPLOAD_MAX = 2.3e6
+# Seeded keys carry one polynomial and a seed where Pyfhel's carry two polynomials: the page's
+# key upload is about half the Python client's for the same model (0.505 measured).
+SEEDED_KEY_SHARE = 0.55
 
 
 def _require(ok: bool, why: str) -> None:
@@ -136,34 +138,39 @@ def _whole_ratings(ratings: dict[int, float]) -> dict[int, float]:
 
 
 def test_browser_recommendations_equal_the_python_clients(page: Page, served: Served) -> None:
+    """The page ranks with the ranking model (RELIABILITY.md line 37): its scores equal the
+    Python client's, its top 10 is theirs, and it says the scores are not stars."""
     page.open()
+    assert "ranking model r1" in page.page.text_content("#model")
     page.rate(RATINGS)
     last = page.recommend()
     client = CryptoRecClient(served.grpc_target, token=served.token)
     try:
-        expected, _ = client.predict(_whole_ratings(RATINGS))
+        expected, result = client.predict(_whole_ratings(RATINGS), kind="ranking")
     finally:
         client.close()
+    assert result.model_version == "r1"
     ids = last["itemIds"]
     assert ids == list(range(1, 301))
     got = np.array(last["predictions"])
     assert np.max(np.abs(got - expected)) < 1e-3
-    # The page's top 10: the best unrated items by clamped prediction, as the client ranks.
+    # The page's top 10: the best unrated items by ranking score (never clamped to stars).
     shown = [
         int(li)
         for li in page.page.eval_on_selector_all(
             "#recommendations li", "els => els.map(e => e.dataset.itemId)"
         )
     ]
-    clamped = np.clip(expected, 1, 5)
-    unrated = [i for i in np.argsort(-clamped, kind="stable") if ids[i] not in RATINGS]
+    unrated = [i for i in np.argsort(-expected, kind="stable") if ids[i] not in RATINGS]
     assert len(shown) == 10
-    assert np.allclose(clamped[[ids.index(i) for i in shown]], clamped[unrated[:10]], atol=1e-3)
+    assert np.allclose(expected[[ids.index(i) for i in shown]], expected[unrated[:10]], atol=1e-3)
+    assert "not stars" in page.page.text_content("#scores-meaning")
+    assert "★" not in page.page.text_content("#recommendations")
 
     # Seeded uploads: the key set and each query, measured on the wire.
     (register,) = page.calls("/cryptorec.v1.KeyService/RegisterKeysWhole")
     (predict,) = page.calls("/cryptorec.v1.EvaluatorService/PredictWhole")
-    assert len(register.post_data_buffer) <= KEY_UPLOAD_MAX
+    assert len(register.post_data_buffer) <= SEEDED_KEY_SHARE * result.bytes["keys"]
     reply = predict.response().body()
     assert len(predict.post_data_buffer) + len(reply) <= QUERY_BYTES_MAX
     assert page.errors == []

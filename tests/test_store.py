@@ -111,6 +111,16 @@ def test_retain_keeps_newest_and_current(store: Store) -> None:
     assert store.read("v3")[1] == {"model": b"\x03"}
 
 
+def test_retain_keeps_the_newest_version_of_each_kind(store: Store) -> None:
+    """A deployment serves a stars model beside the current ranking model: retention never
+    takes the last stars version, however many ranking versions follow it."""
+    store.publish("s0", {"model": b"s"}, {"kind": "stars"})
+    for i in range(4):
+        store.publish(f"r{i}", {"model": bytes([i])}, {"kind": "ranking"})
+    assert store.retain(2) == ["r0", "r1"]
+    assert [v.version for v in store.versions()] == ["s0", "r2", "r3"]
+
+
 def test_keys_are_content_addressed_and_expire(store: Store) -> None:
     keys = _keys(12)
     a = store.put_key(keys, b"public bytes", ttl_seconds=60)

@@ -1,4 +1,4 @@
-"""Helpers for the web front's tests: a published model served with the front, and gRPC-web
+"""Helpers for the web front's tests: published models served with the front, and gRPC-web
 calls made by hand (the wire format, not a client library's view of it)."""
 
 from __future__ import annotations
@@ -16,16 +16,27 @@ from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.web.server import WebConfig
+from libcryptorec.compression import compress, threshold_for_fraction
+from libcryptorec.ranking_model import RankingConfig, train_ranking
+from tests.test_ranking_model import taste_groups
 from tests.test_service_e2e import _packed
 
-# The default TrainConfig.dim, so the rotation steps (and key set size) are a real model's.
-ITEMS, DIM = 300, 500
+# The default TrainConfig.dim and the rank the ranking model chooses on ml-1m, so the rotation
+# steps (and key set sizes) are the real models'.
+ITEMS, DIM, RANK = 300, 500, 128
 
 
 def publish_model(store: FileStore) -> None:
-    """The end-to-end tests' model at ITEMS x DIM (items titled "Item N") as version v1."""
+    """What `train --model both` leaves (items titled "Item N"): the end-to-end tests' stars
+    model at ITEMS x DIM as version v1, then a ranking model of rank RANK trained on taste
+    groups over the same items as r1, the current version."""
     catalogue = [(i + 1, f"Item {i + 1}") for i in range(ITEMS)]
     versions.publish(store, "v1", _packed(ITEMS, DIM), catalogue)
+    ranking = train_ranking(
+        taste_groups(users=800, items=ITEMS, groups=6), RankingConfig(dims=(RANK,))
+    ).model
+    packed = compress(ranking, threshold_for_fraction(ranking, 0.5), 512)
+    versions.publish(store, "r1", packed, catalogue)
 
 
 @dataclass

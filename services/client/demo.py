@@ -1,10 +1,11 @@
 """`cryptorec demo`: the whole system on one machine, in one command.
 
-Trains a model on MovieLens (the paper split's training users), publishes it to an embedded
-store (or Redis), starts the key, model and evaluator services on free local ports, and runs
-one held-out user through the client: their ratings are encrypted, the server computes on
-ciphertexts only, and the client decrypts and ranks. Prints the recommendations beside what
-the user actually rated highly (ratings the model never saw).
+Trains a model on MovieLens (the paper split's training users; the ranking model unless asked
+for the stars model), publishes it to an embedded store (or Redis), starts the key, model and
+evaluator services on free local ports, and runs one held-out user through the client: their
+ratings are encrypted, the server computes on ciphertexts only, and the client decrypts and
+ranks. Prints the recommendations beside what the user actually rated highly (ratings the
+model never saw).
 
 With `--web`, the same services also serve the page (web/) on a local port, and the demo waits
 for you to rate movies in a browser instead.
@@ -24,12 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from cryptorec.services.client.library import CryptoRecClient, RecommendResult
+from cryptorec.services.client.library import (
+    CryptoRecClient,
+    RecommendResult,
+    recommendations_text,
+)
 from cryptorec.services.clients import add_client
 from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
 from cryptorec.services.store.base import Quotas, Store
 from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens
+from libcryptorec.model import RANKING, ModelKind
 from libcryptorec.splits import paper_split
 
 
@@ -38,9 +44,11 @@ def _log(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _trained(ratings: Any, split: Any, redis_url: str | None) -> Iterator[tuple[Store, str]]:
-    """A store holding a model trained on the split's training users, and a client token
-    (as deployed, every call needs one; the demo issues itself one)."""
+def _trained(
+    ratings: Any, split: Any, redis_url: str | None, kind: ModelKind = RANKING
+) -> Iterator[tuple[Store, str]]:
+    """A store holding a model of `kind` trained on the split's training users, and a client
+    token (as deployed, every call needs one; the demo issues itself one)."""
     with tempfile.TemporaryDirectory(prefix="cryptorec-demo-") as tmp:
         store: Store
         if redis_url:
@@ -51,7 +59,7 @@ def _trained(ratings: Any, split: Any, redis_url: str | None) -> Iterator[tuple[
             from cryptorec.services.store.file_store import FileStore
 
             store = FileStore(Path(tmp) / "store")
-        train_and_publish(ratings, store, rows=split.train_users, config=small_config())
+        train_and_publish(ratings, store, kind=kind, rows=split.train_users, config=small_config())
         yield store, add_client(store, "demo", Quotas())
 
 
@@ -63,16 +71,19 @@ def run_demo(
     mode: str = "fast",
     top_n: int = 10,
     json_out: Path | None = None,
+    kind: ModelKind = RANKING,
 ) -> dict[str, Any]:
+    """Train a model of `kind`, serve it and recommend for a held-out user (see the module's
+    docstring); returns what `--json` writes."""
     ratings = load_movielens(dataset, data_dir)
     split = paper_split(ratings, seed=0)
-    with _trained(ratings, split, redis_url) as (store, token):
+    with _trained(ratings, split, redis_url, kind) as (store, token):
         config = ServerConfig(auth=True)
         servers = [start((role,), store, config=config) for role in ("model", "key", "evaluator")]
         targets = {s.roles[0]: f"127.0.0.1:{s.port}" for s in servers}
         _log("services: " + ", ".join(f"{r} {t}" for r, t in targets.items()))
         try:
-            return _query(ratings, split, targets, token, scheme, mode, top_n, json_out)
+            return _query(ratings, split, targets, token, scheme, mode, top_n, json_out, kind)
         finally:
             for s in servers:
                 s.stop(grace=1.0)
@@ -112,6 +123,7 @@ def _query(
     mode: str,
     top_n: int,
     json_out: Path | None,
+    kind: ModelKind,
 ) -> dict[str, Any]:
     users = ratings.users
     # A held-out user with a real history (>= 40 ratings to encrypt) and the most hidden
@@ -133,7 +145,7 @@ def _query(
         token=token,
     )
     try:
-        result = client.recommend(known, scheme=scheme, mode=mode, top_n=top_n)
+        result = client.recommend(known, scheme=scheme, mode=mode, top_n=top_n, kind=kind)
     finally:
         client.close()
     liked = sorted(
@@ -147,6 +159,7 @@ def _query(
         "timings": result.timings,
         "bytes": result.bytes,
         "model_version": result.model_version,
+        "kind": result.kind,
         "scheme": scheme,
         "mode": mode,
     }
@@ -160,12 +173,8 @@ def _query(
 def _print(
     result: RecommendResult, user: int, liked: list[tuple[float, int]], titles: dict[int, str]
 ) -> None:
-    print(
-        f"\nTop {len(result.recommendations)} for user {user} ({result.scheme}/{result.mode}, "
-        f"model {result.model_version}); the server saw only ciphertexts:"
-    )
-    for rank, r in enumerate(result.recommendations, 1):
-        print(f"{rank:>3}. {r.score:4.2f}  {r.title}")
+    print(f"\nUser {user}; the server saw only ciphertexts.")
+    print(recommendations_text(result))
     print("\nWhat this user actually rated, hidden from the model (best first):")
     for rating, item in liked[:10]:
         print(f"     {rating:3.1f}  {titles.get(item, item)}")

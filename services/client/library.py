@@ -2,6 +2,7 @@
 
     client = CryptoRecClient("localhost:50051")          # one target serving every role
     result = client.recommend({1193: 5, 661: 3}, scheme="ckks", mode="fast", top_n=10)
+    stars = client.recommend({1193: 5, 661: 3}, kind="stars")  # predicted stars instead
 
 Nothing secret leaves this object: the services receive public keys and ciphertexts only.
 The model version is pinned per call (the one GetModel returned), so the evaluator answers
@@ -28,7 +29,7 @@ from cryptorec.services.client.errors import reported
 from cryptorec.services.client.keycache import KeyCache
 from cryptorec.services.rpc.call_metadata import CallMetadata
 from cryptorec.services.rpc.checksum import chunk_checksum
-from cryptorec.services.rpc.convert import mode_enum, scheme_enum, spec_from_pb
+from cryptorec.services.rpc.convert import kind_enum, kind_of, mode_enum, scheme_enum, spec_from_pb
 from cryptorec.services.rpc.options import (
     CHANNEL_OPTIONS,
     CHUNK_BYTES,
@@ -45,8 +46,10 @@ from cryptorec.v1 import key_service_pb2 as key_pb
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
+from cryptorec.v1 import types_pb2
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Client, ClientInputs, SchemeSpec
+from libcryptorec.model import STARS, ModelKind
 
 
 class ReplyError(RuntimeError):
@@ -63,6 +66,9 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 
 @dataclass(frozen=True)
 class Recommendation:
+    """One recommended item and its score: predicted stars from a stars model, a ranking
+    score (which only orders items) from a ranking model."""
+
     item_id: int
     title: str
     score: float
@@ -70,12 +76,13 @@ class Recommendation:
 
 @dataclass
 class RecommendResult:
-    """Top-N recommendations with what each phase cost."""
+    """Top-N recommendations with what each phase cost; `kind` says what the scores are."""
 
     model_version: str
     scheme: str
     mode: str
     recommendations: list[Recommendation]
+    kind: ModelKind = STARS
     timings: dict[str, float] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     request_id: str = ""  # the Predict call's, as the evaluator logged it
@@ -146,11 +153,15 @@ class CryptoRecClient:
             channel.close()
 
     @_reporting
-    def model_info(self, version: str = "") -> model_pb.GetModelResponse:
-        """The model service's description of `version` (default: the current one)."""
-        response: model_pb.GetModelResponse = self.models.GetModel(
-            model_pb.GetModelRequest(version=version), timeout=self.timeout
-        )
+    def model_info(
+        self, version: str = "", kind: ModelKind | None = None
+    ) -> model_pb.GetModelResponse:
+        """The model service's description of `version` (default: the current one; with
+        `kind`, the newest version of that kind)."""
+        request = model_pb.GetModelRequest(version=version)
+        if kind is not None:
+            request.kind = kind_enum(kind)
+        response: model_pb.GetModelResponse = self.models.GetModel(request, timeout=self.timeout)
         return response
 
     def _spec(self, info: model_pb.GetModelResponse, scheme: str, mode: str) -> SchemeSpec:
@@ -238,10 +249,16 @@ class CryptoRecClient:
 
     @_reporting
     def predict(
-        self, ratings: dict[int, float], scheme: str = "ckks", mode: str = "fast", version: str = ""
+        self,
+        ratings: dict[int, float],
+        scheme: str = "ckks",
+        mode: str = "fast",
+        version: str = "",
+        kind: ModelKind | None = None,
     ) -> tuple[npt.NDArray[np.float64], RecommendResult]:
-        """Encrypted predictions for every catalogue item, in catalogue order, unclamped."""
-        info, result = self._describe(version, scheme, mode)
+        """Encrypted scores for every catalogue item, in catalogue order, unclamped, from
+        `version` (default: the current one, or the newest of `kind`)."""
+        info, result = self._describe(version, scheme, mode, kind)
         return self._predict(info, ratings, result), result
 
     @_reporting
@@ -252,11 +269,18 @@ class CryptoRecClient:
         mode: str = "fast",
         top_n: int = 10,
         version: str = "",
+        kind: ModelKind | None = None,
     ) -> RecommendResult:
-        """Top-N unrated items by encrypted prediction, clamped to the rating scale."""
-        info, result = self._describe(version, scheme, mode)
+        """Top-N unrated items by encrypted score, from `version` (default: the current one,
+        or the newest of `kind`): a ranking model's scores as they are, a stars model's
+        clamped to the rating scale."""
+        info, result = self._describe(version, scheme, mode, kind)
         predictions = self._predict(info, ratings, result)
-        scores = np.clip(predictions, info.inputs.scale_min, info.inputs.scale_max)
+        scores = (
+            np.clip(predictions, info.inputs.scale_min, info.inputs.scale_max)
+            if result.kind == STARS
+            else predictions
+        )
         ids = np.array([c.item_id for c in info.catalogue])
         rated = np.isin(ids, list(ratings))
         order = [i for i in np.argsort(-scores, kind="stable") if not rated[i]][:top_n]
@@ -266,12 +290,12 @@ class CryptoRecClient:
         return result
 
     def _describe(
-        self, version: str, scheme: str, mode: str
+        self, version: str, scheme: str, mode: str, kind: ModelKind | None = None
     ) -> tuple[model_pb.GetModelResponse, RecommendResult]:
         """The model's description (one GetModel call) and a result to fill in."""
         t0 = time.perf_counter()
-        info = self.model_info(version)
-        result = RecommendResult(info.version, scheme, mode, [])
+        info = self.model_info(version, kind)
+        result = RecommendResult(info.version, scheme, mode, [], kind=model_kind(info))
         result.timings["model"] = time.perf_counter() - t0
         for p in info.schemes:
             if (p.scheme, p.mode) == (scheme_enum(scheme), mode_enum(mode)) and p.bytes_up:
@@ -300,6 +324,7 @@ class CryptoRecClient:
             ciphertexts,
             len(info.catalogue),
             info.inputs.input_offset,
+            result.kind,
         )
         # Decryption happens as chunks arrive; "evaluate" is the rest of the wait.
         timings["evaluate"] = time.perf_counter() - t0 - received.decrypt_seconds
@@ -319,7 +344,11 @@ class CryptoRecClient:
         ciphertexts: list[bytes],
         items: int,
         input_offset: float = 0.0,
+        kind: ModelKind | None = None,
     ) -> Received:
+        """Send one query and take in its reply (retried on another replica if one fails);
+        `input_offset` and `kind` are echoed from GetModel (None: as a client older than
+        API 1.4.0, which sends no kind)."""
         header = ev_pb.PredictHeader(
             model_version=version,
             key_id=keys.key_id,
@@ -327,6 +356,7 @@ class CryptoRecClient:
             mode=mode_enum(mode),
             ciphertext_count=len(ciphertexts),
             input_offset=input_offset,
+            model_kind=kind_enum(kind) if kind is not None else types_pb2.MODEL_KIND_UNSPECIFIED,
         )
 
         def stream() -> Iterator[ev_pb.PredictRequest]:
@@ -359,6 +389,21 @@ class CryptoRecClient:
                 self.retries += 1
                 time.sleep(PREDICT_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+
+def recommendations_text(result: RecommendResult) -> str:
+    """A result's top list for people: a heading that says what the scores are, then one
+    numbered line per item."""
+    what = "predicted stars" if result.kind == STARS else "ranking score"
+    note = "" if result.kind == STARS else "; scores only order the list, they are not stars"
+    lines = [
+        f"Top {len(result.recommendations)} by {what} ({result.scheme}/{result.mode}, "
+        f"{result.kind} model {result.model_version}{note}):"
+    ]
+    lines += [
+        f"{rank:>3}. {r.score:5.2f}  {r.title}" for rank, r in enumerate(result.recommendations, 1)
+    ]
+    return "\n".join(lines)
 
 
 def _channel(target: str, tls: ClientTls | None, token: str | None) -> grpc.Channel:
@@ -422,8 +467,17 @@ def receive_replies(
     return received
 
 
+def model_kind(info: model_pb.GetModelResponse) -> ModelKind:
+    """What the described version's scores are; a server older than API 1.4.0 says nothing
+    and serves stars models only."""
+    kind = kind_of(info.kind, unspecified=STARS)
+    assert kind is not None
+    return kind
+
+
 def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:
     i = info.inputs
+    kind = model_kind(info)
     return ClientInputs(
         len(info.catalogue),
         i.global_mean,
@@ -431,6 +485,9 @@ def _inputs(info: model_pb.GetModelResponse) -> ClientInputs:
         (i.scale_min, i.scale_max),
         i.step_size,
         i.input_offset,
+        # Older servers leave it 0: their stars models weigh deviations by 1.
+        i.rating_weight if info.kind else 1.0,
+        kind,
     )
 
 

@@ -39,6 +39,7 @@ from cryptorec.services.work import WorkSlots
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, ShardBound
 from libcryptorec.he.cancel import StopCheck
+from libcryptorec.model import STARS, ModelKind
 
 log = logging.getLogger("cryptorec.evaluator")
 
@@ -46,13 +47,15 @@ log = logging.getLogger("cryptorec.evaluator")
 @dataclass(frozen=True)
 class QueryHeader:
     """What a query announces before its ciphertexts: the model version ("" = current), the
-    key set, the backend, the number of ciphertexts and the input offset the client applied."""
+    key set, the backend, the number of ciphertexts, the input offset the client applied and
+    the model kind it read (None: a client older than kinds)."""
 
     model_version: str
     key_id: str
     backend: Backend
     ciphertext_count: int
     input_offset: float = 0.0
+    model_kind: ModelKind | None = None
 
 
 @dataclass(frozen=True)
@@ -128,13 +131,7 @@ class EvaluatorHandler:
         key = self._key_for(key_id, backend)
         if caller is not None and not self.store.owns_key(caller.name, key_id):
             raise PermissionDeniedError(f"key set {key_id} belongs to another client")
-        expected_offset = version.packed.model.input_offset
-        if abs(header.input_offset - expected_offset) > 1e-9:
-            raise PreconditionError(
-                f"model {version.version} reads inputs with offset {expected_offset:g} and the "
-                f"query was made with {header.input_offset:g}: update the client "
-                "(cryptorec-api >= 1.3.0 reads the offset from GetModel)"
-            )
+        check_client_knows(version, header)
         if caller is not None:
             self.store.spend_query(caller.name, caller.quotas.queries_per_day)
         note(scheme=backend.scheme, mode=backend.mode, model_version=version.version)
@@ -286,6 +283,30 @@ class _Sized:
 
     value: Any
     nbytes: int = 64 << 20
+
+
+def check_client_knows(version: ModelVersion, header: QueryHeader) -> None:
+    """PreconditionError unless the query was made for what the version is: its input offset
+    (a client older than API 1.3.0 sends 0) and its kind (one older than 1.4.0 sends none,
+    and would read a ranking model's scores as stars). Either would be answered wrongly."""
+    expected_offset = version.packed.model.input_offset
+    if not abs(header.input_offset - expected_offset) <= 1e-9:  # NaN is refused too
+        raise PreconditionError(
+            f"model {version.version} reads inputs with offset {expected_offset:g} and the "
+            f"query was made with {header.input_offset:g}: update the client "
+            "(cryptorec-api >= 1.3.0 reads the offset from GetModel)"
+        )
+    kind = version.kind
+    if header.model_kind is None and kind != STARS:
+        raise PreconditionError(
+            f"model {version.version} is a {kind} model and this client does not say it knows "
+            "model kinds: update it (cryptorec-api >= 1.4.0), or ask for a stars model"
+        )
+    if header.model_kind is not None and header.model_kind != kind:
+        raise PreconditionError(
+            f"model {version.version} is a {kind} model; the query was made for a "
+            f"{header.model_kind} model"
+        )
 
 
 def _spec(version: ModelVersion, backend: Backend) -> SchemeSpec:

@@ -16,7 +16,7 @@ from cryptorec.services.observability.current import Timer, phase
 from cryptorec.services.rpc.admission import current_upload
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
-from cryptorec.services.rpc.convert import backend_for
+from cryptorec.services.rpc.convert import backend_for, kind_of
 from cryptorec.services.rpc.errors import streaming
 from cryptorec.services.rpc.options import REPLY_CHUNK_BYTES
 from cryptorec.services.rpc.streams import header_then_chunks
@@ -79,6 +79,7 @@ def query_header(header: pb.PredictHeader) -> QueryHeader:
         backend=backend_for(header.scheme, header.mode),
         ciphertext_count=header.ciphertext_count,
         input_offset=header.input_offset,
+        model_kind=kind_of(header.model_kind),
     )
 
 

@@ -11,6 +11,7 @@ from cryptorec.services.store.base import Store, VersionInfo
 from cryptorec.services.versions import Versions
 from libcryptorec.compression import CompressionStats
 from libcryptorec.he.backend import ClientInputs, SchemeSpec
+from libcryptorec.model import ModelKind
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ModelDescription:
     """Everything public about a model version."""
 
     version: str
+    kind: ModelKind
     catalogue: list[tuple[int, str]]
     dim: int
     inputs: ClientInputs
@@ -42,9 +44,10 @@ class ModelHandler:
         """Complete versions, oldest first, and the current one."""
         return self.store.versions(), self.store.current()
 
-    def resolve(self, version: str) -> str:
-        """The version a request for `version` ("" = current) is served from."""
-        return self.versions.resolve(version)
+    def resolve(self, version: str, kind: ModelKind | None = None) -> str:
+        """The version a request for `version` ("" = current) of `kind` (None: any) is served
+        from."""
+        return self.versions.resolve(version, kind)
 
     def describe(self, version: str) -> ModelDescription:
         """Load `version` and describe it (seconds for a large model: cache the result)."""
@@ -52,6 +55,7 @@ class ModelHandler:
         model = loaded.packed.model
         return ModelDescription(
             version=loaded.version,
+            kind=loaded.kind,
             catalogue=loaded.catalogue,
             dim=model.dim,
             inputs=ClientInputs.of(model),

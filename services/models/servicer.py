@@ -9,8 +9,9 @@ import grpc
 from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.models.handler import ModelDescription, ModelHandler
 from cryptorec.services.observability.current import note
-from cryptorec.services.rpc.convert import scheme_parameters
+from cryptorec.services.rpc.convert import kind_enum, kind_of, scheme_parameters
 from cryptorec.services.rpc.errors import unary
+from cryptorec.services.store.base import version_kind
 from cryptorec.v1 import model_service_pb2 as pb
 from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
 
@@ -19,6 +20,7 @@ def to_message(d: ModelDescription) -> pb.GetModelResponse:
     """The GetModel response for a description."""
     return pb.GetModelResponse(
         version=d.version,
+        kind=kind_enum(d.kind),
         catalogue=[pb.CatalogItem(item_id=i, title=t) for i, t in d.catalogue],
         dim=d.dim,
         inputs=pb.ClientInputs(
@@ -28,6 +30,7 @@ def to_message(d: ModelDescription) -> pb.GetModelResponse:
             scale_max=d.inputs.scale[1],
             step_size=d.inputs.step_size,
             input_offset=d.inputs.input_offset,
+            rating_weight=d.inputs.rating_weight,
         ),
         schemes=[scheme_parameters(s, d.quotes.get(f"{s.scheme}/{s.mode}", {})) for s in d.specs],
         compression=pb.CompressionStats(
@@ -60,6 +63,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
                     created_unix=int(v.created_unix),
                     items=int(v.summary.get("items", 0)),
                     dim=int(v.summary.get("dim", 0)),
+                    kind=kind_enum(version_kind(v)),
                 )
                 for v in versions
             ],
@@ -70,6 +74,6 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     def GetModel(
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
-        version = self.handler.resolve(request.version)
+        version = self.handler.resolve(request.version, kind_of(request.kind))
         note(model_version=version)
         return self._responses.get(version, lambda: to_message(self.handler.describe(version)))

@@ -8,6 +8,12 @@ from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import types_pb2
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, SchemeSpec
+from libcryptorec.model import RANKING, STARS, ModelKind
+
+_KIND_ENUMS: dict[str, types_pb2.ModelKind.ValueType] = {
+    STARS: types_pb2.MODEL_KIND_STARS,
+    RANKING: types_pb2.MODEL_KIND_RANKING,
+}
 
 
 def scheme_enum(name: str) -> types_pb2.Scheme.ValueType:
@@ -20,6 +26,22 @@ def scheme_enum(name: str) -> types_pb2.Scheme.ValueType:
 def mode_enum(name: str) -> types_pb2.Mode.ValueType:
     """The wire number of mode `name`."""
     return types_pb2.Mode.ValueType(next(b.wire[1] for b in registry.backends() if b.mode == name))
+
+
+def kind_enum(kind: str) -> types_pb2.ModelKind.ValueType:
+    """The wire number of a model kind (UNSPECIFIED for a kind this API does not know)."""
+    return _KIND_ENUMS.get(kind, types_pb2.MODEL_KIND_UNSPECIFIED)
+
+
+def kind_of(number: int, *, unspecified: ModelKind | None = None) -> ModelKind | None:
+    """The model kind a request names by wire number: `unspecified` for 0 (UNSPECIFIED),
+    INVALID_ARGUMENT for a number no kind has."""
+    if number == types_pb2.MODEL_KIND_UNSPECIFIED:
+        return unspecified
+    for kind in (STARS, RANKING):
+        if _KIND_ENUMS[kind] == number:
+            return kind
+    raise BadRequestError(f"model kind {number} is not one of stars (1) or ranking (2)")
 
 
 def backend_for(scheme: int, mode: int) -> Backend:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from libcryptorec.he.backend import KeySet
+from libcryptorec.model import STARS
 
 # Chunks well under Redis' 512 MB value limit and gRPC's 4 MiB default message size.
 CHUNK_BYTES = 1 << 20
@@ -111,12 +112,20 @@ def check_key_id(key_id: str) -> str:
     return key_id
 
 
+def version_kind(info: VersionInfo) -> str:
+    """The kind of model a version holds ("stars" or "ranking"), from its summary; versions
+    published before kinds existed are stars."""
+    return str(info.summary.get("kind", STARS))
+
+
 def versions_to_drop(store: Store, keep: int) -> list[str]:
     """The complete versions `retain(keep)` deletes: all but the newest `keep`, never the
-    current one."""
+    current one nor the newest of each kind (a deployment serves one of each at once)."""
     current = store.current()
-    complete = [v.version for v in store.versions()]
-    return [v for v in complete[: max(0, len(complete) - keep)] if v != current]
+    complete = store.versions()
+    newest_of_kind = {version_kind(v): v.version for v in complete}  # oldest first: newest wins
+    kept = {current, *newest_of_kind.values()}
+    return [v.version for v in complete[: max(0, len(complete) - keep)] if v.version not in kept]
 
 
 def chunks(blob: bytes) -> Iterator[bytes]:

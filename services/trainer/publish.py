@@ -1,4 +1,5 @@
-"""`cryptorec train`: train on the server's users, compress, publish a version to the store."""
+"""`cryptorec train`: train on the server's users, compress, publish a version to the store:
+the ranking model by default (what users see is a top 10), or the paper's stars model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from cryptorec.services.store.base import Store
 from cryptorec.services.trainer.quote import quote
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
+from libcryptorec.model import RANKING, ModelKind
+from libcryptorec.ranking_model import RankingConfig, train_ranking
 from libcryptorec.training import EpochReport, TrainConfig, train
 
 log = logging.getLogger("cryptorec.trainer")
 
-# Half the weights: on ml-1m pruning up to 58% leaves RMSE unchanged (benchmarks/results/
-# compression-sweep-ml-1m.json), and Paillier's work shrinks with every pruned weight. A
-# fraction rather than a threshold, since weight scales differ between datasets.
+# Half the weights: on ml-1m pruning up to 58% leaves the stars model's RMSE unchanged
+# (benchmarks/results/compression-sweep-ml-1m.json) and half leaves the ranking model's NDCG@10
+# unchanged (benchmarks/results/ranking-frontier-ml-1m.json); Paillier's work shrinks with every
+# pruned weight. A fraction rather than a threshold, since weight scales differ between models.
 SERVING_PRUNE_FRACTION = 0.5
 
 
@@ -34,57 +38,84 @@ def train_and_publish(
     ratings: Ratings,
     store: Store,
     *,
+    kind: ModelKind = RANKING,
     rows: npt.NDArray[np.int64] | None = None,
     config: TrainConfig = TrainConfig(),
+    ranking_config: RankingConfig = RankingConfig(),
     prune_fraction: float = SERVING_PRUNE_FRACTION,
     version: str | None = None,
     retain: int = 5,
     shards: int | None = None,
     measure_cost: bool = False,
 ) -> str:
-    """Train on `rows` (user indices; default all users), compress, publish (in `shards` item
-    shards; default from the catalogue size), keep the newest `retain` versions; returns the
-    new version id. `measure_cost`: quote each scheme's cost per query (services/trainer/
-    quote.py; a minute for ml-1m). Logs (logger `cryptorec.trainer`) one
-    line per epoch and one for the publication, with their figures as fields."""
+    """Train a model of `kind` on `rows` (user indices; default all users): the ranking model
+    (`ranking_config`) or the paper's stars model (`config`); compress, publish (in `shards`
+    item shards; default from the catalogue size), keep the newest `retain` versions (and the
+    newest of each kind); returns the new version id, now current. `measure_cost`: quote each
+    scheme's cost per query (services/trainer/quote.py; a minute for ml-1m). Logs (logger
+    `cryptorec.trainer`) each step of training and the publication, with their figures as
+    fields."""
     R = ratings.to_csr()
     if rows is not None:
         R = R[rows]
     log.info(
-        "training on %s users, %s ratings, %s items",
+        "training a %s model on %s users, %s ratings, %s items",
+        kind,
         f"{R.shape[0]:,}",
         f"{R.nnz:,}",
         f"{R.shape[1]:,}",
-        extra={"dataset": ratings.name, "users": R.shape[0], "ratings": R.nnz, "items": R.shape[1]},
+        extra={
+            "kind": kind,
+            "dataset": ratings.name,
+            "users": R.shape[0],
+            "ratings": R.nnz,
+            "items": R.shape[1],
+        },
     )
-    result = train(R, config, scale=ratings.scale, callback=_log_epoch)
-    model = result.model
-    model.meta = {**model.meta, "dataset": ratings.name, "train_seconds": result.seconds}
+    started = time.perf_counter()
+    if kind == RANKING:
+        model = train_ranking(R, ranking_config, scale=ratings.scale, log=_log_step).model
+        scores = {
+            "valid_ndcg": round(float(model.meta["valid_ndcg"]), 4),
+            "dim": model.dim,
+            "l2": round(float(model.meta["l2"]), 1),
+        }
+        summary = "validation NDCG@10 {valid_ndcg:.4f} at rank {dim} (lambda {l2:g})"
+    else:
+        result = train(R, config, scale=ratings.scale, callback=_log_epoch)
+        model = result.model
+        scores = {
+            "best_epoch": model.meta["best_epoch"],
+            "valid_rmse_fast": round(float(model.meta["valid_rmse_fast"]), 4),
+            "valid_rmse_accurate": round(float(model.meta["valid_rmse_accurate"]), 4),
+        }
+        summary = "validation RMSE fast {valid_rmse_fast:.4f}, accurate {valid_rmse_accurate:.4f}"
+    seconds = time.perf_counter() - started
+    model.meta = {**model.meta, "dataset": ratings.name, "train_seconds": seconds}
     packed = compress(model, threshold_for_fraction(model, prune_fraction), 512)
     catalogue = [(int(i), ratings.titles.get(int(i), f"item {int(i)}")) for i in ratings.item_ids]
     version = version or new_version_id()
     costs = quote(packed) if measure_cost else None
     versions.publish(store, version, packed, catalogue, shards=shards, quote=costs)
-    fields = {
-        "version": version,
-        "train_seconds": round(result.seconds, 1),
-        "best_epoch": model.meta["best_epoch"],
-        "valid_rmse_fast": round(float(model.meta["valid_rmse_fast"]), 4),
-        "valid_rmse_accurate": round(float(model.meta["valid_rmse_accurate"]), 4),
-        "pruned": round(float(packed.stats.pruning_ratio), 3),
-        "model_bytes": int(packed.nbytes),
-        "items": len(catalogue),
-    }
+    pruned = round(float(packed.stats.pruning_ratio), 3)
     log.info(
-        "published model %s: validation RMSE fast %.4f, accurate %.4f; %.0f%% pruned, %.1f MB",
+        "published %s model %s: %s; %.0f%% pruned, %.1f MB",
+        kind,
         version,
-        fields["valid_rmse_fast"],
-        fields["valid_rmse_accurate"],
-        100 * fields["pruned"],
-        fields["model_bytes"] / 1e6,
-        extra=fields,
+        summary.format(**scores),
+        100 * pruned,
+        packed.nbytes / 1e6,
+        extra={
+            "version": version,
+            "kind": kind,
+            "train_seconds": round(seconds, 1),
+            **scores,
+            "pruned": pruned,
+            "model_bytes": int(packed.nbytes),
+            "items": len(catalogue),
+        },
     )
-    removed = store.retain(retain)  # never the current version
+    removed = store.retain(retain)  # never the current version, nor the newest of a kind
     if removed:
         log.info(
             "removed old versions %s (keeping %d)",
@@ -93,6 +124,10 @@ def train_and_publish(
             extra={"removed": list(removed), "retain": retain},
         )
     return version
+
+
+def _log_step(line: str) -> None:
+    log.info("%s", line)
 
 
 def _log_epoch(report: EpochReport) -> None:

@@ -30,10 +30,11 @@ def typical_ratings(items: int, seed: int = 0) -> sp.csr_matrix:
 
 def quote(packed: CompressedModel) -> dict[str, dict[str, float]]:
     """{"scheme/mode": {"bytes_up", "bytes_down", "server_seconds"}} for every registered
-    backend (keys are generated for each: seconds to a minute in all)."""
+    backend that computes the model's kind (keys are generated for each: seconds to a minute
+    in all)."""
     out: dict[str, dict[str, float]] = {}
     ratings = typical_ratings(packed.model.n_items)
-    for backend in registry.backends():
+    for backend in registry.serving(packed.model.kind):
         name = f"{backend.scheme}/{backend.mode}"
         client, bound = registry.open_local(packed, backend.scheme, backend.mode)
         try:

@@ -2,7 +2,7 @@
 // ciphertexts. Keys and ratings stay in this browser; see recommender.ts for the protocol.
 
 import type { GetModelResponse } from "./gen/cryptorec/v1/model_service_pb";
-import { PrivateRecommender, type Result } from "./recommender";
+import { PrivateRecommender, isStars, type Result } from "./recommender";
 import { allKeys, forgetKeys } from "./keystore";
 import { SealWorker } from "./worker-protocol";
 
@@ -81,13 +81,17 @@ function renderRated(): void {
 function renderResult(result: Result, info: GetModelResponse): void {
   const list = $("recommendations");
   list.replaceChildren();
+  $("scores-meaning").textContent = result.stars
+    ? "Scores are predicted stars (1 to 5)."
+    : "Ranked by a model trained for top-10 lists: its scores only order the list; they are not stars.";
   for (const r of result.recommendations) {
     const li = document.createElement("li");
     li.dataset.itemId = String(r.itemId);
     li.append(`${r.title} `);
     const score = document.createElement("span");
     score.className = "score";
-    score.textContent = r.score.toFixed(2);
+    score.textContent = result.stars ? `${r.score.toFixed(2)} ★` : r.score.toFixed(2);
+    score.title = result.stars ? "predicted stars" : "ranking score";
     li.append(score);
     list.append(li);
   }
@@ -167,7 +171,8 @@ async function start(): Promise<void> {
     const info = await recommender.model();
     const ms = (performance.now() - t0).toFixed(0);
     catalogue = info.catalogue.map((c) => ({ itemId: Number(c.itemId), title: c.title }));
-    $("model").textContent = `model ${info.version}: ${catalogue.length} items (loaded in ${ms} ms)`;
+    const kind = isStars(info) ? "stars model" : "ranking model";
+    $("model").textContent = `${kind} ${info.version}: ${catalogue.length} items (loaded in ${ms} ms)`;
     status("ready: search for movies you know and rate them");
     document.body.dataset.ready = "true";
   } catch (error) {

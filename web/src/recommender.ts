@@ -8,15 +8,16 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ModelService, type GetModelResponse, type SchemeParameters } from "./gen/cryptorec/v1/model_service_pb";
 import { KeyService } from "./gen/cryptorec/v1/key_service_pb";
 import { EvaluatorService } from "./gen/cryptorec/v1/evaluator_service_pb";
-import { Mode, Scheme } from "./gen/cryptorec/v1/types_pb";
+import { ModelKind, Mode, Scheme } from "./gen/cryptorec/v1/types_pb";
 import { chunkChecksum, equalBytes, sha256 } from "./checksum";
-import { blocksOf, topN, userInputs, type ModelInputs } from "./inputs";
+import { blocksOf, shown, topN, userInputs, type ModelInputs } from "./inputs";
 import { loadKeys, purposeOf, saveKeys, type StoredKeys } from "./keystore";
 import type { SealWorker } from "./worker-protocol";
 
 export interface Recommendation {
   readonly itemId: number;
   readonly title: string;
+  /** Predicted stars from a stars model; a ranking score (it only orders items) otherwise. */
   readonly score: number;
 }
 
@@ -30,14 +31,22 @@ export interface Costs {
 
 export interface Result {
   readonly modelVersion: string;
+  /** Whether the scores are predicted stars (else ranking scores). */
+  readonly stars: boolean;
   readonly keyId: string;
   readonly recommendations: Recommendation[];
-  /** (m,) unclamped predictions in catalogue order (the user's mean included). */
+  /** (m,) unclamped scores in catalogue order (a stars model's with the user's mean added). */
   readonly predictions: Float64Array;
   readonly costs: Costs;
 }
 
 export class ReplyError extends Error {}
+
+/** Whether a model's scores are predicted stars (servers older than API 1.4.0 send no kind:
+ * their models are stars models). */
+export function isStars(info: GetModelResponse): boolean {
+  return info.kind !== ModelKind.RANKING;
+}
 
 function requestIds(): Interceptor {
   return (next) => async (req) => {
@@ -77,9 +86,13 @@ export class PrivateRecommender {
     this.evaluator = createClient(EvaluatorService, transport);
   }
 
-  /** The current model (GetModel, once per page). */
+  /** The newest ranking model, or the current model of a deployment without one (GetModel,
+   * once per page). */
   model(): Promise<GetModelResponse> {
-    this.modelInfo ??= this.models.getModel({});
+    this.modelInfo ??= this.models.getModel({ kind: ModelKind.RANKING }).catch((error: unknown) => {
+      if (error instanceof ConnectError && error.code === Code.NotFound) return this.models.getModel({});
+      throw error;
+    });
     return this.modelInfo;
   }
 
@@ -182,11 +195,14 @@ export class PrivateRecommender {
     }
     if (!byPosition.size) throw new Error("none of the rated items is in the model's catalogue");
     const m = info.inputs!;
+    const stars = isStars(info);
     const inputs: ModelInputs = {
       globalMean: m.globalMean, inputPower: m.inputPower, inputOffset: m.inputOffset,
-      scaleMin: m.scaleMin, scaleMax: m.scaleMax,
+      // Servers older than API 1.4.0 send no kind and no weight: their models are stars, w = 1.
+      ratingWeight: info.kind === ModelKind.UNSPECIFIED ? 1 : m.ratingWeight,
+      scaleMin: m.scaleMin, scaleMax: m.scaleMax, stars,
     };
-    const { x, rbar } = userInputs(byPosition, items, inputs);
+    const { x, base } = userInputs(byPosition, items, inputs);
 
     let t0 = now();
     const blocks = blocksOf(x, spec.slots);
@@ -196,28 +212,31 @@ export class PrivateRecommender {
     costs.sent.push(...ciphertexts.map((c, i) => ({ name: `ratings, block ${i}`, kind: "ciphertext" as const, size: c.length })));
 
     t0 = now();
-    const { values, received, decryptSeconds } = await this.evaluate(info.version, keys.keyId, ciphertexts, items, m.inputOffset);
+    const { values, received, decryptSeconds } = await this.evaluate(info, keys.keyId, ciphertexts);
     costs.seconds.evaluate = now() - t0 - decryptSeconds;
     costs.seconds.decrypt = decryptSeconds;
     costs.bytes.reply = received;
 
-    const predictions = values.map((v) => v + rbar);
+    const predictions = values.map((v) => v + base);
     const order = topN(predictions, new Set(byPosition.keys()), n, inputs);
-    const clamp = (v: number) => Math.min(Math.max(v, m.scaleMin), m.scaleMax);
     const recommendations = order.map((i) => ({
-      itemId: Number(info.catalogue[i].itemId), title: info.catalogue[i].title, score: clamp(predictions[i]),
+      itemId: Number(info.catalogue[i].itemId), title: info.catalogue[i].title, score: shown(predictions[i], inputs),
     }));
     costs.seconds.total = now() - started;
-    return { modelVersion: info.version, keyId: keys.keyId, recommendations, predictions, costs };
+    return { modelVersion: info.version, stars, keyId: keys.keyId, recommendations, predictions, costs };
   }
 
   /** Send the query whole; check and decrypt each reply chunk as it arrives. */
   private async evaluate(
-    version: string, keyId: string, ciphertexts: Uint8Array[], items: number, inputOffset: number,
+    info: GetModelResponse, keyId: string, ciphertexts: Uint8Array[],
   ): Promise<{ values: Float64Array; received: number; decryptSeconds: number }> {
+    const version = info.version;
+    const items = info.catalogue.length;
     const header = {
       modelVersion: version, keyId, scheme: Scheme.CKKS, mode: Mode.FAST,
-      ciphertextCount: ciphertexts.length, inputOffset,
+      ciphertextCount: ciphertexts.length, inputOffset: info.inputs!.inputOffset,
+      // The kind read from GetModel: a ranking model refuses a query that does not name it.
+      modelKind: info.kind,
     };
     const values = new Float64Array(items);
     const covered = new Uint8Array(items);

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cryptorec.v1 import types_pb2 as cryptorec_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cryptorec/v1/evaluator_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"W\n\x13PredictWholeRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.cryptorec.v1.PredictHeader\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\"w\n\x0ePredictRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.cryptorec.v1.PredictHeaderH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.cryptorec.v1.CiphertextChunkH\x00\x42\x06\n\x04part\"\xae\x01\n\rPredictHeader\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12$\n\x06scheme\x18\x03 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x18\n\x10\x63iphertext_count\x18\x05 \x01(\x05\x12\x14\n\x0cinput_offset\x18\x06 \x01(\x01\";\n\x0f\x43iphertextChunk\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\"\x9d\x01\n\x0fPredictResponse\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x14\n\x0ctotal_chunks\x18\x02 \x01(\x05\x12\x12\n\nfirst_item\x18\x03 \x01(\x05\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x13\n\x0b\x63iphertexts\x18\x06 \x03(\x0c\x12\x10\n\x08\x63hecksum\x18\x07 \x01(\x0c\x32\xb2\x01\n\x10\x45valuatorService\x12J\n\x07Predict\x12\x1c.cryptorec.v1.PredictRequest\x1a\x1d.cryptorec.v1.PredictResponse(\x01\x30\x01\x12R\n\x0cPredictWhole\x12!.cryptorec.v1.PredictWholeRequest\x1a\x1d.cryptorec.v1.PredictResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cryptorec/v1/evaluator_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"W\n\x13PredictWholeRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.cryptorec.v1.PredictHeader\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\"w\n\x0ePredictRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.cryptorec.v1.PredictHeaderH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.cryptorec.v1.CiphertextChunkH\x00\x42\x06\n\x04part\"\xdb\x01\n\rPredictHeader\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12$\n\x06scheme\x18\x03 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x18\n\x10\x63iphertext_count\x18\x05 \x01(\x05\x12\x14\n\x0cinput_offset\x18\x06 \x01(\x01\x12+\n\nmodel_kind\x18\x07 \x01(\x0e\x32\x17.cryptorec.v1.ModelKind\";\n\x0f\x43iphertextChunk\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x13\n\x0b\x63iphertexts\x18\x02 \x03(\x0c\"\x9d\x01\n\x0fPredictResponse\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x14\n\x0ctotal_chunks\x18\x02 \x01(\x05\x12\x12\n\nfirst_item\x18\x03 \x01(\x05\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x13\n\x0b\x63iphertexts\x18\x06 \x03(\x0c\x12\x10\n\x08\x63hecksum\x18\x07 \x01(\x0c\x32\xb2\x01\n\x10\x45valuatorService\x12J\n\x07Predict\x12\x1c.cryptorec.v1.PredictRequest\x1a\x1d.cryptorec.v1.PredictResponse(\x01\x30\x01\x12R\n\x0cPredictWhole\x12!.cryptorec.v1.PredictWholeRequest\x1a\x1d.cryptorec.v1.PredictResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST']._serialized_start=169
   _globals['_PREDICTREQUEST']._serialized_end=288
   _globals['_PREDICTHEADER']._serialized_start=291
-  _globals['_PREDICTHEADER']._serialized_end=465
-  _globals['_CIPHERTEXTCHUNK']._serialized_start=467
-  _globals['_CIPHERTEXTCHUNK']._serialized_end=526
-  _globals['_PREDICTRESPONSE']._serialized_start=529
-  _globals['_PREDICTRESPONSE']._serialized_end=686
-  _globals['_EVALUATORSERVICE']._serialized_start=689
-  _globals['_EVALUATORSERVICE']._serialized_end=867
+  _globals['_PREDICTHEADER']._serialized_end=510
+  _globals['_CIPHERTEXTCHUNK']._serialized_start=512
+  _globals['_CIPHERTEXTCHUNK']._serialized_end=571
+  _globals['_PREDICTRESPONSE']._serialized_start=574
+  _globals['_PREDICTRESPONSE']._serialized_end=731
+  _globals['_EVALUATORSERVICE']._serialized_start=734
+  _globals['_EVALUATORSERVICE']._serialized_end=912
 # @@protoc_insertion_point(module_scope)

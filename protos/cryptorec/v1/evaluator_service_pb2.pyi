@@ -81,6 +81,7 @@ class PredictHeader(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     CIPHERTEXT_COUNT_FIELD_NUMBER: _builtins.int
     INPUT_OFFSET_FIELD_NUMBER: _builtins.int
+    MODEL_KIND_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """A version id, or empty for the current one (the reply names the version used)."""
     key_id: _builtins.str
@@ -93,6 +94,11 @@ class PredictHeader(_message.Message):
     offset is not the model's is refused with FAILED_PRECONDITION: its predictions would be
     silently wrong (a client older than API 1.3.0 sends 0). Since API 1.3.0.
     """
+    model_kind: _types_pb2.ModelKind.ValueType
+    """The model kind the client read from GetModel. A ranking model's query without it (a client
+    older than API 1.4.0, which would add its mean and clamp the scores to stars) or a query
+    whose kind is not the model's is refused with FAILED_PRECONDITION. Since API 1.4.0.
+    """
     def __init__(
         self,
         *,
@@ -102,10 +108,11 @@ class PredictHeader(_message.Message):
         mode: _types_pb2.Mode.ValueType = ...,
         ciphertext_count: _builtins.int = ...,
         input_offset: _builtins.float = ...,
+        model_kind: _types_pb2.ModelKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext_count", b"ciphertext_count", "input_offset", b"input_offset", "key_id", b"key_id", "mode", b"mode", "model_version", b"model_version", "scheme", b"scheme"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext_count", b"ciphertext_count", "input_offset", b"input_offset", "key_id", b"key_id", "mode", b"mode", "model_kind", b"model_kind", "model_version", b"model_version", "scheme", b"scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cryptorec.v1 import types_pb2 as cryptorec_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cryptorec/v1/model_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"\x13\n\x11ListModelsRequest\"Y\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.cryptorec.v1.ModelSummary\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\t\"Q\n\x0cModelSummary\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x03\x12\r\n\x05items\x18\x03 \x01(\x05\x12\x0b\n\x03\x64im\x18\x04 \x01(\x05\"\"\n\x0fGetModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x89\x02\n\x10GetModelResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12,\n\tcatalogue\x18\x02 \x03(\x0b\x32\x19.cryptorec.v1.CatalogItem\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\x12*\n\x06inputs\x18\x04 \x01(\x0b\x32\x1a.cryptorec.v1.ClientInputs\x12/\n\x07schemes\x18\x05 \x03(\x0b\x32\x1e.cryptorec.v1.SchemeParameters\x12\x33\n\x0b\x63ompression\x18\x06 \x01(\x0b\x32\x1e.cryptorec.v1.CompressionStats\x12\x17\n\x0fprovenance_json\x18\x07 \x01(\t\"-\n\x0b\x43\x61talogItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x03\x12\r\n\x05title\x18\x02 \x01(\t\"\x87\x01\n\x0c\x43lientInputs\x12\x13\n\x0bglobal_mean\x18\x01 \x01(\x01\x12\x13\n\x0binput_power\x18\x02 \x01(\x01\x12\x11\n\tscale_min\x18\x03 \x01(\x01\x12\x11\n\tscale_max\x18\x04 \x01(\x01\x12\x11\n\tstep_size\x18\x05 \x01(\x01\x12\x14\n\x0cinput_offset\x18\x06 \x01(\x01\"\xf8\x02\n\x10SchemeParameters\x12$\n\x06scheme\x18\x01 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x03 \x01(\t\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x12\n\nbaby_steps\x18\x06 \x01(\x05\x12\x16\n\x0erotation_steps\x18\x07 \x03(\x05\x12\x12\n\ninput_bits\x18\x08 \x01(\x05\x12\x13\n\x0bresult_bits\x18\t \x01(\x05\x12\x17\n\x0freply_slot_bits\x18\n \x01(\x05\x12\x1c\n\x14reply_per_ciphertext\x18\x0b \x01(\x05\x12\x1d\n\x15\x63iphertexts_per_query\x18\x0c \x01(\x05\x12\x10\n\x08\x62ytes_up\x18\r \x01(\x03\x12\x12\n\nbytes_down\x18\x0e \x01(\x03\x12\x16\n\x0eserver_seconds\x18\x0f \x01(\x01\"c\n\x10\x43ompressionStats\x12\x11\n\tthreshold\x18\x01 \x01(\x01\x12\x10\n\x08\x63lusters\x18\x02 \x01(\x05\x12\x15\n\rpruning_ratio\x18\x03 \x01(\x01\x12\x13\n\x0breuse_ratio\x18\x04 \x01(\x01\x32\xaa\x01\n\x0cModelService\x12O\n\nListModels\x12\x1f.cryptorec.v1.ListModelsRequest\x1a .cryptorec.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.cryptorec.v1.GetModelRequest\x1a\x1e.cryptorec.v1.GetModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cryptorec/v1/model_service.proto\x12\x0c\x63ryptorec.v1\x1a\x18\x63ryptorec/v1/types.proto\"\x13\n\x11ListModelsRequest\"Y\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.cryptorec.v1.ModelSummary\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\t\"x\n\x0cModelSummary\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x03\x12\r\n\x05items\x18\x03 \x01(\x05\x12\x0b\n\x03\x64im\x18\x04 \x01(\x05\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.cryptorec.v1.ModelKind\"I\n\x0fGetModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.cryptorec.v1.ModelKind\"\xb0\x02\n\x10GetModelResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12,\n\tcatalogue\x18\x02 \x03(\x0b\x32\x19.cryptorec.v1.CatalogItem\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\x12*\n\x06inputs\x18\x04 \x01(\x0b\x32\x1a.cryptorec.v1.ClientInputs\x12/\n\x07schemes\x18\x05 \x03(\x0b\x32\x1e.cryptorec.v1.SchemeParameters\x12\x33\n\x0b\x63ompression\x18\x06 \x01(\x0b\x32\x1e.cryptorec.v1.CompressionStats\x12\x17\n\x0fprovenance_json\x18\x07 \x01(\t\x12%\n\x04kind\x18\x08 \x01(\x0e\x32\x17.cryptorec.v1.ModelKind\"-\n\x0b\x43\x61talogItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x03\x12\r\n\x05title\x18\x02 \x01(\t\"\x9e\x01\n\x0c\x43lientInputs\x12\x13\n\x0bglobal_mean\x18\x01 \x01(\x01\x12\x13\n\x0binput_power\x18\x02 \x01(\x01\x12\x11\n\tscale_min\x18\x03 \x01(\x01\x12\x11\n\tscale_max\x18\x04 \x01(\x01\x12\x11\n\tstep_size\x18\x05 \x01(\x01\x12\x14\n\x0cinput_offset\x18\x06 \x01(\x01\x12\x15\n\rrating_weight\x18\x07 \x01(\x01\"\xf8\x02\n\x10SchemeParameters\x12$\n\x06scheme\x18\x01 \x01(\x0e\x32\x14.cryptorec.v1.Scheme\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.cryptorec.v1.Mode\x12\x15\n\rparameter_set\x18\x03 \x01(\t\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x12\n\nbaby_steps\x18\x06 \x01(\x05\x12\x16\n\x0erotation_steps\x18\x07 \x03(\x05\x12\x12\n\ninput_bits\x18\x08 \x01(\x05\x12\x13\n\x0bresult_bits\x18\t \x01(\x05\x12\x17\n\x0freply_slot_bits\x18\n \x01(\x05\x12\x1c\n\x14reply_per_ciphertext\x18\x0b \x01(\x05\x12\x1d\n\x15\x63iphertexts_per_query\x18\x0c \x01(\x05\x12\x10\n\x08\x62ytes_up\x18\r \x01(\x03\x12\x12\n\nbytes_down\x18\x0e \x01(\x03\x12\x16\n\x0eserver_seconds\x18\x0f \x01(\x01\"c\n\x10\x43ompressionStats\x12\x11\n\tthreshold\x18\x01 \x01(\x01\x12\x10\n\x08\x63lusters\x18\x02 \x01(\x05\x12\x15\n\rpruning_ratio\x18\x03 \x01(\x01\x12\x13\n\x0breuse_ratio\x18\x04 \x01(\x01\x32\xaa\x01\n\x0cModelService\x12O\n\nListModels\x12\x1f.cryptorec.v1.ListModelsRequest\x1a .cryptorec.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.cryptorec.v1.GetModelRequest\x1a\x1e.cryptorec.v1.GetModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,19 +37,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSRESPONSE']._serialized_start=97
   _globals['_LISTMODELSRESPONSE']._serialized_end=186
   _globals['_MODELSUMMARY']._serialized_start=188
-  _globals['_MODELSUMMARY']._serialized_end=269
-  _globals['_GETMODELREQUEST']._serialized_start=271
-  _globals['_GETMODELREQUEST']._serialized_end=305
-  _globals['_GETMODELRESPONSE']._serialized_start=308
-  _globals['_GETMODELRESPONSE']._serialized_end=573
-  _globals['_CATALOGITEM']._serialized_start=575
-  _globals['_CATALOGITEM']._serialized_end=620
-  _globals['_CLIENTINPUTS']._serialized_start=623
-  _globals['_CLIENTINPUTS']._serialized_end=758
-  _globals['_SCHEMEPARAMETERS']._serialized_start=761
-  _globals['_SCHEMEPARAMETERS']._serialized_end=1137
-  _globals['_COMPRESSIONSTATS']._serialized_start=1139
-  _globals['_COMPRESSIONSTATS']._serialized_end=1238
-  _globals['_MODELSERVICE']._serialized_start=1241
-  _globals['_MODELSERVICE']._serialized_end=1411
+  _globals['_MODELSUMMARY']._serialized_end=308
+  _globals['_GETMODELREQUEST']._serialized_start=310
+  _globals['_GETMODELREQUEST']._serialized_end=383
+  _globals['_GETMODELRESPONSE']._serialized_start=386
+  _globals['_GETMODELRESPONSE']._serialized_end=690
+  _globals['_CATALOGITEM']._serialized_start=692
+  _globals['_CATALOGITEM']._serialized_end=737
+  _globals['_CLIENTINPUTS']._serialized_start=740
+  _globals['_CLIENTINPUTS']._serialized_end=898
+  _globals['_SCHEMEPARAMETERS']._serialized_start=901
+  _globals['_SCHEMEPARAMETERS']._serialized_end=1277
+  _globals['_COMPRESSIONSTATS']._serialized_start=1279
+  _globals['_COMPRESSIONSTATS']._serialized_end=1378
+  _globals['_MODELSERVICE']._serialized_start=1381
+  _globals['_MODELSERVICE']._serialized_end=1551
 # @@protoc_insertion_point(module_scope)

@@ -65,10 +65,13 @@ class ModelSummary(_message.Message):
     CREATED_UNIX_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     created_unix: _builtins.int
     items: _builtins.int
     dim: _builtins.int
+    kind: _types_pb2.ModelKind.ValueType
+    """Since API 1.4.0."""
     def __init__(
         self,
         *,
@@ -76,10 +79,11 @@ class ModelSummary(_message.Message):
         created_unix: _builtins.int = ...,
         items: _builtins.int = ...,
         dim: _builtins.int = ...,
+        kind: _types_pb2.ModelKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix", b"created_unix", "dim", b"dim", "items", b"items", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix", b"created_unix", "dim", b"dim", "items", b"items", "kind", b"kind", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -90,16 +94,23 @@ class GetModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """A version id, or empty for the current one."""
+    kind: _types_pb2.ModelKind.ValueType
+    """With no version: the newest version of this kind (the current one if it is of this kind),
+    so a deployment serves a ranking model and a stars model at once. With a version: that
+    version, refused with FAILED_PRECONDITION if it is of another kind. Since API 1.4.0.
+    """
     def __init__(
         self,
         *,
         version: _builtins.str = ...,
+        kind: _types_pb2.ModelKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -116,10 +127,15 @@ class GetModelResponse(_message.Message):
     SCHEMES_FIELD_NUMBER: _builtins.int
     COMPRESSION_FIELD_NUMBER: _builtins.int
     PROVENANCE_JSON_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     dim: _builtins.int
     provenance_json: _builtins.str
     """Accuracy provenance from training (dataset, validation RMSE, settings), as JSON."""
+    kind: _types_pb2.ModelKind.ValueType
+    """What the scores are (stars or ranking), and so what the client does after decrypting.
+    A client must echo it in PredictHeader.model_kind. Since API 1.4.0.
+    """
     @_builtins.property
     def catalogue(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogItem]: ...
     @_builtins.property
@@ -140,10 +156,11 @@ class GetModelResponse(_message.Message):
         schemes: _abc.Iterable[Global___SchemeParameters] | None = ...,
         compression: Global___CompressionStats | None = ...,
         provenance_json: _builtins.str = ...,
+        kind: _types_pb2.ModelKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["compression", b"compression", "inputs", b"inputs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "compression", b"compression", "dim", b"dim", "inputs", b"inputs", "provenance_json", b"provenance_json", "schemes", b"schemes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "compression", b"compression", "dim", b"dim", "inputs", b"inputs", "kind", b"kind", "provenance_json", b"provenance_json", "schemes", b"schemes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -181,6 +198,7 @@ class ClientInputs(_message.Message):
     SCALE_MAX_FIELD_NUMBER: _builtins.int
     STEP_SIZE_FIELD_NUMBER: _builtins.int
     INPUT_OFFSET_FIELD_NUMBER: _builtins.int
+    RATING_WEIGHT_FIELD_NUMBER: _builtins.int
     global_mean: _builtins.float
     input_power: _builtins.float
     scale_min: _builtins.float
@@ -188,9 +206,14 @@ class ClientInputs(_message.Message):
     step_size: _builtins.float
     """Accurate mode's step size (the client folds it into what it encrypts)."""
     input_offset: _builtins.float
-    """c in x = (r - rbar + c) * phi / k^input_power: added to each rated item's deviation from
-    the user's mean before scaling (0 for models trained without it). Since API 1.3.0; a
-    client that ignores it gets worse predictions, so clients must read it.
+    """c in x = (w (r - rbar) + c) * phi / k^input_power: added to each rated item's weighted
+    deviation from the user's mean before scaling (0 for models trained without it). Since
+    API 1.3.0; a client that ignores it gets worse predictions, so clients must read it.
+    """
+    rating_weight: _builtins.float
+    """w in the same formula: 1 for a stars model; a ranking model weighs how a user rated an item
+    against that they rated it. Since API 1.4.0 (absent, 0, only from older servers, whose
+    models are stars models with w = 1).
     """
     def __init__(
         self,
@@ -201,10 +224,11 @@ class ClientInputs(_message.Message):
         scale_max: _builtins.float = ...,
         step_size: _builtins.float = ...,
         input_offset: _builtins.float = ...,
+        rating_weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_mean", b"global_mean", "input_offset", b"input_offset", "input_power", b"input_power", "scale_max", b"scale_max", "scale_min", b"scale_min", "step_size", b"step_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_mean", b"global_mean", "input_offset", b"input_offset", "input_power", b"input_power", "rating_weight", b"rating_weight", "scale_max", b"scale_max", "scale_min", b"scale_min", "step_size", b"step_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

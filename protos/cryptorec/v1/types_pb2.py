@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ryptorec/v1/types.proto\x12\x0c\x63ryptorec.v1*V\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSCHEME_CKKS\x10\x01\x12\x0e\n\nSCHEME_BFV\x10\x02\x12\x13\n\x0fSCHEME_PAILLIER\x10\x03*>\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_FAST\x10\x01\x12\x11\n\rMODE_ACCURATE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ryptorec/v1/types.proto\x12\x0c\x63ryptorec.v1*V\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSCHEME_CKKS\x10\x01\x12\x0e\n\nSCHEME_BFV\x10\x02\x12\x13\n\x0fSCHEME_PAILLIER\x10\x03*>\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_FAST\x10\x01\x12\x11\n\rMODE_ACCURATE\x10\x02*U\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MODEL_KIND_STARS\x10\x01\x12\x16\n\x12MODEL_KIND_RANKING\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEME']._serialized_end=128
   _globals['_MODE']._serialized_start=130
   _globals['_MODE']._serialized_end=192
+  _globals['_MODELKIND']._serialized_start=194
+  _globals['_MODELKIND']._serialized_end=279
 # @@protoc_insertion_point(module_scope)

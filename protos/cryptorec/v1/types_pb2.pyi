@@ -55,3 +55,25 @@ MODE_UNSPECIFIED: Mode.ValueType  # 0
 MODE_FAST: Mode.ValueType  # 1
 MODE_ACCURATE: Mode.ValueType  # 2
 Global___Mode: _TypeAlias = Mode  # noqa: Y015
+
+class _ModelKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_KIND_UNSPECIFIED: _ModelKind.ValueType  # 0
+    MODEL_KIND_STARS: _ModelKind.ValueType  # 1
+    """Predicted star ratings: the client adds its own mean rating back and clamps to the scale."""
+    MODEL_KIND_RANKING: _ModelKind.ValueType  # 2
+    """Ranking scores for a top-N list: used as decrypted, and not stars."""
+
+class ModelKind(_ModelKind, metaclass=_ModelKindEnumTypeWrapper):
+    """What a model version's scores are. Since API 1.4.0; versions published before it are stars."""
+
+MODEL_KIND_UNSPECIFIED: ModelKind.ValueType  # 0
+MODEL_KIND_STARS: ModelKind.ValueType  # 1
+"""Predicted star ratings: the client adds its own mean rating back and clamps to the scale."""
+MODEL_KIND_RANKING: ModelKind.ValueType  # 2
+"""Ranking scores for a top-N list: used as decrypted, and not stars."""
+Global___ModelKind: _TypeAlias = ModelKind  # noqa: Y015

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Mode, Scheme } from "./types_pb";
+import type { Mode, ModelKind, Scheme } from "./types_pb";
 import { file_cryptorec_v1_types } from "./types_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cryptorec/v1/evaluator_service.proto.
  */
 export const file_cryptorec_v1_evaluator_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRjcnlwdG9yZWMvdjEvZXZhbHVhdG9yX3NlcnZpY2UucHJvdG8SDGNyeXB0b3JlYy52MSJXChNQcmVkaWN0V2hvbGVSZXF1ZXN0EisKBmhlYWRlchgBIAEoCzIbLmNyeXB0b3JlYy52MS5QcmVkaWN0SGVhZGVyEhMKC2NpcGhlcnRleHRzGAIgAygMIncKDlByZWRpY3RSZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLmNyeXB0b3JlYy52MS5QcmVkaWN0SGVhZGVySAASLgoFY2h1bmsYAiABKAsyHS5jcnlwdG9yZWMudjEuQ2lwaGVydGV4dENodW5rSABCBgoEcGFydCKuAQoNUHJlZGljdEhlYWRlchIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg4KBmtleV9pZBgCIAEoCRIkCgZzY2hlbWUYAyABKA4yFC5jcnlwdG9yZWMudjEuU2NoZW1lEiAKBG1vZGUYBCABKA4yEi5jcnlwdG9yZWMudjEuTW9kZRIYChBjaXBoZXJ0ZXh0X2NvdW50GAUgASgFEhQKDGlucHV0X29mZnNldBgGIAEoASI7Cg9DaXBoZXJ0ZXh0Q2h1bmsSEwoLY2h1bmtfaW5kZXgYASABKAUSEwoLY2lwaGVydGV4dHMYAiADKAwinQEKD1ByZWRpY3RSZXNwb25zZRITCgtjaHVua19pbmRleBgBIAEoBRIUCgx0b3RhbF9jaHVua3MYAiABKAUSEgoKZmlyc3RfaXRlbRgDIAEoBRINCgVjb3VudBgEIAEoBRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhMKC2NpcGhlcnRleHRzGAYgAygMEhAKCGNoZWNrc3VtGAcgASgMMrIBChBFdmFsdWF0b3JTZXJ2aWNlEkoKB1ByZWRpY3QSHC5jcnlwdG9yZWMudjEuUHJlZGljdFJlcXVlc3QaHS5jcnlwdG9yZWMudjEuUHJlZGljdFJlc3BvbnNlKAEwARJSCgxQcmVkaWN0V2hvbGUSIS5jcnlwdG9yZWMudjEuUHJlZGljdFdob2xlUmVxdWVzdBodLmNyeXB0b3JlYy52MS5QcmVkaWN0UmVzcG9uc2UwAWIGcHJvdG8z", [file_cryptorec_v1_types]);
+  fileDesc("CiRjcnlwdG9yZWMvdjEvZXZhbHVhdG9yX3NlcnZpY2UucHJvdG8SDGNyeXB0b3JlYy52MSJXChNQcmVkaWN0V2hvbGVSZXF1ZXN0EisKBmhlYWRlchgBIAEoCzIbLmNyeXB0b3JlYy52MS5QcmVkaWN0SGVhZGVyEhMKC2NpcGhlcnRleHRzGAIgAygMIncKDlByZWRpY3RSZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLmNyeXB0b3JlYy52MS5QcmVkaWN0SGVhZGVySAASLgoFY2h1bmsYAiABKAsyHS5jcnlwdG9yZWMudjEuQ2lwaGVydGV4dENodW5rSABCBgoEcGFydCLbAQoNUHJlZGljdEhlYWRlchIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg4KBmtleV9pZBgCIAEoCRIkCgZzY2hlbWUYAyABKA4yFC5jcnlwdG9yZWMudjEuU2NoZW1lEiAKBG1vZGUYBCABKA4yEi5jcnlwdG9yZWMudjEuTW9kZRIYChBjaXBoZXJ0ZXh0X2NvdW50GAUgASgFEhQKDGlucHV0X29mZnNldBgGIAEoARIrCgptb2RlbF9raW5kGAcgASgOMhcuY3J5cHRvcmVjLnYxLk1vZGVsS2luZCI7Cg9DaXBoZXJ0ZXh0Q2h1bmsSEwoLY2h1bmtfaW5kZXgYASABKAUSEwoLY2lwaGVydGV4dHMYAiADKAwinQEKD1ByZWRpY3RSZXNwb25zZRITCgtjaHVua19pbmRleBgBIAEoBRIUCgx0b3RhbF9jaHVua3MYAiABKAUSEgoKZmlyc3RfaXRlbRgDIAEoBRINCgVjb3VudBgEIAEoBRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhMKC2NpcGhlcnRleHRzGAYgAygMEhAKCGNoZWNrc3VtGAcgASgMMrIBChBFdmFsdWF0b3JTZXJ2aWNlEkoKB1ByZWRpY3QSHC5jcnlwdG9yZWMudjEuUHJlZGljdFJlcXVlc3QaHS5jcnlwdG9yZWMudjEuUHJlZGljdFJlc3BvbnNlKAEwARJSCgxQcmVkaWN0V2hvbGUSIS5jcnlwdG9yZWMudjEuUHJlZGljdFdob2xlUmVxdWVzdBodLmNyeXB0b3JlYy52MS5QcmVkaWN0UmVzcG9uc2UwAWIGcHJvdG8z", [file_cryptorec_v1_types]);
 
 /**
  * @generated from message cryptorec.v1.PredictWholeRequest
@@ -108,6 +108,15 @@ export type PredictHeader = Message<"cryptorec.v1.PredictHeader"> & {
    * @generated from field: double input_offset = 6;
    */
   inputOffset: number;
+
+  /**
+   * The model kind the client read from GetModel. A ranking model's query without it (a client
+   * older than API 1.4.0, which would add its mean and clamp the scores to stars) or a query
+   * whose kind is not the model's is refused with FAILED_PRECONDITION. Since API 1.4.0.
+   *
+   * @generated from field: cryptorec.v1.ModelKind model_kind = 7;
+   */
+  modelKind: ModelKind;
 };
 
 /**

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Mode, Scheme } from "./types_pb";
+import type { Mode, ModelKind, Scheme } from "./types_pb";
 import { file_cryptorec_v1_types } from "./types_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cryptorec/v1/model_service.proto.
  */
 export const file_cryptorec_v1_model_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBjcnlwdG9yZWMvdjEvbW9kZWxfc2VydmljZS5wcm90bxIMY3J5cHRvcmVjLnYxIhMKEUxpc3RNb2RlbHNSZXF1ZXN0IlkKEkxpc3RNb2RlbHNSZXNwb25zZRIqCgZtb2RlbHMYASADKAsyGi5jcnlwdG9yZWMudjEuTW9kZWxTdW1tYXJ5EhcKD2N1cnJlbnRfdmVyc2lvbhgCIAEoCSJRCgxNb2RlbFN1bW1hcnkSDwoHdmVyc2lvbhgBIAEoCRIUCgxjcmVhdGVkX3VuaXgYAiABKAMSDQoFaXRlbXMYAyABKAUSCwoDZGltGAQgASgFIiIKD0dldE1vZGVsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJIokCChBHZXRNb2RlbFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLAoJY2F0YWxvZ3VlGAIgAygLMhkuY3J5cHRvcmVjLnYxLkNhdGFsb2dJdGVtEgsKA2RpbRgDIAEoBRIqCgZpbnB1dHMYBCABKAsyGi5jcnlwdG9yZWMudjEuQ2xpZW50SW5wdXRzEi8KB3NjaGVtZXMYBSADKAsyHi5jcnlwdG9yZWMudjEuU2NoZW1lUGFyYW1ldGVycxIzCgtjb21wcmVzc2lvbhgGIAEoCzIeLmNyeXB0b3JlYy52MS5Db21wcmVzc2lvblN0YXRzEhcKD3Byb3ZlbmFuY2VfanNvbhgHIAEoCSItCgtDYXRhbG9nSXRlbRIPCgdpdGVtX2lkGAEgASgDEg0KBXRpdGxlGAIgASgJIocBCgxDbGllbnRJbnB1dHMSEwoLZ2xvYmFsX21lYW4YASABKAESEwoLaW5wdXRfcG93ZXIYAiABKAESEQoJc2NhbGVfbWluGAMgASgBEhEKCXNjYWxlX21heBgEIAEoARIRCglzdGVwX3NpemUYBSABKAESFAoMaW5wdXRfb2Zmc2V0GAYgASgBIvgCChBTY2hlbWVQYXJhbWV0ZXJzEiQKBnNjaGVtZRgBIAEoDjIULmNyeXB0b3JlYy52MS5TY2hlbWUSIAoEbW9kZRgCIAEoDjISLmNyeXB0b3JlYy52MS5Nb2RlEhUKDXBhcmFtZXRlcl9zZXQYAyABKAkSDQoFc2xvdHMYBCABKAUSDQoFd2lkdGgYBSABKAUSEgoKYmFieV9zdGVwcxgGIAEoBRIWCg5yb3RhdGlvbl9zdGVwcxgHIAMoBRISCgppbnB1dF9iaXRzGAggASgFEhMKC3Jlc3VsdF9iaXRzGAkgASgFEhcKD3JlcGx5X3Nsb3RfYml0cxgKIAEoBRIcChRyZXBseV9wZXJfY2lwaGVydGV4dBgLIAEoBRIdChVjaXBoZXJ0ZXh0c19wZXJfcXVlcnkYDCABKAUSEAoIYnl0ZXNfdXAYDSABKAMSEgoKYnl0ZXNfZG93bhgOIAEoAxIWCg5zZXJ2ZXJfc2Vjb25kcxgPIAEoASJjChBDb21wcmVzc2lvblN0YXRzEhEKCXRocmVzaG9sZBgBIAEoARIQCghjbHVzdGVycxgCIAEoBRIVCg1wcnVuaW5nX3JhdGlvGAMgASgBEhMKC3JldXNlX3JhdGlvGAQgASgBMqoBCgxNb2RlbFNlcnZpY2USTwoKTGlzdE1vZGVscxIfLmNyeXB0b3JlYy52MS5MaXN0TW9kZWxzUmVxdWVzdBogLmNyeXB0b3JlYy52MS5MaXN0TW9kZWxzUmVzcG9uc2USSQoIR2V0TW9kZWwSHS5jcnlwdG9yZWMudjEuR2V0TW9kZWxSZXF1ZXN0Gh4uY3J5cHRvcmVjLnYxLkdldE1vZGVsUmVzcG9uc2ViBnByb3RvMw", [file_cryptorec_v1_types]);
+  fileDesc("CiBjcnlwdG9yZWMvdjEvbW9kZWxfc2VydmljZS5wcm90bxIMY3J5cHRvcmVjLnYxIhMKEUxpc3RNb2RlbHNSZXF1ZXN0IlkKEkxpc3RNb2RlbHNSZXNwb25zZRIqCgZtb2RlbHMYASADKAsyGi5jcnlwdG9yZWMudjEuTW9kZWxTdW1tYXJ5EhcKD2N1cnJlbnRfdmVyc2lvbhgCIAEoCSJ4CgxNb2RlbFN1bW1hcnkSDwoHdmVyc2lvbhgBIAEoCRIUCgxjcmVhdGVkX3VuaXgYAiABKAMSDQoFaXRlbXMYAyABKAUSCwoDZGltGAQgASgFEiUKBGtpbmQYBSABKA4yFy5jcnlwdG9yZWMudjEuTW9kZWxLaW5kIkkKD0dldE1vZGVsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEiUKBGtpbmQYAiABKA4yFy5jcnlwdG9yZWMudjEuTW9kZWxLaW5kIrACChBHZXRNb2RlbFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLAoJY2F0YWxvZ3VlGAIgAygLMhkuY3J5cHRvcmVjLnYxLkNhdGFsb2dJdGVtEgsKA2RpbRgDIAEoBRIqCgZpbnB1dHMYBCABKAsyGi5jcnlwdG9yZWMudjEuQ2xpZW50SW5wdXRzEi8KB3NjaGVtZXMYBSADKAsyHi5jcnlwdG9yZWMudjEuU2NoZW1lUGFyYW1ldGVycxIzCgtjb21wcmVzc2lvbhgGIAEoCzIeLmNyeXB0b3JlYy52MS5Db21wcmVzc2lvblN0YXRzEhcKD3Byb3ZlbmFuY2VfanNvbhgHIAEoCRIlCgRraW5kGAggASgOMhcuY3J5cHRvcmVjLnYxLk1vZGVsS2luZCItCgtDYXRhbG9nSXRlbRIPCgdpdGVtX2lkGAEgASgDEg0KBXRpdGxlGAIgASgJIp4BCgxDbGllbnRJbnB1dHMSEwoLZ2xvYmFsX21lYW4YASABKAESEwoLaW5wdXRfcG93ZXIYAiABKAESEQoJc2NhbGVfbWluGAMgASgBEhEKCXNjYWxlX21heBgEIAEoARIRCglzdGVwX3NpemUYBSABKAESFAoMaW5wdXRfb2Zmc2V0GAYgASgBEhUKDXJhdGluZ193ZWlnaHQYByABKAEi+AIKEFNjaGVtZVBhcmFtZXRlcnMSJAoGc2NoZW1lGAEgASgOMhQuY3J5cHRvcmVjLnYxLlNjaGVtZRIgCgRtb2RlGAIgASgOMhIuY3J5cHRvcmVjLnYxLk1vZGUSFQoNcGFyYW1ldGVyX3NldBgDIAEoCRINCgVzbG90cxgEIAEoBRINCgV3aWR0aBgFIAEoBRISCgpiYWJ5X3N0ZXBzGAYgASgFEhYKDnJvdGF0aW9uX3N0ZXBzGAcgAygFEhIKCmlucHV0X2JpdHMYCCABKAUSEwoLcmVzdWx0X2JpdHMYCSABKAUSFwoPcmVwbHlfc2xvdF9iaXRzGAogASgFEhwKFHJlcGx5X3Blcl9jaXBoZXJ0ZXh0GAsgASgFEh0KFWNpcGhlcnRleHRzX3Blcl9xdWVyeRgMIAEoBRIQCghieXRlc191cBgNIAEoAxISCgpieXRlc19kb3duGA4gASgDEhYKDnNlcnZlcl9zZWNvbmRzGA8gASgBImMKEENvbXByZXNzaW9uU3RhdHMSEQoJdGhyZXNob2xkGAEgASgBEhAKCGNsdXN0ZXJzGAIgASgFEhUKDXBydW5pbmdfcmF0aW8YAyABKAESEwoLcmV1c2VfcmF0aW8YBCABKAEyqgEKDE1vZGVsU2VydmljZRJPCgpMaXN0TW9kZWxzEh8uY3J5cHRvcmVjLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiAuY3J5cHRvcmVjLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJJCghHZXRNb2RlbBIdLmNyeXB0b3JlYy52MS5HZXRNb2RlbFJlcXVlc3QaHi5jcnlwdG9yZWMudjEuR2V0TW9kZWxSZXNwb25zZWIGcHJvdG8z", [file_cryptorec_v1_types]);
 
 /**
  * @generated from message cryptorec.v1.ListModelsRequest
@@ -72,6 +72,13 @@ export type ModelSummary = Message<"cryptorec.v1.ModelSummary"> & {
    * @generated from field: int32 dim = 4;
    */
   dim: number;
+
+  /**
+   * Since API 1.4.0.
+   *
+   * @generated from field: cryptorec.v1.ModelKind kind = 5;
+   */
+  kind: ModelKind;
 };
 
 /**
@@ -91,6 +98,15 @@ export type GetModelRequest = Message<"cryptorec.v1.GetModelRequest"> & {
    * @generated from field: string version = 1;
    */
   version: string;
+
+  /**
+   * With no version: the newest version of this kind (the current one if it is of this kind),
+   * so a deployment serves a ranking model and a stars model at once. With a version: that
+   * version, refused with FAILED_PRECONDITION if it is of another kind. Since API 1.4.0.
+   *
+   * @generated from field: cryptorec.v1.ModelKind kind = 2;
+   */
+  kind: ModelKind;
 };
 
 /**
@@ -142,6 +158,14 @@ export type GetModelResponse = Message<"cryptorec.v1.GetModelResponse"> & {
    * @generated from field: string provenance_json = 7;
    */
   provenanceJson: string;
+
+  /**
+   * What the scores are (stars or ranking), and so what the client does after decrypting.
+   * A client must echo it in PredictHeader.model_kind. Since API 1.4.0.
+   *
+   * @generated from field: cryptorec.v1.ModelKind kind = 8;
+   */
+  kind: ModelKind;
 };
 
 /**
@@ -205,13 +229,22 @@ export type ClientInputs = Message<"cryptorec.v1.ClientInputs"> & {
   stepSize: number;
 
   /**
-   * c in x = (r - rbar + c) * phi / k^input_power: added to each rated item's deviation from
-   * the user's mean before scaling (0 for models trained without it). Since API 1.3.0; a
-   * client that ignores it gets worse predictions, so clients must read it.
+   * c in x = (w (r - rbar) + c) * phi / k^input_power: added to each rated item's weighted
+   * deviation from the user's mean before scaling (0 for models trained without it). Since
+   * API 1.3.0; a client that ignores it gets worse predictions, so clients must read it.
    *
    * @generated from field: double input_offset = 6;
    */
   inputOffset: number;
+
+  /**
+   * w in the same formula: 1 for a stars model; a ranking model weighs how a user rated an item
+   * against that they rated it. Since API 1.4.0 (absent, 0, only from older servers, whose
+   * models are stars models with w = 1).
+   *
+   * @generated from field: double rating_weight = 7;
+   */
+  ratingWeight: number;
 };
 
 /**

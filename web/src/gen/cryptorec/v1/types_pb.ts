@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file cryptorec/v1/types.proto.
  */
 export const file_cryptorec_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChhjcnlwdG9yZWMvdjEvdHlwZXMucHJvdG8SDGNyeXB0b3JlYy52MSpWCgZTY2hlbWUSFgoSU0NIRU1FX1VOU1BFQ0lGSUVEEAASDwoLU0NIRU1FX0NLS1MQARIOCgpTQ0hFTUVfQkZWEAISEwoPU0NIRU1FX1BBSUxMSUVSEAMqPgoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASDQoJTU9ERV9GQVNUEAESEQoNTU9ERV9BQ0NVUkFURRACYgZwcm90bzM");
+  fileDesc("ChhjcnlwdG9yZWMvdjEvdHlwZXMucHJvdG8SDGNyeXB0b3JlYy52MSpWCgZTY2hlbWUSFgoSU0NIRU1FX1VOU1BFQ0lGSUVEEAASDwoLU0NIRU1FX0NLS1MQARIOCgpTQ0hFTUVfQkZWEAISEwoPU0NIRU1FX1BBSUxMSUVSEAMqPgoETW9kZRIUChBNT0RFX1VOU1BFQ0lGSUVEEAASDQoJTU9ERV9GQVNUEAESEQoNTU9ERV9BQ0NVUkFURRACKlUKCU1vZGVsS2luZBIaChZNT0RFTF9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQTU9ERUxfS0lORF9TVEFSUxABEhYKEk1PREVMX0tJTkRfUkFOS0lORxACYgZwcm90bzM");
 
 /**
  * Homomorphic encryption scheme of a key set or a query.
@@ -72,4 +72,36 @@ export enum Mode {
  */
 export const ModeSchema: GenEnum<Mode> = /*@__PURE__*/
   enumDesc(file_cryptorec_v1_types, 1);
+
+/**
+ * What a model version's scores are. Since API 1.4.0; versions published before it are stars.
+ *
+ * @generated from enum cryptorec.v1.ModelKind
+ */
+export enum ModelKind {
+  /**
+   * @generated from enum value: MODEL_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Predicted star ratings: the client adds its own mean rating back and clamps to the scale.
+   *
+   * @generated from enum value: MODEL_KIND_STARS = 1;
+   */
+  STARS = 1,
+
+  /**
+   * Ranking scores for a top-N list: used as decrypted, and not stars.
+   *
+   * @generated from enum value: MODEL_KIND_RANKING = 2;
+   */
+  RANKING = 2,
+}
+
+/**
+ * Describes the enum cryptorec.v1.ModelKind.
+ */
+export const ModelKindSchema: GenEnum<ModelKind> = /*@__PURE__*/
+  enumDesc(file_cryptorec_v1_types, 2);
 
