@@ -11,9 +11,11 @@ DRIVERS = {
     "accuracy": "cryptorec.benchmarks.accuracy",
     "compression": "cryptorec.benchmarks.compression",
     "he": "cryptorec.benchmarks.he",
+    "ranking": "cryptorec.benchmarks.ranking",
     "service": "cryptorec.benchmarks.service",
     "catalogue": "cryptorec.benchmarks.catalogue",
     "load": "cryptorec.benchmarks.load",
     "memory": "cryptorec.benchmarks.evaluator_memory",
     "paillier-methods": "cryptorec.benchmarks.paillier_methods",
+    "page": "cryptorec.benchmarks.page",
 }

@@ -1,10 +1,12 @@
 """`cryptorec bench accuracy` and `bench compression`: the accuracy experiment of paper section 4,
 every model under the same protocol and seeds, reported as the paper does (Figure 2 as a table,
-Table 2, Table 4), as JSON and a plot.
+Table 2, Table 4), with top-N ranking beside it, as JSON and a plot.
 
-CryptoRec trains on the training users only and reads new users' feeding ratings at prediction
-time; the baselines train on training users plus the new users' feeding ratings, as in the
-paper. All are scored by RMSE on the new users' test ratings, clamped to the rating scale.
+CryptoRec's models (the paper's stars model and the served ranking model) train on the training
+users only and read new users' feeding ratings at prediction time; the baselines train on
+training users plus the new users' feeding ratings, as in the paper. Rating models are scored by
+RMSE on the new users' test ratings, clamped to the rating scale; every model by its top 10 of
+the items outside each new user's feeding ratings (`libcryptorec.ranking`).
 """
 
 from __future__ import annotations
@@ -27,26 +29,37 @@ from cryptorec.benchmarks.library_baselines import (
     available,
     tune,
 )
+from cryptorec.benchmarks.ranking_baselines import ranking_baselines
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import settings
+from cryptorec.services.trainer.publish import SERVING_PRUNE_FRACTION
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
-from libcryptorec.compression import CompressedModel, compress
+from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings, load_movielens
 from libcryptorec.download import download
 from libcryptorec.model import rmse
 from libcryptorec.ranking import ranking_scores
+from libcryptorec.ranking_model import RankingConfig, train_ranking
 from libcryptorec.splits import paper_split, split_matrices
 from libcryptorec.training import TrainConfig, train
-from libcryptorec.transfer import TransferResult, run_transfer
+from libcryptorec.transfer import (
+    RankingTransferResult,
+    TransferResult,
+    run_ranking_transfer,
+    run_transfer,
+)
 
 Scale = tuple[float, float]
+
+# The model `cryptorec train` publishes by default, as the tables name it.
+SERVED = "CryptoRec-rank"
 
 
 @dataclass
 class RepeatResult:
-    """One seed's outcome: RMSE and ranking metrics per model name, compression figures and
-    training time; the compressed model and new users' matrices for the encrypted runs."""
+    """One seed's outcome: RMSE per rating model, ranking metrics per model, compression
+    figures (both CryptoRec models) and training times."""
 
     seed: int
     rmse: dict[str, float]
@@ -55,9 +68,8 @@ class RepeatResult:
     best_epoch: int
     finetune: dict[str, Any] = field(default_factory=dict)
     ranking: dict[str, dict[str, float]] = field(default_factory=dict)
-    packed: CompressedModel | None = field(default=None, repr=False)
-    feed: sp.csr_matrix | None = field(default=None, repr=False)
-    test: sp.csr_matrix | None = field(default=None, repr=False)
+    ranking_model: dict[str, Any] = field(default_factory=dict)
+    baseline_tuning: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,9 +90,10 @@ def run_repeat(
     library_settings: LibrarySettings | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> RepeatResult:
-    """Run every model on one draw (`seed`) of the paper split of `ratings`: RMSE on the new
-    users' test ratings and ranking metrics over every item outside their feeding ratings.
-    `library_settings`: add the Surprise baselines with these hyperparameters."""
+    """Run every model on one draw (`seed`) of the paper split of `ratings`: RMSE of the rating
+    models on the new users' test ratings and ranking metrics of every model over every item
+    outside their feeding ratings. `library_settings`: add the Surprise baselines with these
+    hyperparameters."""
     split = paper_split(ratings, seed)
     m = split_matrices(ratings, split)
     R_train, feed, test = m.train, m.feed, m.test
@@ -117,6 +130,8 @@ def run_repeat(
         f"{comp['reuse_ratio']:.3f}, RMSE {after:.4f}"
     )
 
+    ranked, ranking_model = _served_ranking_model(R_train, feed, test, seed, ratings.scale)
+    tuning: dict[str, Any] = {}
     if baselines:
         R_all = ratings.to_csr(np.r_[split.train, split.feed])
         new_users = np.asarray(split.new_users, dtype=np.int64)
@@ -127,8 +142,15 @@ def run_repeat(
                 f"seed {seed}: {name} {_rmse_at(full[name], test, ratings.scale):.4f} "
                 f"({time.perf_counter() - t0:.1f}s)"
             )
+        top_n, tuning = ranking_baselines(R_train, seed)
+        for name, fit_top_n in top_n:
+            t0 = time.perf_counter()
+            ranked[name] = np.asarray(fit_top_n(R_all).scores(new_users), dtype=np.float64)
+            ndcg = ranking_scores(ranked[name], feed, test).ndcg
+            log(f"seed {seed}: {name} NDCG@10 {ndcg:.4f} ({time.perf_counter() - t0:.1f}s)")
     scores = {name: _rmse_at(s, test, ratings.scale) for name, s in full.items()}
-    ranking = {name: ranking_scores(s, feed, test).as_json() for name, s in full.items()}
+    every: dict[str, npt.NDArray[np.floating[Any]]] = {**full, **ranked}
+    ranking = {name: ranking_scores(s, feed, test).as_json() for name, s in every.items()}
     return RepeatResult(
         seed=seed,
         rmse=scores,
@@ -137,10 +159,49 @@ def run_repeat(
         best_epoch=result.best_epoch,
         finetune={"a(n)": model.finetune.__dict__, "a(1)": one_step.__dict__},
         ranking=ranking,
-        packed=packed,
-        feed=feed,
-        test=test,
+        ranking_model=ranking_model,
+        baseline_tuning=tuning,
     )
+
+
+def _served_ranking_model(
+    R_train: sp.csr_matrix, feed: sp.csr_matrix, test: sp.csr_matrix, seed: int, scale: Scale
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, Any]]:
+    """The ranking model as `cryptorec train` publishes it (trained on R_train, compressed at
+    the serving settings): its scores for the new users (feed (u, m)) under SERVED, and its
+    validation choices, training time and NDCG@10 before and after compression (512 and 256
+    shared values)."""
+    started = time.perf_counter()
+    result = train_ranking(R_train, replace(RankingConfig(), seed=seed), scale=scale)
+    seconds = time.perf_counter() - started
+    model = result.model
+    threshold = threshold_for_fraction(model, SERVING_PRUNE_FRACTION)
+    served = compress(model, threshold, 512)
+    scores = np.asarray(served.model.predict(feed), dtype=np.float64)
+    ndcg = {
+        "dense": ranking_scores(model.predict(feed), feed, test).ndcg,
+        "served": ranking_scores(scores, feed, test).ndcg,
+        "clusters_256": ranking_scores(
+            compress(model, threshold, 256).model.predict(feed), feed, test
+        ).ndcg,
+    }
+    log(
+        f"seed {seed}: {SERVED} trained in {seconds:.1f}s (rank {model.dim}, lambda "
+        f"{model.meta['l2']:.0f}); NDCG@10 {ndcg['dense']:.4f} dense, {ndcg['served']:.4f} "
+        f"served (512 shared values, {100 * served.stats.pruning_ratio:.0f}% pruned), "
+        f"{ndcg['clusters_256']:.4f} with 256"
+    )
+    assert result.chosen is not None
+    return {SERVED: scores}, {
+        "dim": model.dim,
+        "l2": float(model.meta["l2"]),
+        "valid_ndcg": result.chosen.ndcg,
+        "train_seconds": seconds,
+        "ndcg": ndcg,
+        "pruning_ratio": served.stats.pruning_ratio,
+        "reuse_ratio_products": served.stats.reuse_ratio_products,
+        "frontier": [c.to_dict() for c in result.frontier],
+    }
 
 
 def _rmse_at(scores: npt.NDArray[np.floating[Any]], test: sp.csr_matrix, scale: Scale) -> float:
@@ -166,28 +227,36 @@ def _baselines(
 
 
 def summarise(dataset: str, repeats: list[RepeatResult]) -> dict[str, Any]:
-    """Aggregate repeats into the benchmark's JSON shape (mean and std per model)."""
-    names = list(repeats[0].rmse)
-    models = {
-        name: {
-            "rmse_mean": float(np.mean([r.rmse[name] for r in repeats])),
-            "rmse_std": float(np.std([r.rmse[name] for r in repeats])),
-            **{
-                metric: float(np.mean([r.ranking[name][metric] for r in repeats]))
-                for metric in repeats[0].ranking[name]
-            },
-        }
-        for name in names
-    }
+    """Aggregate repeats into the benchmark's JSON shape (mean and std per model; RMSE for the
+    rating models only)."""
+    models: dict[str, dict[str, float]] = {}
+    for name in repeats[0].ranking:
+        entry = models.setdefault(name, {})
+        if name in repeats[0].rmse:
+            entry["rmse_mean"] = float(np.mean([r.rmse[name] for r in repeats]))
+            entry["rmse_std"] = float(np.std([r.rmse[name] for r in repeats]))
+        for metric in repeats[0].ranking[name]:
+            values = [r.ranking[name][metric] for r in repeats]
+            entry[metric] = float(np.mean(values))
+            entry[f"{metric}_std"] = float(np.std(values))
     compression = {
         key: float(np.mean([r.compression[key] for r in repeats])) for key in repeats[0].compression
     }
     return {
         "dataset": dataset,
         "repeats": len(repeats),
+        "served": SERVED,
         "models": models,
         "compression": compression,
         "train_seconds": float(np.mean([r.train_seconds for r in repeats])),
+        "ranking_model": {
+            "dim": [r.ranking_model["dim"] for r in repeats],
+            "train_seconds": float(np.mean([r.ranking_model["train_seconds"] for r in repeats])),
+            "ndcg": {
+                key: float(np.mean([r.ranking_model["ndcg"][key] for r in repeats]))
+                for key in repeats[0].ranking_model["ndcg"]
+            },
+        },
         "per_seed": [
             {
                 "seed": r.seed,
@@ -196,6 +265,8 @@ def summarise(dataset: str, repeats: list[RepeatResult]) -> dict[str, Any]:
                 "best_epoch": r.best_epoch,
                 "train_seconds": r.train_seconds,
                 "finetune": r.finetune,
+                "ranking_model": r.ranking_model,
+                "baseline_tuning": r.baseline_tuning,
             }
             for r in repeats
         ],
@@ -240,8 +311,9 @@ PAPER_LOSS_PERCENT = {"CryptoRec-f": 4.6, "CryptoRec-a(n)": 1.8}
 
 
 def accuracy_table(summary: dict[str, Any]) -> str:
-    """Figure 2 as text: RMSE mean and std per model and the loss in % against the best."""
-    models = summary["models"]
+    """Figure 2 as text: RMSE mean and std per rating model and the loss in % against the
+    best."""
+    models = {n: m for n, m in summary["models"].items() if "rmse_mean" in m}
     best_name = min(models, key=lambda n: models[n]["rmse_mean"])
     best = models[best_name]["rmse_mean"]
     rows = []
@@ -270,17 +342,24 @@ RANKING_METRICS = ("ndcg@10", "recall@10", "precision@10", "mrr", "coverage@10")
 
 
 def ranking_table(summary: dict[str, Any]) -> str:
-    """Ranking quality per model (means over repeats), best NDCG first."""
+    """Ranking quality per model (means over repeats, NDCG@10's std), best NDCG first; the
+    served model marked."""
     models = summary["models"]
+    served = summary.get("served")
     rows = [
-        [name, *(f"{m[k]:.4f}" for k in RANKING_METRICS)]
+        [
+            f"{name} (served)" if name == served else name,
+            f"{m['ndcg@10']:.4f}",
+            f"{m.get('ndcg@10_std', 0.0):.4f}",
+            *(f"{m[k]:.4f}" for k in RANKING_METRICS[1:]),
+        ]
         for name, m in sorted(models.items(), key=lambda kv: -kv[1]["ndcg@10"])
     ]
     return "\n".join(
         [
             "Top 10 of every item outside a new user's feeding ratings; "
             "relevant = test rating >= 4",
-            table(["model", *RANKING_METRICS], rows),
+            table(["model", "ndcg@10", "std", *RANKING_METRICS[1:]], rows),
         ]
     )
 
@@ -297,6 +376,24 @@ def compression_table(summary: dict[str, Any]) -> str:
             f"RMSE before {c['rmse_before']:.4f}   after {c['rmse_after']:.4f}   "
             f"change {c['rmse_after'] - c['rmse_before']:+.4f}",
         ]
+    )
+
+
+def ranking_transfer_table(results: list[RankingTransferResult]) -> str:
+    """Transfer of the ranking model: the target's new users' NDCG@10 without and with the
+    source model as the prior."""
+    rows = [
+        [
+            f"{r.source} : {r.target}",
+            str(r.shared_items),
+            f"{r.ndcg_scratch:.4f}",
+            f"{r.ndcg_transfer:.4f}",
+        ]
+        for r in results
+    ]
+    return (
+        "Transfer of the ranking model: NDCG@10 on the target's new users; the source model is "
+        "the prior\n" + table(["src : tgt", "items", "scratch", "transfer"], rows)
     )
 
 
@@ -358,7 +455,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     """RMSE per model (std error bars, % loss against the best) beside NDCG@10, Recall@10 and
     MRR per model, written as PNG."""
     plt = pyplot()
-    models = sorted(summary["models"].items(), key=lambda kv: kv[1]["rmse_mean"])
+    rated = {n: m for n, m in summary["models"].items() if "rmse_mean" in m}
+    models = sorted(rated.items(), key=lambda kv: kv[1]["rmse_mean"])
     names = [n for n, _ in models]
     means = [m["rmse_mean"] for _, m in models]
     stds = [m["rmse_std"] for _, m in models]
@@ -379,54 +477,24 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.set_ylim(min(means) - 0.03, max(m + s for m, s in zip(means, stds, strict=True)) + 0.02)
     ax.set_ylabel("test RMSE (lower is better)")
     ax.set_title(f"{summary['dataset']}: RMSE, {summary['repeats']} repeats (paper Fig. 2)")
-    metrics = [k for k in ("ndcg@10", "recall@10", "mrr") if k in models[0][1]]
-    width = 0.8 / max(1, len(metrics))
-    x = np.arange(len(names))
+    ranked = sorted(summary["models"].items(), key=lambda kv: -kv[1]["ndcg@10"])
+    metrics = ("ndcg@10", "recall@10", "mrr")
+    width = 0.8 / len(metrics)
+    x = np.arange(len(ranked))
     for j, metric in enumerate(metrics):
-        right.bar(x + j * width, [m[metric] for _, m in models], width, label=metric)
-    right.set_xticks(x + width * (len(metrics) - 1) / 2, names)
+        right.bar(x + j * width, [m[metric] for _, m in ranked], width, label=metric)
+    served = summary.get("served")
+    right.set_xticks(
+        x + width * (len(metrics) - 1) / 2,
+        [f"{n} (served)" if n == served else n for n, _ in ranked],
+    )
     right.set_ylabel("higher is better")
-    right.set_title("top-10 ranking (relevant: test rating >= 4)")
-    right.set_ylim(0, 1.2 * max(m[k] for _, m in models for k in metrics))
+    right.set_title("top-10 ranking, every model (relevant: test rating >= 4)")
+    right.set_ylim(0, 1.2 * max(m[k] for _, m in ranked for k in metrics))
     right.legend(fontsize=8, loc="upper center", ncol=len(metrics))
     for axis in (ax, right):
         axis.tick_params(axis="x", labelsize=7, rotation=30)
     save_figure(fig, path)
-
-
-# The encrypted protocols whose top 10 is compared with the plaintext model's.
-AGREEMENT_RUNS = (("ckks", "fast"), ("ckks", "accurate"), ("paillier", "fast"))
-
-
-def encrypted_agreement(repeat: RepeatResult, users: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """For each of AGREEMENT_RUNS, the first `users["scheme/mode"]` new users of `repeat` (0
-    skips it) through the real client and evaluator (`bench he`'s measure): the share whose
-    decrypted top 10 equals the plaintext protocol's as a set, the largest rank move and the
-    largest prediction error."""
-    from cryptorec.benchmarks.he import measure
-
-    if repeat.packed is None or repeat.feed is None or repeat.test is None:
-        raise ValueError("this repeat kept no model to encrypt with")
-    out: dict[str, dict[str, Any]] = {}
-    for scheme, mode in AGREEMENT_RUNS:
-        name = f"{scheme}/{mode}"
-        count = min(users.get(name, 0), repeat.feed.shape[0])
-        if count <= 0:
-            continue
-        started = time.perf_counter()
-        m = measure(scheme, mode, repeat.packed, repeat.feed, repeat.test, users=count)
-        out[name] = {
-            "agreement": m.top10_agreement,
-            "max_rank_change": m.top10_max_rank_change,
-            "max_abs_err": m.max_abs_err,
-            "users": count,
-        }
-        log(
-            f"{name}: top 10 same for {m.top10_agreement:.3f} of {count} users, largest rank "
-            f"move {m.top10_max_rank_change}, largest error {m.max_abs_err:.1e} "
-            f"({time.perf_counter() - started:.0f}s)"
-        )
-    return out
 
 
 def run(
@@ -439,12 +507,10 @@ def run(
     baselines: bool,
     compression: CompressionSetting,
     library: LibrarySettings | None = None,
-    agreement_users: dict[str, int] | None = None,
     tune_library: bool = False,
 ) -> dict[str, Any]:
     """Run the experiment, print the tables, write JSON and PNG; returns the summary.
-    `library`: the Surprise baselines' settings (None: without them); `agreement_users`: held-out
-    users of seed 0 per "scheme/mode" for the encrypted top-10 agreement."""
+    `library`: the Surprise baselines' settings (None: without them)."""
     ratings = load_movielens(dataset, data_dir)
     log(
         f"{dataset}: {len(ratings):,} ratings, {ratings.n_users:,} users, "
@@ -478,16 +544,20 @@ def run(
     print(ranking_table(summary))
     print()
     print(compression_table(summary))
-    if agreement_users:
-        detail = encrypted_agreement(results[0], agreement_users)
-        summary["encrypted_top10_agreement"] = {k: v["agreement"] for k, v in detail.items()}
-        summary["encrypted_top10"] = detail
     if transfer:
         pair = [load_movielens("ml-1m", data_dir), load_movielens("ml-latest-small", data_dir)]
         transfers = [run_transfer(pair[0], pair[1], seed=0), run_transfer(pair[1], pair[0], seed=0)]
         summary["transfer"] = [asdict(t) for t in transfers]
         print()
         print(transfer_table(transfers))
+        ranked = [
+            run_ranking_transfer(source, target, seed)
+            for source, target in (pair, pair[::-1])
+            for seed in range(repeats)
+        ]
+        summary["ranking_transfer"] = [asdict(t) for t in ranked]
+        print()
+        print(ranking_transfer_table(ranked))
     summary["wall_seconds"] = time.perf_counter() - started
     write_json(json_out, summary)
     if plot_out:
@@ -524,19 +594,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(a few minutes; the defaults are the choice of such a run)",
     )
     parser.add_argument(
-        "--agreement-users",
-        type=int,
-        default=100,
-        help="held-out users whose CKKS fast-mode top 10 is compared encrypted vs plaintext "
-        "(0: skip)",
-    )
-    parser.add_argument(
-        "--agreement-slow-users",
-        type=int,
-        default=20,
-        help="the same for CKKS accurate and Paillier (on ml-1m about 5 s and 30 s a user)",
-    )
-    parser.add_argument(
         "--download", action="store_true", help="fetch missing datasets from GroupLens first"
     )
 
@@ -561,10 +618,5 @@ def main(args: argparse.Namespace) -> int:
         compression=CompressionSetting(args.prune_threshold, args.clusters),
         library=LibrarySettings() if library else None,
         tune_library=library and args.tune_library,
-        agreement_users={
-            "ckks/fast": args.agreement_users,
-            "ckks/accurate": args.agreement_slow_users,
-            "paillier/fast": args.agreement_slow_users,
-        },
     )
     return 0

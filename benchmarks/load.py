@@ -26,7 +26,7 @@ from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import settings, versions
-from cryptorec.services.client.library import CryptoRecClient, ratings_row
+from cryptorec.services.client.library import CryptoRecClient, model_kind, ratings_row
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.splits import split_matrices
@@ -104,6 +104,7 @@ def _drive(
                 query,
                 len(info.catalogue),
                 info.inputs.input_offset,
+                model_kind(info),
             )
             return time.perf_counter() - t0, "OK"
         except grpc.RpcError as exc:

@@ -10,7 +10,7 @@ user's list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ CUTOFF = 10
 @dataclass(frozen=True)
 class RankingScores:
     """Means over users with a relevant held-out item (`users` of them), and catalogue coverage
-    of all users' top lists."""
+    of all users' top lists; `user_ndcg` (users,) holds each of those users' NDCG@n, for
+    comparing two models on the same users."""
 
     ndcg: float
     recall: float
@@ -36,6 +37,9 @@ class RankingScores:
     mrr: float
     coverage: float
     users: int
+    user_ndcg: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
 
     def as_json(self, cutoff: int = CUTOFF) -> dict[str, float]:
         """The keys the accuracy benchmark's JSON uses: `ndcg@10`, ..., `mrr`, `coverage@10`."""
@@ -104,13 +108,15 @@ def ranking_scores(
     if not users.any():
         return RankingScores(0.0, 0.0, 0.0, 0.0, coverage, 0)
     reciprocal = 1.0 / first_relevant_rank(ranked[users], relevant[users])
+    per_user = dcg[users] / ideal[users]
     return RankingScores(
-        ndcg=float(np.mean(dcg[users] / ideal[users])),
+        ndcg=float(np.mean(per_user)),
         recall=float(np.mean(found[users] / counts[users])),
         precision=float(np.mean(found[users] / n)),
         mrr=float(np.mean(reciprocal)),
         coverage=float(coverage),
         users=int(users.sum()),
+        user_ndcg=per_user,
     )
 
 

@@ -53,10 +53,6 @@ def test_bench_accuracy_on_ml_100k(
             "--repeats",
             "1",
             "--no-transfer",
-            "--agreement-users",
-            "3",
-            "--agreement-slow-users",
-            "0",
             "--json",
             str(out),
         ]
@@ -65,18 +61,24 @@ def test_bench_accuracy_on_ml_100k(
     result = json.loads(out.read_text())
     assert result["dataset"] == "ml-100k"
     assert result["repeats"] == 1
-    names = {"CryptoRec-f", "CryptoRec-a(1)", "CryptoRec-a(n)", "BiasedMF", "I-AutoRec"}
-    names |= {"Surprise SVD", "Surprise item-KNN"}
-    assert names <= set(result["models"])
-    for m in result["models"].values():
-        assert 0.8 < m["rmse_mean"] < 1.0
-        assert m["rmse_std"] == 0.0
+    rating = {"CryptoRec-f", "CryptoRec-a(1)", "CryptoRec-a(n)", "BiasedMF", "I-AutoRec"}
+    rating |= {"Surprise SVD", "Surprise item-KNN"}
+    ranking_only = {"CryptoRec-rank", "Popularity", "EASE", "implicit ALS"}
+    assert set(result["models"]) == rating | ranking_only
+    assert result["served"] == "CryptoRec-rank"
+    for name, m in result["models"].items():
+        if name in rating:
+            assert 0.8 < m["rmse_mean"] < 1.0
+            assert m["rmse_std"] == 0.0
+        else:
+            assert "rmse_mean" not in m  # ranking scores are not stars
         for metric in ("ndcg@10", "recall@10", "precision@10", "mrr", "coverage@10"):
             assert 0.0 <= m[metric] <= 1.0
-    # A random ranking scores an NDCG@10 near 0.005 here; the model ranks far better.
+    # A random ranking scores an NDCG@10 near 0.005 here; the models rank far better, and the
+    # served one better than a most-popular list.
     assert result["models"]["CryptoRec-f"]["ndcg@10"] > 0.05
-    assert result["encrypted_top10_agreement"] == {"ckks/fast": 1.0}
-    assert result["encrypted_top10"]["ckks/fast"]["users"] == 3
+    served = result["models"]["CryptoRec-rank"]["ndcg@10"]
+    assert served > 1.5 * result["models"]["Popularity"]["ndcg@10"]
     c = result["compression"]
     assert 0 <= c["pruning_ratio"] < 1
     assert 0.5 < c["reuse_ratio"] < 1
@@ -107,25 +109,32 @@ def test_bench_he_ckks_fast_on_ml_100k(movielens_dir: Path, tmp_path: Path) -> N
             "fast",
             "--queries",
             "3",
+            "--agreement-users",
+            "3",
             "--json",
             str(out),
         ]
     )
     assert code == 0
-    r = json.loads(out.read_text())["ckks"]["fast"]
-    for key in (
-        "client_encrypt_s",
-        "server_s",
-        "client_decrypt_s",
-        "bytes_up",
-        "bytes_down",
-        "key_bytes",
-        "max_abs_err",
-        "rmse",
-    ):
-        assert key in r
-    assert r["max_abs_err"] < 1e-3
-    assert r["rmse"] > 0  # three users' ~30 ratings: too few for an RMSE band
+    result = json.loads(out.read_text())
+    for kind in ("stars", "ranking"):
+        r = result["models"][kind]["ckks"]["fast"]
+        for key in (
+            "client_encrypt_s",
+            "server_s",
+            "client_decrypt_s",
+            "bytes_up",
+            "bytes_down",
+            "key_bytes",
+            "max_abs_err",
+            "rmse",
+            "top10_agreement",
+        ):
+            assert key in r
+        assert r["max_abs_err"] < 1e-3
+        assert r["top10_agreement"] == 1.0
+    assert result["models"]["stars"]["ckks"]["fast"]["rmse"] > 0  # too few ratings for a band
+    assert result["ranking_vs_stars"]["ckks/fast"] > 0  # both measured in the same run
 
 
 # --- one source of settings (flag, else environment, else default) ----------------------------
@@ -321,7 +330,7 @@ def test_clients_and_tokens_through_the_cli(tmp_path: Path) -> None:
         ratings = tmp_path / "mine.csv"
         ratings.write_text("item,rating\n3,5\n7,1\n11,4\n19,2\n")
         common = ("recommend", "--ratings", str(ratings), "--target", f"127.0.0.1:{port}")
-        keys = ("--key-dir", str(tmp_path / "keys"))
+        keys = ("--key-dir", str(tmp_path / "keys"), "--model", "stars")
         _assert_one_line(_run_cli(*common, *keys), 2, "UNAUTHENTICATED")
         for _ in range(2):
             answered = _run_cli(*common, *keys, "--token", token)
@@ -377,7 +386,7 @@ def test_serve_with_metrics_and_json_logs_then_recommend(tmp_path: Path) -> None
         out = tmp_path / "result.json"
         answered = _run_cli(
             *("recommend", "--ratings", str(ratings), "--target", f"127.0.0.1:{port}"),
-            *("--key-dir", str(tmp_path / "keys"), "--json", str(out)),
+            *("--key-dir", str(tmp_path / "keys"), "--json", str(out), "--model", "stars"),
         )
         assert answered.returncode == 0, answered.stderr
         request_id = json.loads(out.read_text())["request_id"]
@@ -401,3 +410,4 @@ def test_serve_with_metrics_and_json_logs_then_recommend(tmp_path: Path) -> None
     (predict,) = [line for line in lines if line.get("method") == "Predict"]
     assert predict["request_id"] == request_id
     assert predict["code"] == "OK"
+

@@ -102,16 +102,23 @@ def test_low_rank_keeps_more_of_the_scores_than_a_truncated_svd() -> None:
     np.testing.assert_allclose(A @ Q.T, B, atol=1e-8)
 
 
-def test_choose_takes_the_cheapest_rank_within_the_tolerance() -> None:
-    frontier = [
-        Candidate(1.0, 10.0, 32, 0.290),
-        Candidate(1.0, 10.0, 64, 0.3075),
-        Candidate(1.0, 10.0, 128, 0.310),
-        Candidate(2.0, 20.0, 128, 0.309),
-        Candidate(2.0, 20.0, 256, 0.300),
-    ]
-    assert choose(frontier, 0.01) == frontier[1]  # 0.3075 >= 0.99 * 0.310
-    assert choose(frontier, 0.0) == frontier[2]
+def test_choose_takes_the_cheapest_rank_within_one_standard_error() -> None:
+    """The one-standard-error rule: a cheaper rank is kept while it lags the best by no more
+    than the noise of the per-user differences; a clear loss is not kept."""
+    rng = np.random.default_rng(0)
+    users = 400
+    best = rng.uniform(0.0, 0.6, users)
+
+    def candidate(dim: int, shift: float, noise: float) -> Candidate:
+        values = np.clip(best - shift + rng.normal(0, noise, users), 0, 1)
+        return Candidate(1.0, 10.0, dim, float(values.mean()), values)
+
+    top = Candidate(1.0, 10.0, 256, float(best.mean()), best)
+    within = candidate(128, 0.002, 0.05)  # 0.002 behind, per-user noise 0.05: SE 0.0025
+    behind = candidate(64, 0.05, 0.05)  # clearly worse
+    assert choose([behind, within, top]) == within
+    assert choose([behind, within, top], standard_errors=0.0) == top
+    assert choose([behind, top]) == top
 
 
 def test_trained_ranking_model_ranks_far_better_than_popularity() -> None:

@@ -14,8 +14,9 @@ let catalogue: { itemId: number; title: string }[] = [];
 
 declare global {
   interface Window {
-    /** The last result, for tests and the curious: predictions in catalogue order. */
-    cryptorecLast?: { itemIds: number[]; predictions: number[]; keyId: string };
+    /** The last result, for tests, benchmarks and the curious: scores in catalogue order and
+     * what the request cost. */
+    cryptorecLast?: { itemIds: number[]; predictions: number[]; keyId: string; costs: Result["costs"] };
   }
 }
 
@@ -118,6 +119,7 @@ function renderResult(result: Result, info: GetModelResponse): void {
     itemIds: info.catalogue.map((c) => Number(c.itemId)),
     predictions: Array.from(result.predictions),
     keyId: result.keyId,
+    costs: result.costs,
   };
 }
 
