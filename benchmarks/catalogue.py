@@ -109,7 +109,10 @@ def _run(
     cache_bytes: str = "16G",
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     ports = [free_port() for _ in range(processes)]
-    peers = ("--shard-peers", ",".join(f"127.0.0.1:{p}" for p in ports))
+    peers = (
+        *("--shard-peers", ",".join(f"127.0.0.1:{p}" for p in ports)),
+        *("--peer-secret", "catalogue-benchmark-peers"),
+    )
     extra = peers if processes > 1 else ()
     version = "sharded" if processes > 1 else "whole"
     # Room for every encoding this process serves: a 131,072-item model's is 4.3 GB, and a

@@ -72,18 +72,27 @@ def _serve(args: argparse.Namespace) -> int:
     web = _web_config(args)
     if web is not None:
         _check_free(args.host, args.web_port, "--web-port")
+    if args.shard_peers and not args.peer_secret:
+        raise CliError(
+            "--shard-peers needs --peer-secret (CRYPTOREC_PEER_SECRET): without it anyone "
+            "could ask this evaluator for partial products, which decrypt to rows of the model",
+            2,
+        )
     config = ServerConfig(
         limits=Limits(
-            max_streams=args.max_streams,
-            max_streams_per_connection=args.max_streams_per_connection,
-            max_streams_per_host=args.max_streams_per_host,
+            max_calls=args.max_calls,
+            max_calls_per_connection=args.max_calls_per_connection,
+            max_calls_per_host=args.max_calls_per_host,
+            max_calls_per_client=args.max_calls_per_client,
             work_slots=args.work_slots,
-            upload_grace_seconds=args.upload_grace,
-            upload_min_bytes_per_second=args.upload_min_rate,
+            transfer_grace_seconds=args.transfer_grace,
+            transfer_min_bytes_per_second=args.transfer_min_rate,
+            upload_budget_bytes=args.upload_budget,
         ),
         auth=args.auth,
         cache_bytes=args.cache_bytes,
         key_ttl_seconds=args.key_ttl,
+        registrations_per_address=args.registrations_per_address,
         paillier_workers=args.paillier_workers,
         drain_seconds=args.drain_seconds,
         shard_peers=args.shard_peers,
@@ -127,6 +136,8 @@ def _web_config(args: argparse.Namespace) -> Any:
             args.tls_cert,
             args.tls_key,
             args.tls_client_ca,
+            connections_per_address=args.web_connections_per_address,
+            header_timeout=args.web_header_timeout,
             drain_seconds=args.drain_seconds,
         )
     except ValueError as exc:
@@ -354,12 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
         "tls_key",
         "tls_client_ca",
         "health_port",
-        "max_streams",
-        "max_streams_per_connection",
-        "max_streams_per_host",
+        "max_calls",
+        "max_calls_per_connection",
+        "max_calls_per_host",
+        "max_calls_per_client",
         "work_slots",
-        "upload_grace",
-        "upload_min_rate",
+        "transfer_grace",
+        "transfer_min_rate",
+        "upload_budget",
+        "registrations_per_address",
         "cache_bytes",
         "key_ttl",
         "paillier_workers",
@@ -373,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         "web_port",
         "web_origins",
         "web_page",
+        "web_connections_per_address",
+        "web_header_timeout",
         "log_format",
         "log_level",
     )

@@ -14,7 +14,23 @@ class TooLargeError(Exception):
 
 
 class RefusedError(Exception):
-    """Overload: refused before any work; retrying later can succeed (RESOURCE_EXHAUSTED)."""
+    """Overload: refused before any work; retrying later can succeed (RESOURCE_EXHAUSTED);
+    `retry_after`: seconds after which it likely will, where known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StreamCutError(Exception):
+    """The client's request stream ended before the request did: the client cancelled, its
+    upload ran past the server's deadline (`timed_out`), or it sent a message over the size
+    limit, which the transport refused with RESOURCE_EXHAUSTED (the server cannot tell that
+    from a cancel). CANCELLED, or DEADLINE_EXCEEDED; never an internal error."""
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class PermissionDeniedError(Exception):

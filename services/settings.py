@@ -182,27 +182,35 @@ SETTINGS: dict[str, Setting] = {
         None,
         "your bearer token, from the operator's `cryptorec clients add`",
     ),
-    "max_streams": Setting(
-        "--max-streams",
-        "CRYPTOREC_MAX_STREAMS",
+    "max_calls": Setting(
+        "--max-calls",
+        "CRYPTOREC_MAX_CALLS",
         "16",
-        "uploads (RegisterKeys, Predict) one process admits at once; more are refused with "
-        "RESOURCE_EXHAUSTED",
+        "calls one process serves at once (health checks aside, which always find a thread); "
+        "more are refused with RESOURCE_EXHAUSTED",
         _positive_int,
     ),
-    "max_streams_per_connection": Setting(
-        "--max-streams-per-connection",
-        "CRYPTOREC_MAX_STREAMS_PER_CONNECTION",
+    "max_calls_per_connection": Setting(
+        "--max-calls-per-connection",
+        "CRYPTOREC_MAX_CALLS_PER_CONNECTION",
         "4",
-        "uploads one client connection may hold at once in one process",
+        "calls one client connection may hold at once in one process",
         _positive_int,
     ),
-    "max_streams_per_host": Setting(
-        "--max-streams-per-host",
-        "CRYPTOREC_MAX_STREAMS_PER_HOST",
+    "max_calls_per_host": Setting(
+        "--max-calls-per-host",
+        "CRYPTOREC_MAX_CALLS_PER_HOST",
         "8",
-        "uploads one client address may hold at once in one process (clients behind one NAT "
+        "calls one client address may hold at once in one process (clients behind one NAT "
         "share it)",
+        _positive_int,
+    ),
+    "max_calls_per_client": Setting(
+        "--max-calls-per-client",
+        "CRYPTOREC_MAX_CALLS_PER_CLIENT",
+        "4",
+        "calls one authenticated client (--auth) may hold at once in one process, from "
+        "wherever it calls",
         _positive_int,
     ),
     "work_slots": Setting(
@@ -213,20 +221,31 @@ SETTINGS: dict[str, Setting] = {
         "one streams); complete requests beyond are refused at once with RESOURCE_EXHAUSTED",
         _positive_int,
     ),
-    "upload_grace": Setting(
-        "--upload-grace",
-        "CRYPTOREC_UPLOAD_GRACE_SECONDS",
+    "transfer_grace": Setting(
+        "--transfer-grace",
+        "CRYPTOREC_TRANSFER_GRACE_SECONDS",
         "10",
-        "seconds an upload may take beyond its declared bytes at --upload-min-rate; an idle "
-        "stream is closed with DEADLINE_EXCEEDED after this",
+        "seconds an upload, or a reply message, may take beyond its bytes at "
+        "--transfer-min-rate; a client that sends or reads nothing for longer is cut off with "
+        "DEADLINE_EXCEEDED",
         _positive_float,
     ),
-    "upload_min_rate": Setting(
-        "--upload-min-rate",
-        "CRYPTOREC_UPLOAD_MIN_RATE",
+    "transfer_min_rate": Setting(
+        "--transfer-min-rate",
+        "CRYPTOREC_TRANSFER_MIN_RATE",
         "250000",
-        "slowest upload served, bytes/s (2 Mbit/s: a CKKS accurate query of 7.3 MB gets 39 s)",
+        "slowest transfer served, bytes/s, both ways (2 Mbit/s: a CKKS accurate query of "
+        "7.3 MB gets 39 s)",
         _positive_float,
+    ),
+    "upload_budget": Setting(
+        "--upload-budget",
+        "CRYPTOREC_UPLOAD_BUDGET",
+        "768M",
+        "memory one process may spend at once on uploads being received and checked (K/M/G "
+        "suffixes); an upload that does not fit is refused at once with RESOURCE_EXHAUSTED. "
+        "A CKKS accurate key set needs about 3 times its 105 MB",
+        byte_size,
     ),
     "cache_bytes": Setting(
         "--cache-bytes",
@@ -241,6 +260,14 @@ SETTINGS: dict[str, Setting] = {
         "CRYPTOREC_KEY_TTL_SECONDS",
         str(7 * 24 * 3600),
         "seconds a registered key set is kept (re-registering refreshes it)",
+        _positive_int,
+    ),
+    "registrations_per_address": Setting(
+        "--registrations-per-address",
+        "CRYPTOREC_REGISTRATIONS_PER_ADDRESS",
+        "100",
+        "new key sets one client address may register per rolling day when there is no "
+        "authentication (with --auth, clients' quotas apply instead)",
         _positive_int,
     ),
     "retain": Setting(
@@ -285,6 +312,21 @@ SETTINGS: dict[str, Setting] = {
         None,
         "directory of the built page to serve on the web port (default: web/dist of this "
         "checkout if built; 'none': the API only)",
+    ),
+    "web_connections_per_address": Setting(
+        "--web-connections-per-address",
+        "CRYPTOREC_WEB_CONNECTIONS_PER_ADDRESS",
+        "32",
+        "connections one client address may hold on the web port (more are closed at once)",
+        _positive_int,
+    ),
+    "web_header_timeout": Setting(
+        "--web-header-timeout",
+        "CRYPTOREC_WEB_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "seconds a web connection has to send a request's headers, however slowly it "
+        "trickles them (then it is closed)",
+        _positive_float,
     ),
     "metrics_port": Setting(
         "--metrics-port",

@@ -38,7 +38,7 @@ from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 ROOT = Path(__file__).resolve().parents[1]
-UPLOAD_GRACE = 2.0  # seconds an idle stream lives (the default is 10)
+TRANSFER_GRACE = 2.0  # seconds an idle stream lives (the default is 10)
 
 # Offsets into an uncompressed SEAL 4 ciphertext (libcryptorec/he/seal_format.py).
 NTT_AT = 16 + 32
@@ -47,20 +47,30 @@ DATA_AT = 16 + seal_format.CIPHERTEXT_FIELDS.size + 16 + 8
 
 
 class Server:
-    """A `cryptorec serve --role all` process whose stderr goes to a file."""
+    """A `cryptorec serve --role all` process whose stderr goes to a file (`extra` flags and
+    `env` variables on top of the transfer grace period of these tests)."""
 
-    def __init__(self, store_url: str, prefix: str, log: Path) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        prefix: str,
+        log: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port, self.log = free_port(), log
         env = {
             **os.environ,
             "CRYPTOREC_STORE_PREFIX": prefix,
-            "CRYPTOREC_UPLOAD_GRACE_SECONDS": str(UPLOAD_GRACE),
+            "CRYPTOREC_TRANSFER_GRACE_SECONDS": str(TRANSFER_GRACE),
+            **(env or {}),
         }
         with log.open("wb") as err:
             self.proc = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "all"),
                     *("--host", "127.0.0.1", "--port", str(self.port), "--store", store_url),
+                    *extra,
                 ],
                 cwd=ROOT,
                 env=env,
@@ -170,7 +180,7 @@ def _build_plan(folder: Path, client: CryptoRecClient) -> tuple[Plan, Any]:
     plan.legit = {"header": header, "ciphertexts": legit_files}
     invalid = "INVALID_ARGUMENT"
 
-    plan.add("four idle streams", "idle", rpc="idle", count=4, wait=UPLOAD_GRACE + 15)
+    plan.add("four idle streams", "idle", rpc="idle", count=4, wait=TRANSFER_GRACE + 15)
 
     # Crafted ciphertexts: each passes SEAL's own loading and used to fail inside SEAL.
     c0 = good_ckks[0]
@@ -361,7 +371,7 @@ def test_attack_suite_every_case_gets_its_precise_status_and_the_server_keeps_se
     assert (idle["health"], idle["list_models"], idle["legit"]) == ("OK", "OK", "OK")
     decrypts_right("four idle streams")
     assert [code for _, code in idle["idle_ended"]] == ["DEADLINE_EXCEEDED"] * 4
-    assert all(when < UPLOAD_GRACE + 3 for when, _ in idle["idle_ended"]), idle["idle_ended"]
+    assert all(when < TRANSFER_GRACE + 3 for when, _ in idle["idle_ended"]), idle["idle_ended"]
     for name, outcome in results.items():
         assert outcome["status"] == plan.expected[name], name
         if not name.startswith("flood"):

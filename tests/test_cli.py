@@ -411,3 +411,13 @@ def test_serve_with_metrics_and_json_logs_then_recommend(tmp_path: Path) -> None
     assert predict["request_id"] == request_id
     assert predict["code"] == "OK"
 
+
+def test_a_sharded_evaluator_without_a_peer_secret_refuses_to_start() -> None:
+    """RELIABILITY.md line 41: without the peers' secret anyone could ask for partial products
+    (rows of the model); `serve --shard-peers` without one is one line and exit 2."""
+    proc = _run_cli(
+        *("serve", "--role", "evaluator", "--port", str(_closed_port())),
+        *("--shard-peers", "127.0.0.1:1"),
+        env={"CRYPTOREC_PEER_SECRET": ""},
+    )
+    _assert_one_line(proc, 2, "--peer-secret")

@@ -129,6 +129,32 @@ def test_malformed_moduli_are_refused(client: PaillierClient) -> None:
             validate_modulus(material)
 
 
+def _modulus(p: int, q: int) -> PaillierPublicKey:
+    n = int(p) * int(q)
+    return PaillierPublicKey(
+        "paillier", n.bit_length(), n.to_bytes((n.bit_length() + 7) // 8, "big")
+    )
+
+
+@pytest.mark.parametrize("factor_bits", [21, 24])
+def test_moduli_with_a_small_factor_are_refused(factor_bits: int) -> None:
+    """RELIABILITY.md line 4: a 2048-bit modulus with a 21-bit (or 24-bit) prime factor."""
+    small = gmpy2.next_prime(gmpy2.mpz(1) << (factor_bits - 1))
+    other = gmpy2.next_prime((gmpy2.mpz(1) << 2047) // small + 1)
+    with pytest.raises(InvalidKeyError, match="prime factor below"):
+        validate_modulus(_modulus(small, other))
+
+
+def test_moduli_with_close_factors_are_refused(client: PaillierClient) -> None:
+    """RELIABILITY.md line 4: p * nextprime(p), and factors 2^500 apart, fall to Fermat's
+    method; a key the library made passes."""
+    p = gmpy2.next_prime(gmpy2.mpz(3) << 1022)
+    for q in (gmpy2.next_prime(p), gmpy2.next_prime(p + (gmpy2.mpz(1) << 500))):
+        with pytest.raises(InvalidKeyError, match="too close"):
+            validate_modulus(_modulus(p, q))
+    assert validate_modulus(client.public_material()) == client.n
+
+
 def test_public_material_carries_no_secret(client: PaillierClient) -> None:
     m = client.public_material()
     body = m.n

@@ -166,3 +166,14 @@ def test_a_deployment_without_a_kind_says_which_it_serves(
             assert "serves stars models" in str(info.value.details())
     finally:
         running.stop(grace=0.5)
+
+
+def test_a_nan_input_offset_does_not_pass_for_the_models(client: CryptoRecClient) -> None:
+    """RELIABILITY.md line 37: the stale-client check compared `abs(a - b) > 1e-9`, which NaN
+    never is: a query claiming a NaN offset is refused like any other wrong one."""
+    info = client.model_info("s1")
+    keys = client.ensure_keys(info, "ckks", "fast", {}, {})
+    query, _ = keys.client.encrypt(ratings_row(info, USER))
+    with pytest.raises(grpc.RpcError) as refused:
+        client._evaluate(info.version, keys, "ckks", "fast", query, ITEMS, float("nan"), "stars")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

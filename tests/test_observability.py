@@ -295,3 +295,71 @@ def test_traces_are_off_by_default_and_follow_otel_variables(tmp_path: Path) -> 
     for phase in ("receive", "evaluate", "send"):
         assert by_name[phase]["parent_id"] == predict["context"]["span_id"], phase
         assert by_name[phase]["context"]["trace_id"] == predict["context"]["trace_id"]
+
+
+def test_cut_off_uploads_are_counted_as_what_they_are(tmp_path: Path) -> None:
+    """RELIABILITY.md line 21: an upload the client cancels is CANCELLED and one the server's
+    watchdog cuts is DEADLINE_EXCEEDED, in the log line and the request counter: never an
+    ERROR "internal error" an attacker could trip alerts with."""
+    import threading
+    import time
+
+    from cryptorec.services.rpc.admission import Limits
+    from cryptorec.v1 import key_service_pb2 as key_pb
+    from cryptorec.v1 import key_service_pb2_grpc as key_grpc
+
+    store = FileStore(tmp_path / "store")
+    captured = io.StringIO()
+    logs.configure("json", "INFO", stream=captured)
+    config = ServerConfig(
+        limits=Limits(transfer_grace_seconds=1.0),
+        metrics_port=_free_port(),
+        metrics_host="127.0.0.1",
+    )
+    running = start(("key",), store, config=config)
+    header = key_pb.RegisterKeysRequest(
+        header=key_pb.KeyHeader(
+            scheme=1,
+            mode=1,
+            parameter_set="ckks-8192-fast",
+            rotation_steps=[1],
+            blobs=[
+                key_pb.KeyBlob(name="public_key", size=100, sha256=b"\0" * 32),
+                key_pb.KeyBlob(name="rotation_keys", size=100, sha256=b"\0" * 32),
+            ],
+        )
+    )
+    stop = threading.Event()
+
+    def stalled() -> Iterator[key_pb.RegisterKeysRequest]:
+        yield header
+        stop.wait(30)  # the declared bytes never come
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = key_grpc.KeyServiceStub(channel)
+            cancelled = stub.RegisterKeys.future(stalled(), timeout=30)
+            time.sleep(0.3)
+            cancelled.cancel()
+            with pytest.raises(grpc.RpcError) as cut:
+                stub.RegisterKeys(stalled(), timeout=30)
+            assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        register = {"grpc_method": "RegisterKeys"}
+
+        def count(code: str) -> float:
+            return _value(metrics, "cryptorec_rpc_requests_total", grpc_code=code, **register)
+
+        # The server records a call once its handler has unwound: wait for both (bounded).
+        until = time.monotonic() + 30
+        metrics = _scrape(running)
+        while (count("CANCELLED"), count("DEADLINE_EXCEEDED")) != (1, 1):
+            assert time.monotonic() < until, metrics
+            time.sleep(0.2)
+            metrics = _scrape(running)
+    finally:
+        stop.set()
+        running.stop(grace=1.0)
+        logging.getLogger().handlers.clear()
+    assert _value(metrics, "cryptorec_rpc_requests_total", grpc_code="INTERNAL") == 0
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    assert not [line for line in lines if line.get("level") == "ERROR"], lines

@@ -268,6 +268,30 @@ def test_clients_are_found_by_token_and_removed_at_once(store: Store) -> None:
         _client(store, "../evil", Quotas())
 
 
+def test_a_revoked_client_leaves_nothing_to_a_namesake(store: Store) -> None:
+    """RELIABILITY.md line 29: revoking a client forgets its budget and its key sets (deleted
+    where nobody else owns them), so a client re-added under the same name starts afresh."""
+    q = Quotas(queries_per_day=5)
+    later = time.time() + 60
+    _client(store, "carol", q)
+    _client(store, "dave", q)
+    shared, own = _keys(10), _keys(10)
+    shared_id = store.put_key(shared, b"s" * 10, 60).key_id
+    own_id = store.put_key(own, b"o" * 10, 60).key_id
+    for key_id, owners in ((shared_id, ("carol", "dave")), (own_id, ("carol",))):
+        for owner in owners:
+            store.claim_key(owner, key_id, 10, later, q)
+    store.spend_query("carol", q.queries_per_day)
+    store.remove_client("carol")
+    _client(store, "carol", q)
+    assert store.usage("carol") == Usage(0, 0, 0)
+    assert not store.owns_key("carol", shared_id)
+    assert store.owns_key("dave", shared_id)
+    store.key_info(shared_id)  # still dave's
+    with pytest.raises(NotFoundError):
+        store.key_info(own_id)  # nobody's: gone
+
+
 def test_key_ownership_and_key_set_quotas(store: Store) -> None:
     q = Quotas(max_key_sets=2, max_key_bytes=100)
     later = time.time() + 60

@@ -258,3 +258,88 @@ def test_every_grpc_status_keeps_its_name_over_the_web() -> None:
         if status != grpc.StatusCode.OK:
             expected = "CANCELED" if status == grpc.StatusCode.CANCELLED else status.name
             assert code_of(status) == Code[expected]
+
+
+def _raw(port: int, data: bytes, source: str = "127.0.0.1", wait: float = 5.0) -> bytes:
+    """Send raw bytes to the web port; what comes back within `wait` seconds ("" if the
+    connection is closed without an answer)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as s:
+        s.settimeout(wait)
+        s.sendall(data)
+        try:
+            return s.recv(4096)
+        except (TimeoutError, OSError):
+            return b""
+
+
+def test_malformed_requests_get_a_4xx_never_a_500(served: Served) -> None:
+    """RELIABILITY.md line 40: an HTTP/2 preface on the HTTP/1.1 port, header values that are
+    not visible ASCII: 4xx answers (or the call as if the bad value were absent), never 500."""
+    assert served.running.web is not None
+    port = served.running.web.port
+    preface = _raw(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert preface.startswith(b"HTTP/1.1 4"), preface
+    path = "/cryptorec.v1.ModelService/GetModel"
+    bad_token = grpc_web_call(served.url, path, b"", {"authorization": "Bearer \xe9t\xe9"})
+    assert bad_token.grpc_status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    for request_id in ("caf\xe9", "a\tb"):
+        headers = {**_auth(served), "x-request-id": request_id}
+        reply = grpc_web_call(served.url, path, b"", headers)
+        assert reply.grpc_status == 0  # the call goes on, with a request id of the server's
+        assert reply.trailers.get("x-request-id", reply.headers.get("x-request-id")) != request_id
+
+
+def test_web_port_limits_connections_per_address_and_header_time(tmp_path: Path) -> None:
+    """RELIABILITY.md line 40: 300 idle connections from one address, and one trickling a
+    header line at a time, lock nobody out: connections beyond the address's cap are closed at
+    once, and a connection without a whole request head after the header timeout is closed
+    however slowly it trickles; meanwhile another address's calls are answered."""
+    import socket
+    import time
+
+    s = serve(tmp_path / "store", connections_per_address=8, header_timeout=1.5)
+    try:
+        assert s.running.web is not None
+        port = s.running.web.port
+        idle = [
+            socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+            for _ in range(300)
+        ]
+        trickler = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.3", 0))
+        trickler.sendall(b"GET / HTTP/1.1\r\n")
+        started = time.monotonic()
+        closed_at = None
+        path = "/cryptorec.v1.ModelService/GetModel"
+        while time.monotonic() - started < 4:
+            reply = grpc_web_call(s.url, path, b"", _auth(s))
+            assert reply.http_status == 200
+            assert reply.grpc_status == 0
+            if closed_at is None:
+                try:
+                    trickler.sendall(b"X-Slow: 1\r\n")
+                    trickler.settimeout(0.01)
+                    if trickler.recv(1) == b"":
+                        closed_at = time.monotonic()
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except OSError:
+                    closed_at = time.monotonic()
+            time.sleep(0.2)
+        assert closed_at is not None
+        assert closed_at - started < 1.5 + 1.5
+        alive = 0
+        for conn in idle:
+            conn.settimeout(0.05)
+            try:
+                alive += conn.recv(1) != b""
+            except TimeoutError:
+                alive += 1  # still open
+            except OSError:
+                pass
+            conn.close()
+        assert alive == 0  # 292 closed at once, the other 8 at the header timeout
+        trickler.close()
+    finally:
+        s.running.stop(grace=1.0)

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptorec.services import versions
 from cryptorec.services.clients import add_client
@@ -54,8 +55,15 @@ class Served:
         return f"127.0.0.1:{self.running.port}"
 
 
-def serve(root: Path, *, page_dir: Path | None = None, origins: tuple[str, ...] = ()) -> Served:
-    """Every role with authentication on (as deployed) and the web front on a free port."""
+def serve(
+    root: Path,
+    *,
+    page_dir: Path | None = None,
+    origins: tuple[str, ...] = (),
+    **web_options: Any,
+) -> Served:
+    """Every role with authentication on (as deployed) and the web front on a free port
+    (`web_options`: more WebConfig fields)."""
     store = FileStore(root)
     publish_model(store)
     token = add_client(store, "browser", Quotas(queries_per_day=1000))
@@ -63,7 +71,7 @@ def serve(root: Path, *, page_dir: Path | None = None, origins: tuple[str, ...] 
         ("key", "model", "evaluator"),
         store,
         config=ServerConfig(auth=True),
-        web=WebConfig(0, page_dir=page_dir, origins=origins),
+        web=WebConfig(0, page_dir=page_dir, origins=origins, **web_options),
     )
     return Served(running, token)
 

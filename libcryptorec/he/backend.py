@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +35,10 @@ from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.model import MODEL_KINDS, STARS, CryptoRecModel, ModelKind, scaled_inputs
+
+# A key blob as a backend reads it: its bytes, or a view of the buffer they arrived in (a
+# registration checks its blobs without copying them out).
+Blob = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -123,13 +127,13 @@ class KeySet:
     def size(self) -> int:
         return sum(size for _, size in self.blobs)
 
-    def split(self, data: bytes) -> dict[str, bytes]:
-        """The named blobs of `data`, the key set's stored bytes."""
+    def split(self, data: Blob) -> dict[str, bytes]:
+        """The named blobs of `data`, the key set's stored bytes (copies)."""
         if len(data) != self.size:
             raise InvalidKeyError(f"key set holds {len(data)} bytes, its layout {self.size}")
         out, offset = {}, 0
         for name, size in self.blobs:
-            out[name] = data[offset : offset + size]
+            out[name] = bytes(data[offset : offset + size])
             offset += size
         return out
 
@@ -263,12 +267,26 @@ class Backend(ABC):
         for backends that use them."""
 
     @abstractmethod
-    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+    def validate_keys(self, keys: KeySet, blobs: Mapping[str, Blob]) -> None:
         """InvalidKeyError unless `blobs` are loadable public keys for this parameter set."""
 
     @abstractmethod
     def key_set_cap(self) -> int:
         """The most bytes a legitimate key set can have (checked before any byte is read)."""
+
+    def blob_caps(self, rotation_steps: tuple[int, ...]) -> dict[str, int]:
+        """The most bytes each blob of a key set for `rotation_steps` can have, by name
+        (checked against the header before any byte is read; default: the key set's cap)."""
+        return dict.fromkeys(self.key_blob_names, self.key_set_cap())
+
+    # Bytes of a blob's start that `check_blob_start` reads.
+    blob_start_bytes: ClassVar[int] = 0
+
+    def check_blob_start(self, name: str, start: bytes, size: int) -> None:
+        """InvalidKeyError unless the first `blob_start_bytes` bytes of blob `name` (or all
+        of it, if shorter) can begin a blob of `size` bytes: checked as they arrive, before
+        the rest is received. By default nothing is read, and nothing refused."""
+        return None
 
     @abstractmethod
     def query_bytes(self, spec: SchemeSpec) -> int:
@@ -305,7 +323,7 @@ class Backend(ABC):
             raise InvalidKeyError(f"unexpected key blobs {sorted(unexpected)} (public keys only)")
 
     @staticmethod
-    def blob(blobs: dict[str, bytes], name: str) -> bytes:
+    def blob(blobs: Mapping[str, Blob], name: str) -> Blob:
         """The blob called `name`; InvalidKeyError if the key set lacks it."""
         try:
             return blobs[name]

@@ -5,7 +5,7 @@ method (`giant_steps`)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -17,6 +17,7 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he import seal_format
 from libcryptorec.he.backend import (
     Backend,
+    Blob,
     KeySet,
     PreparedModel,
     SchemeSpec,
@@ -62,20 +63,20 @@ class SealPublicKeys:
 
     scheme: str
     params: str
-    public_key: bytes
-    rotation_keys: bytes
+    public_key: Blob
+    rotation_keys: Blob
     rotation_steps: tuple[int, ...]
-    relin_key: bytes | None = None
+    relin_key: Blob | None = None
 
     @property
     def size(self) -> int:
         return len(self.public_key) + len(self.rotation_keys) + len(self.relin_key or b"")
 
     def blobs(self) -> dict[str, bytes]:
-        """The blobs by the names a key set registers them under."""
-        out = {"public_key": self.public_key, "rotation_keys": self.rotation_keys}
+        """The blobs by the names a key set registers them under (as bytes)."""
+        out = {"public_key": bytes(self.public_key), "rotation_keys": bytes(self.rotation_keys)}
         if self.relin_key is not None:
-            out["relin_key"] = self.relin_key
+            out["relin_key"] = bytes(self.relin_key)
         return out
 
 
@@ -191,23 +192,34 @@ def load_keys(he: Pyfhel, material: SealPublicKeys, *, scheme: str, name: str, l
         raise InvalidKeyError("relinearisation key larger than the parameter set allows")
     if len(material.rotation_keys) > kswitch_cap(he.n, limbs, len(material.rotation_steps)):
         raise InvalidKeyError("rotation keys larger than the declared steps allow")
-    seal_format.check_public_key(bytes(material.public_key), degree=he.n, limbs=limbs)
+    # One bytes copy of each blob at a time (a registration's blobs may be views of its
+    # buffer): checked, then loaded, before the next is copied.
+    public = bytes(material.public_key)
+    seal_format.check_public_key(public, degree=he.n, limbs=limbs)
+    _load(he.from_bytes_public_key, public, name)
+    del public
     if relin is not None:
+        relin_bytes = bytes(relin)
         seal_format.check_kswitch_keys(
-            bytes(relin), degree=he.n, limbs=limbs, entries={0}, what="relinearisation key"
+            relin_bytes, degree=he.n, limbs=limbs, entries={0}, what="relinearisation key"
         )
+        _load(he.from_bytes_relin_key, relin_bytes, name)
+        del relin_bytes
+    rotation = bytes(material.rotation_keys)
     seal_format.check_kswitch_keys(
-        bytes(material.rotation_keys),
+        rotation,
         degree=he.n,
         limbs=limbs,
         entries={seal_format.galois_index(s, he.n) for s in material.rotation_steps},
         what="rotation keys",
     )
+    _load(he.from_bytes_rotate_key, rotation, name)
+
+
+def _load(load: Callable[[bytes], Any], blob: bytes, name: str) -> None:
+    """Load a checked key blob into SEAL; InvalidKeyError if SEAL still refuses it."""
     try:
-        he.from_bytes_public_key(bytes(material.public_key))
-        if relin is not None:
-            he.from_bytes_relin_key(bytes(relin))
-        he.from_bytes_rotate_key(bytes(material.rotation_keys))
+        load(blob)
     except Exception as exc:  # SEAL raises several exception types for malformed input
         raise InvalidKeyError(f"keys do not load under {name} ({exc})") from exc
 
@@ -457,7 +469,7 @@ class SealBackend(Backend):
         """Primes of the ring, the special one included."""
         return len(self.params.primes)
 
-    def public_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> SealPublicKeys:
+    def public_keys(self, keys: KeySet, blobs: Mapping[str, Blob]) -> SealPublicKeys:
         """The registered blobs as the SEAL loader takes them (InvalidKeyError if one is
         missing or the key set is for another backend)."""
         self.check_keys_for(keys)
@@ -474,11 +486,28 @@ class SealBackend(Backend):
     def load(self, public: SealPublicKeys) -> Any:
         """The scheme's evaluator kernel with these keys checked and loaded."""
 
-    def validate_keys(self, keys: KeySet, blobs: dict[str, bytes]) -> None:
+    def validate_keys(self, keys: KeySet, blobs: Mapping[str, Blob]) -> None:
         self.load(self.public_keys(keys, blobs))
 
     def key_set_cap(self) -> int:
         return key_set_cap(self.n, self.limbs, relin=self.relin)
+
+    def blob_caps(self, rotation_steps: tuple[int, ...]) -> dict[str, int]:
+        caps = {
+            "public_key": ciphertext_bytes(self.n, self.limbs),
+            "rotation_keys": kswitch_cap(self.n, self.limbs, len(rotation_steps)),
+        }
+        if self.relin:
+            caps["relin_key"] = kswitch_cap(self.n, self.limbs, 1)
+        return caps
+
+    blob_start_bytes = seal_format.HEADER.size
+
+    def check_blob_start(self, name: str, start: bytes, size: int) -> None:
+        try:
+            seal_format.check_object_start(start, size)
+        except seal_format.FormatError as exc:
+            raise InvalidKeyError(f"{name}: {exc}") from None
 
     def check_key_header(self, rotation_steps: tuple[int, ...]) -> None:
         check_rotation_steps(rotation_steps, self.n)

@@ -93,6 +93,25 @@ def _header(blob: bytes, offset: int) -> tuple[int, int]:
     return offset + size, offset + HEADER.size
 
 
+def check_object_start(start: bytes, size: int) -> None:
+    """FormatError unless `start`, the first bytes of a blob of `size` bytes (at least the
+    16-byte header, or all of a shorter blob), begins one uncompressed SEAL 4 object of exactly
+    `size` bytes: what can be known of a key blob before the rest of it arrives."""
+    if len(start) < HEADER.size:
+        raise FormatError("truncated SEAL header")
+    magic, header_size, major, _minor, compression, reserved, declared = HEADER.unpack_from(start)
+    if magic != MAGIC or header_size != HEADER.size:
+        raise FormatError("not a SEAL object")
+    if major != 4:
+        raise FormatError(f"SEAL version {major}.x objects are not accepted (4.x only)")
+    if compression != 0:
+        raise FormatError("compressed SEAL objects are not accepted (send them uncompressed)")
+    if reserved != 0:
+        raise FormatError("non-zero reserved header bytes")
+    if declared != size:
+        raise FormatError(f"the SEAL object declares {declared} bytes; the key set header {size}")
+
+
 def _u64(blob: bytes, offset: int) -> tuple[int, int]:
     if len(blob) - offset < U64.size:
         raise FormatError("truncated SEAL object")

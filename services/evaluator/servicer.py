@@ -4,6 +4,7 @@ its blocks are computed."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from cryptorec.services.errors import BadRequestError
 from cryptorec.services.evaluator.handler import EvaluatorHandler, Query, QueryHeader
 from cryptorec.services.evaluator.scatter import ReplyBlock
 from cryptorec.services.observability.current import Timer, phase
-from cryptorec.services.rpc.admission import current_upload
+from cryptorec.services.rpc.admission import UploadBudget, current_upload
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import backend_for, kind_of
@@ -23,25 +24,33 @@ from cryptorec.services.rpc.streams import header_then_chunks
 from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
 
+# Memory a query holds per byte of its ciphertexts while it is received and computed: the
+# bytes received, and the ciphertexts loaded from them.
+QUERY_MEMORY = 2
+
 
 class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
-    def __init__(self, handler: EvaluatorHandler) -> None:
-        self.handler = handler
+    def __init__(self, handler: EvaluatorHandler, budget: UploadBudget) -> None:
+        """`budget`: the process' upload budget, which every query holds while its
+        ciphertexts are received and computed."""
+        self.handler, self.budget = handler, budget
 
     @streaming
     def Predict(
         self, request_iterator: Iterator[pb.PredictRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.PredictResponse]:
-        with phase("receive"):
-            header, chunks = header_then_chunks(request_iterator)
-            deadline = current_upload()
-            if deadline is not None:
-                deadline.pause()
-            query = self.handler.admit(query_header(header), current_client())
-            if deadline is not None:
-                deadline.expect(query.upload_bytes)
-            ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
-        yield from self._answer(query, ciphertexts, context)
+        with contextlib.ExitStack() as held:
+            with phase("receive"):
+                header, chunks = header_then_chunks(request_iterator)
+                deadline = current_upload()
+                if deadline is not None:
+                    deadline.pause()
+                query = self.handler.admit(query_header(header), current_client())
+                held.enter_context(self._memory(query))
+                if deadline is not None:
+                    deadline.expect(query.upload_bytes)
+                ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
+            yield from self._answer(query, ciphertexts, context)
 
     @streaming
     def PredictWhole(
@@ -52,7 +61,12 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                 raise BadRequestError("the request must carry a header")
             query = self.handler.admit(query_header(request.header), current_client())
             ciphertexts = exactly(list(request.ciphertexts), query.spec.ciphertexts_per_query)
-        yield from self._answer(query, ciphertexts, context)
+        with self._memory(query):
+            yield from self._answer(query, ciphertexts, context)
+
+    def _memory(self, query: Query) -> contextlib.AbstractContextManager[None]:
+        """The share of the upload budget a query holds while received and computed."""
+        return self.budget.reserve(QUERY_MEMORY * query.upload_bytes, "this query")
 
     def _answer(
         self, query: Query, ciphertexts: list[bytes], context: grpc.ServicerContext

@@ -2,10 +2,16 @@
 and deleting key sets.
 
 Checks happen in order of cost, each before the next: the header (an offered scheme and mode,
-its allow-listed parameter set, only its public blob names, plausible rotation steps, sizes
-under the backend's cap), then the streamed bytes (exact sizes, sha256 per blob), then the
-keys' structure and loading them under the parameter set (in a work slot). Only then is
-anything stored. Secret keys never arrive: their blob names are refused from the header.
+its allow-listed parameter set, only its public blob names, plausible rotation steps, each
+blob's size under what the parameter set allows), then each blob's first bytes as they
+arrive (services/keys/receive.py), then the streamed bytes (exact sizes, sha256 per blob),
+then the keys' structure and loading them under the parameter set (in a work slot). Only then
+is anything stored. Secret keys never arrive: their blob names are refused from the header.
+
+A key set is stored in one canonical form (rotation steps ascending, blobs in the order the
+backend names them), so the same keys have one key id however a client orders its header.
+Without authentication, new key sets (attempts included) are limited per client address and
+rolling day.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from cryptorec.services.store.base import (
     shown,
 )
 from cryptorec.services.work import WorkSlots
-from libcryptorec.he.backend import Backend, KeySet
+from libcryptorec.he.backend import Backend, Blob, KeySet
 
 log = logging.getLogger("cryptorec.keys")
 
@@ -53,12 +59,31 @@ class KeyUpload:
     def total(self) -> int:
         return sum(size for _, size, _ in self.blobs)
 
+    def offsets(self) -> list[tuple[str, int, int]]:
+        """(name, start, size) of each blob in the bytes as they arrive."""
+        out, at = [], 0
+        for name, size, _ in self.blobs:
+            out.append((name, at, size))
+            at += size
+        return out
+
+
+# New key sets one client address may register per rolling day without authentication.
+DEFAULT_REGISTRATIONS_PER_ADDRESS = 100
+
 
 class KeyHandler:
     """Stateless: every key set lives in the store."""
 
-    def __init__(self, store: Store, ttl_seconds: int, work: WorkSlots) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl_seconds: int,
+        work: WorkSlots,
+        registrations_per_address: int = DEFAULT_REGISTRATIONS_PER_ADDRESS,
+    ) -> None:
         self.store, self.ttl, self.work = store, ttl_seconds, work
+        self.registrations_per_address = registrations_per_address
 
     def check(self, upload: KeyUpload, caller: ClientRecord | None = None) -> KeySet:
         """Everything the header alone shows (before any key byte is read), the caller's
@@ -83,6 +108,13 @@ class KeyHandler:
                 f"key set of {upload.total} bytes exceeds the {backend.key_set_cap()}-byte cap "
                 f"for {name}"
             )
+        caps = backend.blob_caps(upload.rotation_steps)
+        for blob_name, size, _ in upload.blobs:
+            if size > caps[blob_name]:
+                raise TooLargeError(
+                    f"blob {blob_name} of {size} bytes exceeds the {caps[blob_name]} bytes "
+                    f"{name} allows for {len(upload.rotation_steps)} rotation steps"
+                )
         if caller is not None:
             held, q = self.store.usage(caller.name), caller.quotas
             if held.key_sets >= q.max_key_sets or held.key_bytes + upload.total > q.max_key_bytes:
@@ -91,38 +123,75 @@ class KeyHandler:
                     f"bytes) of its {q.max_key_sets} ({q.max_key_bytes} bytes): delete one "
                     "(DeleteKeys) or wait for one to expire"
                 )
+        sizes = {blob_name: size for blob_name, size, _ in upload.blobs}
         return KeySet(
             scheme=backend.scheme,
             mode=backend.mode,
             parameter_set=backend.parameter_set,
-            rotation_steps=upload.rotation_steps,
-            blobs=tuple((blob_name, size) for blob_name, size, _ in upload.blobs),
+            rotation_steps=tuple(sorted(upload.rotation_steps)),
+            blobs=tuple((blob_name, sizes[blob_name]) for blob_name in backend.key_blob_names),
         )
 
     def register(
-        self, upload: KeyUpload, keys: KeySet, data: bytes, caller: ClientRecord | None = None
+        self,
+        upload: KeyUpload,
+        keys: KeySet,
+        data: Blob,
+        caller: ClientRecord | None = None,
+        address: str = "",
     ) -> KeyRecord:
-        """Check the streamed bytes and the keys themselves, then store them, owned by
-        `caller` (its quotas claimed atomically first)."""
+        """Check the streamed bytes (in the upload's order) and the keys themselves, then
+        store them in the canonical form of `keys` (`check`'s), owned by `caller` (its quotas
+        claimed atomically first); without a caller, a new key set counts against `address`'s
+        registrations of the day."""
         if len(data) != upload.total:
             raise BadRequestError(
                 f"received {len(data)} key bytes, the header declared {upload.total}"
             )
-        blobs = keys.split(data)
+        view = memoryview(data)
+        blobs = {name: view[start : start + size] for name, start, size in upload.offsets()}
         for blob_name, _, digest in upload.blobs:
             if hashlib.sha256(blobs[blob_name]).digest() != digest:
                 raise BadRequestError(f"blob {blob_name}: sha256 mismatch")
+        received = [name for name, _, _ in upload.blobs]
+        canonical = (
+            view
+            if received == [n for n, _ in keys.blobs]
+            else b"".join(blobs[n] for n, _ in keys.blobs)
+        )
+        key_id = key_id_for(keys, canonical)
+        if caller is None and address and not self._stored(key_id):
+            self._count_registration(address)  # before the costly checks: attempts count
         with self.work.hold():  # loading keys into SEAL is the heavy part
             upload.backend.validate_keys(keys, blobs)  # InvalidKeyError: INVALID_ARGUMENT
         if caller is not None:
             expires = time.time() + self.ttl
-            key_id = key_id_for(keys, data)
-            self.store.claim_key(caller.name, key_id, len(data), expires, caller.quotas)
-        record = self.store.put_key(keys, data, self.ttl)
+            self.store.claim_key(caller.name, key_id, len(canonical), expires, caller.quotas)
+        record = self.store.put_key(keys, canonical, self.ttl)
         log.info(
             "registered key %s (%s/%s, %d bytes)", record.key_id, keys.scheme, keys.mode, len(data)
         )
         return record
+
+    def _stored(self, key_id: str) -> bool:
+        try:
+            self.store.key_info(key_id)
+            return True
+        except NotFoundError:
+            return False
+
+    def _count_registration(self, address: str) -> None:
+        """Count one new key set against `address` (no authentication), in the store's
+        atomic rolling-day counters, shared by every replica; QuotaExceededError beyond."""
+        counter = "addr-" + hashlib.sha256(address.encode()).hexdigest()[:24]
+        try:
+            self.store.spend_query(counter, self.registrations_per_address)
+        except QuotaExceededError as exc:
+            raise QuotaExceededError(
+                f"this address has registered {self.registrations_per_address} new key sets in "
+                "the last 24 hours, the most allowed without authentication",
+                exc.retry_after,
+            ) from None
 
     def info(self, key_id: str, caller: ClientRecord | None = None) -> KeyInfo:
         """A key set's metadata: NOT_FOUND if unknown, PERMISSION_DENIED if not the caller's."""

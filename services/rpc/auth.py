@@ -1,6 +1,7 @@
 """Authentication: a server interceptor that lets a call through only with a known client's
-bearer token (`authorization: Bearer TOKEN` metadata), before any work. Health checking and
-reflection stay open (the kubelet and operators' tools have no token).
+bearer token (`authorization: Bearer TOKEN` metadata), before any work. Health checking stays
+open (the kubelet has no token); reflection needs a token like the API (an operator's grpcurl
+sends one with -H), so nobody without one can hold a call open.
 
 The token is looked up in the store on every call (one read), so removing a client stops its
 token at once on every replica. The caller is available to the servicers as `current_client()`.
@@ -27,7 +28,7 @@ from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
 
 log = logging.getLogger("cryptorec.auth")
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 PEER_SERVICES = ("/cryptorec.v1.ShardService/",)
 
 _current_client: contextvars.ContextVar[ClientRecord | None] = contextvars.ContextVar(

@@ -20,6 +20,7 @@ from cryptorec.services.errors import (
     PermissionDeniedError,
     PreconditionError,
     RefusedError,
+    StreamCutError,
     TooLargeError,
 )
 from cryptorec.services.observability.current import note_refusal
@@ -75,6 +76,8 @@ REFUSAL_FOR: list[tuple[type[BaseException], str]] = [
 def status_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, PeerError):  # a peer's own status, passed on
         return grpc.StatusCode[exc.status]
+    if isinstance(exc, StreamCutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED if exc.timed_out else grpc.StatusCode.CANCELLED
     for kind, code in STATUS_FOR:
         if isinstance(exc, kind):
             return code

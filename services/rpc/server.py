@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cryptorec.services.clients import token_sha256
 from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.peers import Peers, PeerTls
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
@@ -31,7 +32,8 @@ from cryptorec.services.rpc.admission import Admission, Limits
 from cryptorec.services.rpc.auth import Authenticator
 from cryptorec.services.rpc.tls import ServerTls
 from cryptorec.services.settings import default_of
-from cryptorec.services.store.base import Store, StoreError
+from cryptorec.services.store.base import NotFoundError, Store, StoreError
+from cryptorec.services.web.guard import GuardConfig
 from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
@@ -80,6 +82,8 @@ class ServerConfig:
     auth: bool = default_of("auth")
     cache_bytes: int = default_of("cache_bytes")
     key_ttl_seconds: int = default_of("key_ttl")
+    # New key sets per client address and rolling day without authentication.
+    registrations_per_address: int = default_of("registrations_per_address")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
     # Item shards: the evaluators that compute them (None: all here), their shared secret and
@@ -95,8 +99,9 @@ class ServerConfig:
 
 
 def _add_keys(server: grpc.Server, p: Parts) -> None:
-    handler = KeyHandler(p.store, p.config.key_ttl_seconds, p.admission.work)
-    key_grpc.add_KeyServiceServicer_to_server(KeyServicer(handler), server)
+    c = p.config
+    handler = KeyHandler(p.store, c.key_ttl_seconds, p.admission.work, c.registrations_per_address)
+    key_grpc.add_KeyServiceServicer_to_server(KeyServicer(handler, p.admission.budget), server)
 
 
 def _add_models(server: grpc.Server, p: Parts) -> None:
@@ -118,8 +123,12 @@ def _add_evaluator(server: grpc.Server, p: Parts) -> None:
         peers=peers,
     )
     p.metrics.cache_bytes.set_function(lambda: handler.cache.total)
-    ev_grpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(handler), server)
-    shard_grpc.add_ShardServiceServicer_to_server(ShardServicer(handler), server)
+    servicer = EvaluatorServicer(handler, p.admission.budget)
+    ev_grpc.add_EvaluatorServiceServicer_to_server(servicer, server)
+    # The evaluators' own service: a partial product decrypts to rows of the model, so it is
+    # served only to holders of the peers' secret, and not at all without one.
+    if c.peer_secret:
+        shard_grpc.add_ShardServiceServicer_to_server(ShardServicer(handler), server)
 
 
 def _service_name(module: Any, name: str) -> str:
@@ -212,10 +221,15 @@ def start(
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
+    if config.shard_peers and not config.peer_secret:
+        raise ValueError(
+            "shard peers need the peers' secret (--peer-secret): without it anyone could ask "
+            "an evaluator for partial products, which decrypt to rows of the model"
+        )
     admission = Admission(config.limits)
     metrics = Metrics()
     # Observation outermost, so refused calls are counted and logged too; then authentication,
-    # so a refused caller never holds a stream slot.
+    # so a refused caller never holds one of the calls admission allows.
     interceptors: list[grpc.ServerInterceptor] = [Observer(metrics)] if config.observe else []
     if config.auth or config.peer_secret:
         interceptors.append(
@@ -223,8 +237,8 @@ def start(
         )
     interceptors.append(admission)
     server = grpc.server(
-        # Threads for every admitted stream and then some, so unary calls and health checks
-        # always find one; beyond them, calls are refused at once rather than queued.
+        # Threads for every admitted call and then some, so health checks always find one;
+        # beyond them, calls are refused at once rather than queued.
         futures.ThreadPoolExecutor(max_workers=config.limits.threads),
         options=options.SERVER_OPTIONS,
         interceptors=interceptors,
@@ -247,7 +261,12 @@ def start(
     if web is not None:
         from cryptorec.services.web.server import WebServer
 
-        front = WebServer(web, served={ROLES[r].service for r in roles})
+        guard = GuardConfig(
+            authenticate=_token_check(store) if config.auth else None,
+            budget=admission.budget,
+            limits=config.limits,
+        )
+        front = WebServer(web, guard, served={ROLES[r].service for r in roles})
         server.add_insecure_port(front.grpc_target)
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
@@ -265,6 +284,24 @@ def start(
     health_servicer.set(LIVENESS, _SERVING)
     check_store(running)
     return running
+
+
+def _token_check(store: Store) -> Callable[[str | None], bool]:
+    """Whether a bearer token belongs to a client, for the web front to ask before it reads a
+    body. A store it cannot reach leaves the answer to the gRPC server (UNAVAILABLE there)."""
+
+    def known(token: str | None) -> bool:
+        if token is None:
+            return False
+        try:
+            store.client_by_token(token_sha256(token))
+            return True
+        except NotFoundError:
+            return False
+        except StoreError:
+            return True
+
+    return known
 
 
 def store_reachable(store: Store) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from libcryptorec.he.backend import KeySet
+from libcryptorec.he.backend import Blob, KeySet
 from libcryptorec.model import STARS
 
 # Chunks well under Redis' 512 MB value limit and gRPC's 4 MiB default message size.
@@ -61,7 +61,7 @@ class KeyRecord:
 
     key_id: str
     keys: KeySet
-    blob: bytes
+    blob: Blob
     expires_unix: float
 
 
@@ -242,7 +242,7 @@ class Store(Protocol):
         """Delete all but the newest `keep` versions (never the current one) and orphans."""
         ...
 
-    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> KeyRecord:
+    def put_key(self, keys: KeySet, blob: Blob, ttl_seconds: int) -> KeyRecord:
         """Store a key set under sha256(keys, blob); re-registering refreshes the TTL."""
         ...
 
@@ -273,7 +273,9 @@ class Store(Protocol):
         ...
 
     def remove_client(self, name: str) -> None:
-        """Shut a client out: its token stops working at once. NotFoundError if unknown."""
+        """Shut a client out: its token stops working at once, its usage is forgotten and it
+        owns no key set any more (those nobody else owns are deleted), so a client added
+        later under the same name starts afresh. NotFoundError if unknown."""
         ...
 
     def claim_key(
@@ -307,7 +309,7 @@ class Store(Protocol):
         ...
 
 
-def key_id_for(keys: KeySet, blob: bytes) -> str:
+def key_id_for(keys: KeySet, blob: Blob) -> str:
     """Content address of a key set: same keys, same id, so registration is idempotent."""
     h = hashlib.sha256(keys.to_json().encode())
     h.update(blob)

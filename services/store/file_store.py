@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptorec.services.store import base
-from libcryptorec.he.backend import KeySet
+from libcryptorec.he.backend import Blob, KeySet
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: Blob) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -135,7 +135,7 @@ class FileStore:
                     shutil.rmtree(d, ignore_errors=True)
         return doomed
 
-    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> base.KeyRecord:
+    def put_key(self, keys: KeySet, blob: Blob, ttl_seconds: int) -> base.KeyRecord:
         key_id = base.key_id_for(keys, blob)
         record = base.KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         with self._io("put_key"):
@@ -243,12 +243,15 @@ class FileStore:
 
     def remove_client(self, name: str) -> None:
         with self._locked(), self._io("remove_client"):
-            raw = self._state(name)["record"]
-            if raw is None:
+            state = self._state(name)
+            if state["record"] is None:
                 raise base.NotFoundError(f"client {name} not found")
-            record = base.ClientRecord.from_json(json.dumps(raw))
+            record = base.ClientRecord.from_json(json.dumps(state["record"]))
             (self.root / "tokens" / record.token_sha256).unlink(missing_ok=True)
             self._client_file(name).unlink()
+        for key_id in state["keys"]:
+            if self.release_key(name, key_id) == 0:
+                self.delete_key(key_id)
 
     def claim_key(
         self, client: str, key_id: str, size: int, expires_unix: float, q: base.Quotas

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from cryptorec.services.store import base
-from libcryptorec.he.backend import KeySet
+from libcryptorec.he.backend import Blob, KeySet
 
 
 class RedisStore:
@@ -134,7 +134,7 @@ class RedisStore:
                     self._call(self._r.delete, *parts[start : start + 512])
         return doomed
 
-    def put_key(self, keys: KeySet, blob: bytes, ttl_seconds: int) -> base.KeyRecord:
+    def put_key(self, keys: KeySet, blob: Blob, ttl_seconds: int) -> base.KeyRecord:
         key_id = base.key_id_for(keys, blob)
         record = base.KeyRecord(key_id, keys, blob, time.time() + ttl_seconds)
         tx = self._r.pipeline(transaction=True)
@@ -207,7 +207,18 @@ class RedisStore:
         if raw is None:
             raise base.NotFoundError(f"client {name} not found")
         record = base.ClientRecord.from_json(raw)
+        # The token first: it stops at once, whatever happens to the rest.
         self._call(self._r.delete, self._k("token", record.token_sha256), self._k("client", name))
+        for member in self._call(self._r.zrange, self._k("client", name, "keys"), 0, -1):
+            key_id = member.decode()
+            if self.release_key(name, key_id) == 0:
+                self.delete_key(key_id)
+        self._call(
+            self._r.delete,
+            self._k("client", name, "keys"),
+            self._k("client", name, "keybytes"),
+            self._k("client", name, "queries"),
+        )
 
     _CLAIM = """
     local keys, sizes, owners = KEYS[1], KEYS[2], KEYS[3]

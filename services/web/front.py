@@ -31,8 +31,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cryptorec.services.rpc.admission import CLIENT_ADDRESS
 from cryptorec.services.rpc.options import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
 from cryptorec.services.rpc.request_id import REQUEST_ID
+from cryptorec.services.web.guard import Guard, GuardConfig, plain_response
 from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
 
 BROWSER_SERVICES: tuple[ServiceDescriptor, ...] = (
@@ -40,8 +42,9 @@ BROWSER_SERVICES: tuple[ServiceDescriptor, ...] = (
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"],
     evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"],
 )
-# Request headers passed on as gRPC metadata; nothing else reaches the gRPC server.
-FORWARDED_HEADERS = ("authorization", REQUEST_ID)
+# Request headers passed on as gRPC metadata; nothing else reaches the gRPC server. The client
+# address is the guard's (services/web/guard.py), never the browser's own claim.
+FORWARDED_HEADERS = ("authorization", REQUEST_ID, CLIENT_ADDRESS)
 # What a browser may send and read across origins (with --web-origins).
 CORS_REQUEST_HEADERS = (
     "authorization",
@@ -172,10 +175,14 @@ class WebFront:
         }
         self.page: ASGIApp | None = StaticFiles(directory=page_dir, html=True) if page_dir else None
 
+    def serves(self, path: str) -> bool:
+        """Whether `path` is a call of one of the browser services offered here."""
+        return _service_name(path) in self.services
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        service = self.services.get(scope["path"].split("/")[1])
+        service = self.services.get(_service_name(scope.get("path", "")))
         if service is not None:
             await service(scope, receive, send)
             return
@@ -184,28 +191,27 @@ class WebFront:
                 raise HTTPException(404)
             await self.page(scope, receive, send)
         except HTTPException as exc:  # StaticFiles' missing file or wrong method
-            await _plain(send, exc.status_code, exc.detail)
+            await plain_response(send, exc.status_code, exc.detail)
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
-    body = text.encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", b"%d" % len(body)),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _service_name(path: str) -> str:
+    """The service a request path names: "/cryptorec.v1.ModelService/GetModel" ->
+    "cryptorec.v1.ModelService" ("" for any other path)."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and not parts[0] else ""
 
 
 def web_app(
     forwarder: Forwarder,
     page_dir: Path | None,
     origins: tuple[str, ...],
+    guard: GuardConfig,
     served: set[str] | None = None,
 ) -> ASGIApp:
-    """The front for the `served` services, behind CORS for `origins` (none: same-origin
-    pages only)."""
-    app: ASGIApp = WebFront(forwarder, page_dir, served)
+    """The front for the `served` services, behind the guard's checks (services/web/guard.py)
+    and CORS for `origins` (none: same-origin pages only)."""
+    front = WebFront(forwarder, page_dir, served)
+    app: ASGIApp = Guard(front, guard, front.serves)
     if origins:
         app = CORSMiddleware(
             app,

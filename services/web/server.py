@@ -21,7 +21,10 @@ from typing import Any
 
 import uvicorn
 
+from cryptorec.services.settings import default_of
+from cryptorec.services.web.connections import ConnectionLimits, limited_protocol
 from cryptorec.services.web.front import Forwarder, web_app
+from cryptorec.services.web.guard import GuardConfig
 
 log = logging.getLogger("cryptorec.web")
 
@@ -47,8 +50,12 @@ class WebConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # require browser certificates signed by this CA
-    # Concurrent connections beyond which the front answers 503 at once.
+    # Concurrent connections beyond which the front answers 503 at once; connections one
+    # client address may hold (beyond, closed at once); seconds a connection has to send a
+    # request's headers, however slowly it trickles (services/web/connections.py).
     max_connections: int = 256
+    connections_per_address: int = default_of("web_connections_per_address")
+    header_timeout: float = default_of("web_header_timeout")
     drain_seconds: float = 5.0
 
     def __post_init__(self) -> None:
@@ -64,9 +71,13 @@ class WebServer:
     """The front: its port, the private address the gRPC server must also listen on
     (`grpc_target`, before `start`), and how to stop it."""
 
-    def __init__(self, config: WebConfig, served: set[str] | None = None) -> None:
-        """`served`: the full names of the services the gRPC server runs (None: all); the
-        front offers only those, so a pod of one role answers 404 for the others' paths."""
+    def __init__(
+        self, config: WebConfig, guard: GuardConfig, served: set[str] | None = None
+    ) -> None:
+        """`guard`: what every call is checked for before its body is read (authentication,
+        sizes, the upload budget); `served`: the full names of the services the gRPC server
+        runs (None: all); the front offers only those, so a pod of one role answers 404 for
+        the others' paths."""
         self.config = config
         self._socket_dir = Path(tempfile.mkdtemp(prefix="cryptorec-web-"))  # mode 0700
         self.grpc_target = f"unix:{self._socket_dir / 'grpc.sock'}"
@@ -77,7 +88,8 @@ class WebServer:
             if config.tls_client_ca:
                 tls["ssl_ca_certs"] = str(config.tls_client_ca)
                 tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        app = web_app(self.forwarder, config.page_dir, config.origins, served)
+        app = web_app(self.forwarder, config.page_dir, config.origins, guard, served)
+        self.connections = ConnectionLimits(config.connections_per_address, config.header_timeout)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -86,6 +98,7 @@ class WebServer:
                 log_level="warning",
                 log_config=None,  # our logging (cryptorec serve --log-format), not uvicorn's
                 limit_concurrency=config.max_connections,
+                http=limited_protocol(self.connections),
                 timeout_graceful_shutdown=int(config.drain_seconds),
                 **tls,
             )
