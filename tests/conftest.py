@@ -55,3 +55,31 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real Redis Cluster of three primaries on loopback, for the session (its URL)."""
+    import shutil
+
+    from tests.redis_server import start_cluster
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are needed to start a Redis Cluster")
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real primary, replica and Sentinel on loopback, for the session (its URL)."""
+    import shutil
+
+    from tests.redis_server import start_sentinel_group
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is needed to start a Sentinel group")
+    group = start_sentinel_group(tmp_path_factory.mktemp("redis-sentinel"))
+    yield group.url
+    group.stop()

@@ -1,5 +1,6 @@
-"""One suite for both stores (Redis and a directory): versions are immutable, visible only when
-complete and verified, and a publisher that dies mid-write leaves the old version serving."""
+"""One suite for every store (Redis as one server, as a Cluster and behind Sentinel, and a
+directory): versions are immutable, visible only when complete and verified, and a publisher
+that dies mid-write leaves the old version serving."""
 
 from __future__ import annotations
 
@@ -31,17 +32,26 @@ from cryptorec.services.store.base import (
     Usage,
 )
 from cryptorec.services.store.file_store import FileStore
+from cryptorec.services.store.redis_connect import parse
 from cryptorec.services.store.redis_store import RedisStore
 from libcryptorec.he.backend import KeySet
 from tests.redis_server import free_port, start_redis
 
+# One server, a Redis Cluster of three primaries, a Sentinel-managed primary with a replica
+# (every write acknowledged by it), and the embedded directory: one contract for all.
+REDIS_URL_FIXTURES = {
+    "redis": "redis_url",
+    "cluster": "redis_cluster",
+    "sentinel": "redis_sentinel",
+}
 
-@pytest.fixture(params=["file", "redis"])
+
+@pytest.fixture(params=["file", "redis", "cluster", "sentinel"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "file":
         yield FileStore(tmp_path / "store")
         return
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue(REDIS_URL_FIXTURES[request.param])
     redis_store = RedisStore(url, prefix=f"test-{uuid.uuid4().hex[:8]}:")
     yield redis_store
     for key in redis_store._r.scan_iter(match=redis_store.prefix + "*"):
@@ -165,6 +175,73 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store(f"file://{tmp_path}"), FileStore)
     assert isinstance(open_store(str(tmp_path)), FileStore)
     assert isinstance(open_store("redis://127.0.0.1:6379/0"), RedisStore)
+
+
+def test_redis_urls_name_a_server_a_sentinel_group_or_a_cluster(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    server = parse("redis://:hunter2@10.0.0.1:6380/2")
+    assert (server.mode, server.where, server.wait_replicas) == ("server", "10.0.0.1:6380", 0)
+    sentinel = parse(
+        f"rediss+sentinel://a:6379,b:6379,[::1]:6379/cryptorec/1?password_file={tmp_path}/pw"
+        f"&sentinel_password_file={tmp_path}/pw"
+    )
+    assert sentinel.mode == "sentinel"
+    assert sentinel.hosts == (("a", 6379), ("b", 6379), ("::1", 6379))
+    assert (sentinel.service, sentinel.db, sentinel.tls) == ("cryptorec", 1, True)
+    assert sentinel.password == sentinel.sentinel_password == "s3cret"
+    assert sentinel.wait_replicas == 1  # a primary with replicas: acknowledged means copied
+    cluster = parse("redis+cluster://:pw@n1:7000,n2:7001?wait_replicas=1&wait_timeout_ms=500")
+    assert (cluster.mode, cluster.hosts, cluster.wait_replicas) == (
+        "cluster",
+        (("n1", 7000), ("n2", 7001)),
+        1,
+    )
+    for url in (server, sentinel, cluster):
+        assert "hunter2" not in repr(url)
+        assert "s3cret" not in repr(url)
+        assert "pw@" not in url.where
+    for bad, why in (
+        ("redis+sentinel://a:1", "SERVICE"),
+        ("redis+cluster://a", "host:port"),
+        ("redis+cluster://a:1?colour=red", "unknown store URL options: colour"),
+        ("redis+cluster://a:1?password_file=/nonexistent/pw", "cannot read the store password"),
+        ("memcached://a:1", "scheme"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            parse(bad)
+
+
+def test_keys_written_before_hash_tags_are_renamed_and_kept(redis_url: str) -> None:
+    """A deployment upgraded from the untagged key layout keeps its versions, clients, key
+    sets (with their TTLs) and budgets."""
+    prefix = f"old-{uuid.uuid4().hex[:8]}:"
+    writer = RedisStore(redis_url, prefix=prefix)
+    writer.publish("v1", PARTS, {})
+    record = _client(writer, "alice", Quotas(queries_per_day=5))
+    key = writer.put_key(_keys(3), b"abc", 600)
+    writer.claim_key("alice", key.key_id, 3, time.time() + 600, Quotas())
+    writer.spend_query("alice", 5)
+    r = writer._r
+    for tagged in list(r.scan_iter(match=prefix + "*")):  # back to the untagged names
+        name = tagged.decode()[len(prefix) :]
+        untagged = {"{models}": "models", "{models}:current": "current"}.get(name)
+        untagged = untagged or name.replace("{", "").replace("}", "")
+        r.rename(tagged, prefix + untagged)
+    assert r.exists(prefix + "current")
+    assert r.exists(prefix + f"key:{key.key_id}:blob")
+    upgraded = RedisStore(redis_url, prefix=prefix)
+    try:
+        assert upgraded.current() == "v1"
+        assert upgraded.read("v1")[1] == PARTS
+        assert upgraded.client_by_token(record.token_sha256).name == "alice"
+        assert upgraded.get_key(key.key_id).blob == b"abc"
+        assert 0 < r.ttl(prefix + "{key:" + key.key_id + "}:blob") <= 600
+        assert upgraded.owns_key("alice", key.key_id)
+        assert upgraded.usage("alice").queries_today == 1
+        assert not [k for k in r.scan_iter(match=prefix + "*") if b"{" not in k]
+    finally:
+        for k in r.scan_iter(match=prefix + "*"):
+            r.delete(k)
 
 
 # Every operation of the contract, applied to a store whose backend has failed.

@@ -8,8 +8,11 @@ from cryptorec.services.store.base import Store
 
 
 def open_store(url: str, prefix: str = "cryptorec:") -> Store:
-    """`redis://...` / `rediss://...` or `file://DIR` (or a plain path) to a Store."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    """A Redis URL (services/store/redis_connect.py: one server, Sentinel or Cluster) or
+    `file://DIR` (or a plain path) to a Store."""
+    from cryptorec.services.store.redis_connect import SCHEMES
+
+    if url.startswith(SCHEMES):
         from cryptorec.services.store.redis_store import RedisStore
 
         return RedisStore(url, prefix)

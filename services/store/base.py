@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from cryptorec.services.errors import BadRequestError
 from libcryptorec.he.backend import Blob, KeySet
 from libcryptorec.model import STARS
 
@@ -34,7 +35,15 @@ class StoreError(RuntimeError):
 
 
 class NotFoundError(KeyError):
-    """No such model version or key id (or it expired)."""
+    """No such model version, key id or client (or it expired)."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No such model version, or none of the kind asked for."""
+
+
+class KeyNotFoundError(NotFoundError):
+    """No key set under this id: never registered, expired or deleted (register it again)."""
 
 
 class CorruptError(StoreError):
@@ -79,7 +88,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class InvalidIdError(ValueError):
+class InvalidIdError(BadRequestError):
     """A version or key id that no store could hold (syntax or length): a client's mistake."""
 
 
@@ -185,12 +194,16 @@ class Quotas:
 @dataclass(frozen=True)
 class ClientRecord:
     """A client allowed in: its name, the sha256 of its bearer token (never the token), its
-    quotas and when it was added."""
+    quotas, when it was added and when its token stops working (None: never). After a
+    rotation the previous token keeps working until `previous_valid_until`."""
 
     name: str
     token_sha256: str
     quotas: Quotas
     created_unix: float
+    expires_unix: float | None = None
+    previous_token_sha256: str | None = None
+    previous_valid_until: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -198,25 +211,96 @@ class ClientRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> ClientRecord:
         raw = json.loads(text)
-        return cls(raw["name"], raw["token_sha256"], Quotas(**raw["quotas"]), raw["created_unix"])
+        return cls(
+            raw["name"],
+            raw["token_sha256"],
+            Quotas(**raw["quotas"]),
+            raw["created_unix"],
+            raw.get("expires_unix"),
+            raw.get("previous_token_sha256"),
+            raw.get("previous_valid_until", 0.0),
+        )
+
+    def holds(self, token_sha256: str) -> bool:
+        """Whether the token is this client's, current or previous (valid or not)."""
+        return token_sha256 in (self.token_sha256, self.previous_token_sha256)
+
+    def refusal(self, token_sha256: str, now: float) -> str | None:
+        """Why this client's token `token_sha256` is refused at `now`, or None if it works."""
+        if token_sha256 == self.previous_token_sha256 and token_sha256 != self.token_sha256:
+            return None if now < self.previous_valid_until else "token replaced by a newer one"
+        if self.expires_unix is not None and now >= self.expires_unix:
+            return "token expired"
+        return None
+
+    def token_expires(self, token_sha256: str) -> float | None:
+        """When the token stops working (None: never)."""
+        if token_sha256 == self.previous_token_sha256 and token_sha256 != self.token_sha256:
+            return self.previous_valid_until
+        return self.expires_unix
 
 
 @dataclass(frozen=True)
 class Usage:
-    """What a client holds and has asked: key sets, their bytes, queries in the last day."""
+    """What a client holds and has asked: key sets, their bytes, queries in the last day and
+    when the oldest of those leaves the rolling day (None if there are none)."""
 
     key_sets: int
     key_bytes: int
     queries_today: int
+    oldest_query_unix: float | None = None
+
+    def query_frees_in(self, now: float) -> float:
+        """Seconds from `now` until one more query fits in the rolling day."""
+        if self.oldest_query_unix is None:
+            return 0.0
+        return max(0.0, self.oldest_query_unix + DAY_SECONDS - now)
+
+
+@dataclass(frozen=True)
+class Space:
+    """Bytes a store holds and may hold: Redis' used_memory and maxmemory (of its fullest
+    primary), or a directory's file system."""
+
+    used: int
+    limit: int
 
 
 class QuotaExceededError(Exception):
     """A client's quota or budget is spent (RESOURCE_EXHAUSTED); `retry_after`: seconds until
-    some of it frees up, where the store knows."""
+    some of it frees up, where the store knows; `subject`: whose quota it is ("client:alice",
+    "address"), `quota`: which one ("queries_per_day", ...)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        subject: str = "",
+        quota: str = "",
+    ) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.subject, self.quota = retry_after, subject, quota
+
+
+def budget_spent(client: str, per_day: int, wait: float) -> QuotaExceededError:
+    """The refusal of a query beyond `client`'s budget; `wait`: seconds until one frees."""
+    return QuotaExceededError(
+        f"client {client} has asked its {per_day} queries of the last 24 hours",
+        wait,
+        subject=f"client:{client}",
+        quota="queries_per_day",
+    )
+
+
+def key_quota_full(client: str, q: Quotas, by_count: bool, frees: float) -> QuotaExceededError:
+    """The refusal of a key set beyond `client`'s quotas: the count (`by_count`) or bytes."""
+    what = f"{q.max_key_sets} key sets" if by_count else f"{q.max_key_bytes} key bytes"
+    return QuotaExceededError(
+        f"client {client} holds {what} already",
+        frees,
+        subject=f"client:{client}",
+        quota="max_key_sets" if by_count else "max_key_bytes",
+    )
 
 
 class Store(Protocol):
@@ -260,6 +344,10 @@ class Store(Protocol):
         """Raise StoreError unless the backend answers."""
         ...
 
+    def space(self) -> Space | None:
+        """What the store holds and may hold, None if it is not bounded."""
+        ...
+
     def add_client(self, record: ClientRecord) -> None:
         """Let a client in; ValueError if the name is taken."""
         ...
@@ -270,6 +358,11 @@ class Store(Protocol):
 
     def clients(self) -> list[ClientRecord]:
         """Every client, by name."""
+        ...
+
+    def replace_client(self, record: ClientRecord) -> None:
+        """Store a client's changed record (a rotated token, a new expiry): its tokens, current
+        and previous, lead to it; NotFoundError if the client is unknown."""
         ...
 
     def remove_client(self, name: str) -> None:
@@ -298,10 +391,15 @@ class Store(Protocol):
         """Drop `client`'s ownership of `key_id`; the number of owners left."""
         ...
 
-    def spend_query(self, client: str, per_day: int) -> None:
-        """Count (atomically, across every replica) one query of `client` in the rolling day;
-        QuotaExceededError with the seconds until the oldest counted one leaves the window if
-        `per_day` are spent already (nothing is counted then)."""
+    def spend_query(self, client: str, per_day: int) -> str:
+        """Count (atomically, across every replica) one query of `client` in the rolling day
+        and return its receipt; QuotaExceededError with the seconds until the oldest counted
+        one leaves the window if `per_day` are spent already (nothing is counted then)."""
+        ...
+
+    def refund_query(self, client: str, receipt: str) -> None:
+        """Uncount the query `spend_query` gave `receipt` for (it was not answered); a
+        receipt already refunded, or out of the window, changes nothing."""
         ...
 
     def usage(self, client: str) -> Usage:

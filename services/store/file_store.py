@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -65,6 +66,9 @@ class FileStore:
         if not (self.root / "models").is_dir() or not (self.root / "keys").is_dir():
             raise base.StoreError(f"store directory {self.root} is gone")
 
+    def space(self) -> base.Space | None:
+        return None  # a full disk is refused as it happens (ENOSPC: StoreFullError)
+
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
         base.check_version_id(version)
         final = self.root / "models" / version
@@ -108,7 +112,7 @@ class FileStore:
         self.ping()
         with self._io(f"read {version}"):
             if not (d / "manifest.json").is_file():
-                raise base.NotFoundError(f"model version {version} not found")
+                raise base.ModelNotFoundError(f"model version {version} not found")
             return self._read_dir(d)
 
     def _read_dir(self, d: Path) -> tuple[base.VersionInfo, dict[str, bytes]]:
@@ -150,11 +154,11 @@ class FileStore:
             try:
                 stored = (self.root / "keys" / f"{key_id}.json").read_bytes()
             except FileNotFoundError:
-                raise base.NotFoundError(f"key id {key_id} not found") from None
+                raise base.KeyNotFoundError(f"key id {key_id} not found") from None
         info = base.info_from_record(key_id, stored)
         if info.expires_unix < time.time():
             self.delete_key(key_id)
-            raise base.NotFoundError(f"key id {key_id} expired")
+            raise base.KeyNotFoundError(f"key id {key_id} expired")
         return info
 
     def get_key(self, key_id: str) -> base.KeyRecord:
@@ -163,7 +167,7 @@ class FileStore:
             try:
                 blob = (self.root / "keys" / f"{key_id}.blob").read_bytes()
             except FileNotFoundError:
-                raise base.NotFoundError(f"key id {key_id} not found") from None
+                raise base.KeyNotFoundError(f"key id {key_id} not found") from None
         return base.KeyRecord(key_id, info.keys, blob, info.expires_unix)
 
     def delete_key(self, key_id: str) -> None:
@@ -201,7 +205,9 @@ class FileStore:
             state = {"record": None, "keys": {}, "queries": []}
         now = time.time()
         state["keys"] = {k: v for k, v in state["keys"].items() if v[1] > now}
-        state["queries"] = [t for t in state["queries"] if t > now - base.DAY_SECONDS]
+        # [time, receipt] per query (a bare time from before receipts: one nobody can refund)
+        queries = [q if isinstance(q, list) else [q, ""] for q in state["queries"]]
+        state["queries"] = [q for q in queries if q[0] > now - base.DAY_SECONDS]
         return state
 
     def _save(self, name: str, state: dict[str, Any]) -> None:
@@ -229,9 +235,21 @@ class FileStore:
         if raw is None:
             raise base.NotFoundError("unknown token")
         record = base.ClientRecord.from_json(json.dumps(raw))
-        if record.token_sha256 != token_sha256:
+        if not record.holds(token_sha256):
             raise base.NotFoundError("unknown token")
         return record
+
+    def replace_client(self, record: base.ClientRecord) -> None:
+        with self._locked(), self._io("replace_client"):
+            state = self._state(record.name)
+            if state["record"] is None:
+                raise base.NotFoundError(f"client {record.name} not found")
+            old = base.ClientRecord.from_json(json.dumps(state["record"]))
+            _atomic_write(self.root / "tokens" / record.token_sha256, record.name.encode())
+            state["record"] = json.loads(record.to_json())
+            self._save(record.name, state)
+            if old.previous_token_sha256 not in (None, record.previous_token_sha256):
+                (self.root / "tokens" / old.previous_token_sha256).unlink(missing_ok=True)
 
     def clients(self) -> list[base.ClientRecord]:
         self.ping()
@@ -247,7 +265,8 @@ class FileStore:
             if state["record"] is None:
                 raise base.NotFoundError(f"client {name} not found")
             record = base.ClientRecord.from_json(json.dumps(state["record"]))
-            (self.root / "tokens" / record.token_sha256).unlink(missing_ok=True)
+            for sha in filter(None, (record.token_sha256, record.previous_token_sha256)):
+                (self.root / "tokens" / sha).unlink(missing_ok=True)
             self._client_file(name).unlink()
         for key_id in state["keys"]:
             if self.release_key(name, key_id) == 0:
@@ -263,13 +282,9 @@ class FileStore:
             if key_id not in held:
                 frees = min((v[1] for v in held.values()), default=time.time()) - time.time()
                 if len(held) >= q.max_key_sets:
-                    raise base.QuotaExceededError(
-                        f"client {client} holds {q.max_key_sets} key sets already", frees
-                    )
+                    raise base.key_quota_full(client, q, True, frees)
                 if sum(v[0] for v in held.values()) + size > q.max_key_bytes:
-                    raise base.QuotaExceededError(
-                        f"client {client} holds {q.max_key_bytes} key bytes already", frees
-                    )
+                    raise base.key_quota_full(client, q, False, frees)
             held[key_id] = [size, expires_unix]
             self._save(client, state)
             owners = self._owners(key_id) | {client}
@@ -306,16 +321,22 @@ class FileStore:
                 path.unlink(missing_ok=True)
             return len(owners)
 
-    def spend_query(self, client: str, per_day: int) -> None:
+    def spend_query(self, client: str, per_day: int) -> str:
         with self._locked(), self._io("spend_query"):
             state = self._state(client)
             now = time.time()
             if len(state["queries"]) >= per_day:
-                wait = min(state["queries"]) + base.DAY_SECONDS - now
-                raise base.QuotaExceededError(
-                    f"client {client} has asked its {per_day} queries of the last 24 hours", wait
-                )
-            state["queries"].append(now)
+                wait = min(t for t, _ in state["queries"]) + base.DAY_SECONDS - now
+                raise base.budget_spent(client, per_day, wait)
+            receipt = secrets.token_hex(8)
+            state["queries"].append([now, receipt])
+            self._save(client, state)
+            return receipt
+
+    def refund_query(self, client: str, receipt: str) -> None:
+        with self._locked(), self._io("refund_query"):
+            state = self._state(client)
+            state["queries"] = [q for q in state["queries"] if q[1] != receipt]
             self._save(client, state)
 
     def usage(self, client: str) -> base.Usage:
@@ -323,4 +344,5 @@ class FileStore:
         with self._io("usage"):
             state = self._state(client)
         held = state["keys"].values()
-        return base.Usage(len(held), sum(v[0] for v in held), len(state["queries"]))
+        oldest = min((t for t, _ in state["queries"]), default=None)
+        return base.Usage(len(held), sum(v[0] for v in held), len(state["queries"]), oldest)
