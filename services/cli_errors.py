@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 
 from cryptorec.services.client.library import InputError, ReplyError
-from cryptorec.services.rpc.errors import retry_after
+from cryptorec.services.rpc.details import details_of
 from cryptorec.services.rpc.request_id import request_id_of
 from cryptorec.services.store.base import (
     InvalidIdError,
@@ -80,29 +80,42 @@ def explain(exc: BaseException) -> tuple[str, int]:
     )
 
 
+# What a user can do about a refusal, by its ErrorInfo reason (services/rpc/details.py).
+_ADVICE = {
+    "QUOTA_EXCEEDED": "your budget is spent",
+    "OVERLOADED": "the service is busy",
+    "STORE_FULL": "the service's store is full (the operator is alerted)",
+    "STORE_UNAVAILABLE": "the service's store is down",
+    "KEY_NOT_FOUND": "the key set expired or was deleted: run the command again to register it",
+    "TRANSFER_TOO_SLOW": "the connection is too slow for this request",
+}
+
+
 def _rpc(exc: grpc.Call) -> tuple[str, int]:
     code = exc.code()
-    details = (exc.details() or "").strip()
-    wait = retry_after(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        advice = "is the service running and the target right?"
-    elif wait is not None:
-        advice = f"try again in {_duration(wait)}"
-    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        advice = "the service is busy; try again later"
+    message = (exc.details() or "").strip()
+    details = details_of(exc)
+    advice = [_ADVICE[details.reason]] if details.reason in _ADVICE else []
+    if details.retry_after is not None:
+        advice.append(f"try again in {_duration(details.retry_after)}")
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        advice.append("is the service running and the target right?")
+    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and not advice:
+        advice.append("the service is busy; try again later")
     elif code == grpc.StatusCode.UNAUTHENTICATED:
-        advice = "pass the token the operator gave you (--token or CRYPTOREC_TOKEN)"
-    else:
-        advice = ""
-    message = f"{code.name}: {details}" + (f"; {advice}" if advice else "")
+        advice.append("pass the token the operator gave you (--token or CRYPTOREC_TOKEN)")
+    fields = ", ".join(f for f, _ in details.fields if f)
+    what = f"{code.name} ({details.reason})" if details.reason else code.name
+    text = f"{what}: {message}" + (f" [field {fields}]" if fields else "")
+    text += "".join(f"; {a}" for a in advice)
     request_id = request_id_of(exc)
     if request_id:
-        message += f" (request id {request_id})"
+        text += f" (request id {request_id})"
     if code in _UNAVAILABLE_STATUSES:
-        return message, UNAVAILABLE
+        return text, UNAVAILABLE
     if code in _BAD_INPUT_STATUSES:
-        return message, BAD_INPUT
-    return message, UNEXPECTED
+        return text, BAD_INPUT
+    return text, UNEXPECTED
 
 
 def _duration(seconds: float) -> str:

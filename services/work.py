@@ -24,7 +24,7 @@ class WorkSlots:
         `wait` seconds: shard calls, which the calling evaluator has admitted already)."""
         free = self._free.acquire(timeout=wait) if wait > 0 else self._free.acquire(False)
         if not free:
-            raise RefusedError(f"all {self.slots} work slots of this process are busy; retry later")
+            raise RefusedError(f"all {self.slots} work slots of this process are busy")
         try:
             yield
         finally:

@@ -165,7 +165,7 @@ def test_trainer_killed_before_the_pointer_moves_leaves_the_old_version_serving(
     store = RedisStore(url, prefix=prefix)
     assert store.current() == "v1"
     assert [v.version for v in store.versions()] == ["v1"]
-    assert store._r.exists(prefix + "model:v2:manifest")  # the orphan exists, invisible
+    assert store._r.exists(prefix + "{model:v2}:manifest")  # the orphan exists, invisible
     proc, port = serve("all", url, prefix)
     try:
         client = CryptoRecClient(f"127.0.0.1:{port}")

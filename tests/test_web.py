@@ -5,6 +5,7 @@ the library's, and SEAL's seeded form (what the page uploads) is read and checke
 
 from __future__ import annotations
 
+import base64
 import re
 import struct
 import urllib.request
@@ -14,8 +15,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from google.rpc import status_pb2
 
 from cryptorec.services.client.library import CryptoRecClient
+from cryptorec.services.rpc.details import read_details, reason_of
 from cryptorec.services.rpc.options import MAX_MESSAGE_BYTES
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import key_service_pb2 as key_pb
@@ -41,8 +44,8 @@ def _auth(s: Served) -> dict[str, str]:
     return {"authorization": f"Bearer {s.token}"}
 
 
-def _grpc_status(s: Served, method: str, request: bytes) -> grpc.StatusCode:
-    """The status the gRPC port gives the same request."""
+def _grpc_status(s: Served, method: str, request: bytes) -> tuple[grpc.StatusCode, str]:
+    """The status and ErrorInfo reason the gRPC port gives the same request."""
     channel = grpc.insecure_channel(s.grpc_target)
     streaming = method.endswith("PredictWhole")
     call = (channel.unary_stream if streaming else channel.unary_unary)(method)
@@ -50,9 +53,9 @@ def _grpc_status(s: Served, method: str, request: bytes) -> grpc.StatusCode:
         answer = call(request, metadata=[("authorization", f"Bearer {s.token}")], timeout=30)
         if streaming:
             list(answer)
-        return grpc.StatusCode.OK
+        return grpc.StatusCode.OK, ""
     except grpc.RpcError as exc:
-        return exc.code()
+        return exc.code(), reason_of(exc)  # type: ignore[attr-defined,arg-type]
     finally:
         channel.close()
 
@@ -75,8 +78,16 @@ def test_get_model_over_grpc_web_equals_grpc(served: Served) -> None:
     assert len(over_web.catalogue) == 300
 
 
+def _web_reason(trailers: dict[str, str]) -> str:
+    """The ErrorInfo reason in a gRPC-web reply's trailers (binary values are base64)."""
+    packed = trailers.get("grpc-status-details-bin", "")
+    raw = base64.b64decode(packed + "=" * (-len(packed) % 4))
+    return read_details(status_pb2.Status.FromString(raw)).reason
+
+
 def test_bad_input_grpc_web_statuses_equal_the_grpc_ones(served: Served) -> None:
-    # RELIABILITY.md lines 2, 5 and 9 over the web port: every status as the gRPC port gives it.
+    # RELIABILITY.md lines 2, 5 and 9 over the web port: every status as the gRPC port gives
+    # it, with the same machine-readable reason (line 32).
     header = ev_pb.PredictHeader(
         model_version="v1",
         key_id="0" * 64,
@@ -97,11 +108,13 @@ def test_bad_input_grpc_web_statuses_equal_the_grpc_ones(served: Served) -> None
     }
     for path, request in cases.items():
         body = request.SerializeToString()
-        expected = _grpc_status(served, path, body)
+        expected, reason = _grpc_status(served, path, body)
         assert expected != grpc.StatusCode.OK, path
+        assert reason, path
         reply = grpc_web_call(served.url, path, body, _auth(served))
         assert reply.grpc_status == expected.value[0], (path, reply.trailers, expected)
         assert reply.trailers.get("grpc-message"), path
+        assert _web_reason(reply.trailers) == reason, path
 
 
 def test_web_calls_pass_the_grpc_authentication(served: Served) -> None:

@@ -1,5 +1,6 @@
 """How the client library reports a failed call: as gRPC reported it, with the request id
-the server logged it under."""
+the server logged it under and the machine-readable details the server attached (why, and
+when retrying can succeed)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,29 @@ from typing import Any
 
 import grpc
 
+from cryptorec.services.rpc.details import ErrorDetails, details_of
 from cryptorec.services.rpc.request_id import request_id_of
 
 
 class ServiceError(grpc.RpcError, grpc.Call):
     """A call that failed, as gRPC reported it (`code()`, `details()`, trailing metadata),
-    shown with the request id the server logged it under: quote it to the operator."""
+    shown with the request id the server logged it under: quote it to the operator.
+    `reason` (ErrorInfo: "QUOTA_EXCEEDED", "OVERLOADED", ...) and `retry_after` (seconds,
+    None if retrying cannot help) are what programs should read, never the message."""
 
     def __init__(self, error: grpc.Call) -> None:
         super().__init__()
         self.error = error
         self.request_id = request_id_of(error)
+        self.error_details: ErrorDetails = details_of(error)
+
+    @property
+    def reason(self) -> str:
+        return self.error_details.reason
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.error_details.retry_after
 
     def __str__(self) -> str:
         seen = f" (request id {self.request_id})" if self.request_id else ""

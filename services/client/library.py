@@ -30,6 +30,7 @@ from cryptorec.services.client.keycache import KeyCache
 from cryptorec.services.rpc.call_metadata import CallMetadata
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import kind_enum, kind_of, mode_enum, scheme_enum, spec_from_pb
+from cryptorec.services.rpc.details import details_of
 from cryptorec.services.rpc.options import (
     CHANNEL_OPTIONS,
     CHUNK_BYTES,
@@ -40,6 +41,8 @@ from cryptorec.services.rpc.request_id import request_id_of
 from cryptorec.services.rpc.streams import groups_by_bytes, slices
 from cryptorec.services.rpc.tls import ClientTls
 from cryptorec.services.rpc.tls import channel as open_channel
+from cryptorec.v1 import account_service_pb2 as account_pb
+from cryptorec.v1 import account_service_pb2_grpc as account_grpc
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2 as key_pb
@@ -60,8 +63,30 @@ class InputError(ValueError):
     """The caller's ratings or choices cannot be used with this model (nothing was sent)."""
 
 
-# Statuses after which sending the same query again can succeed (another replica, later).
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+# The longest wait the library sits out by itself when a replica asks it to retry later.
+MAX_RETRY_WAIT_SECONDS = 10.0
+
+
+def retry_wait(exc: grpc.RpcError | ReplyError, attempt: int) -> float | None:
+    """Seconds to wait before sending a failed query again, or None not to: a damaged reply
+    or an unreachable replica (round-robin takes the retry elsewhere) after an exponential
+    backoff; an overloaded replica after the delay it asked for, if short. Jittered, so that
+    clients refused together do not return together. A spent budget is never retried."""
+    backoff = PREDICT_BACKOFF_SECONDS * 2**attempt
+    if isinstance(exc, ReplyError):
+        wait = backoff
+    elif not isinstance(exc, grpc.Call):
+        return None
+    elif exc.code() == grpc.StatusCode.UNAVAILABLE:
+        wait = backoff
+    elif details_of(exc).reason == "OVERLOADED":
+        asked = details_of(exc).retry_after or backoff
+        if asked > MAX_RETRY_WAIT_SECONDS:
+            return None
+        wait = max(asked, backoff)
+    else:
+        return None
+    return float(wait * (0.5 + random.random()))
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,7 @@ class CryptoRecClient:
         self.models = model_grpc.ModelServiceStub(self._channels[target])
         self.keys = key_grpc.KeyServiceStub(self._channels[key_target or target])
         self.evaluator = ev_grpc.EvaluatorServiceStub(self._channels[evaluator_target or target])
+        self.accounts = account_grpc.AccountServiceStub(self._channels[target])
         self._keys: dict[tuple[Any, ...], _Keys] = {}
         self.retries = 0  # Predict attempts repeated after a replica failed
         self.last_request_id = ""  # the last Predict's
@@ -151,6 +177,12 @@ class CryptoRecClient:
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
+
+    @_reporting
+    def usage(self) -> account_pb.GetUsageResponse:
+        """This client's budget and quotas as the service counts them, and when its token
+        expires (FAILED_PRECONDITION from a server without authentication)."""
+        return self.accounts.GetUsage(account_pb.GetUsageRequest(), timeout=self.timeout)
 
     @_reporting
     def model_info(
@@ -368,8 +400,8 @@ class CryptoRecClient:
                 )
                 yield ev_pb.PredictRequest(chunk=chunk)
 
-        # The query is idempotent: if the replica dies or the stream breaks, send it again;
-        # round-robin balancing takes the retry to another replica.
+        # The query is idempotent (and an unanswered one is not charged): if the replica dies,
+        # is overloaded or the stream breaks, send it again.
         for attempt in range(PREDICT_ATTEMPTS):
             try:
                 started = time.perf_counter()
@@ -383,11 +415,11 @@ class CryptoRecClient:
                 self.last_request_id = request_id_of(calls) or ""
                 return received
             except (grpc.RpcError, ReplyError) as exc:
-                retryable = isinstance(exc, ReplyError) or exc.code() in RETRYABLE
-                if not retryable or attempt == PREDICT_ATTEMPTS - 1:
+                wait = retry_wait(exc, attempt)
+                if wait is None or attempt == PREDICT_ATTEMPTS - 1:
                     raise
                 self.retries += 1
-                time.sleep(PREDICT_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
 

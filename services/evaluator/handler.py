@@ -16,13 +16,20 @@ peers, computes every shard where the query lands.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
-from cryptorec.services.errors import BadRequestError, PermissionDeniedError, PreconditionError
+from cryptorec.services.errors import (
+    BadRequestError,
+    PermissionDeniedError,
+    PreconditionError,
+    about,
+)
 from cryptorec.services.evaluator.peers import Peers
 from cryptorec.services.evaluator.remote_shards import RemoteShards
 from cryptorec.services.evaluator.scatter import ReplyBlock, merged, scatter_gather
@@ -31,6 +38,8 @@ from cryptorec.services.store.base import (
     ClientRecord,
     KeyInfo,
     Store,
+    StoreError,
+    budget_spent,
     check_key_id,
     check_version_id,
 )
@@ -58,14 +67,48 @@ class QueryHeader:
     model_kind: ModelKind | None = None
 
 
+class Bill:
+    """What one query costs its client's budget. Nothing until its computation starts, once a
+    work slot is held (`spend`: one query, counted atomically across replicas, so a query
+    refused for overload costs nothing), and nothing in the end unless it is answered
+    (`answered`, as its first reply chunk goes; `close` refunds it otherwise)."""
+
+    def __init__(self, store: Store, client: ClientRecord) -> None:
+        self.store, self.client = store, client
+        self._receipt: str | None = None
+        self._answered = False
+
+    def spend(self) -> None:
+        """Count the query (QuotaExceededError if the budget is spent)."""
+        if self._receipt is None:
+            self._receipt = self.store.spend_query(
+                self.client.name, self.client.quotas.queries_per_day
+            )
+
+    def answered(self) -> None:
+        self._answered = True
+
+    def close(self) -> None:
+        """Refund the query if it was counted and not answered."""
+        if self._receipt is None or self._answered:
+            return
+        try:
+            self.store.refund_query(self.client.name, self._receipt)
+        except StoreError as exc:  # the store is down: the client pays for this one
+            log.warning("could not refund an unanswered query of %s: %s", self.client.name, exc)
+        self._receipt = None
+
+
 @dataclass(frozen=True)
 class Query:
-    """An admitted query: the version, spec and key set it will be computed with."""
+    """An admitted query: the version, spec and key set it will be computed with, and its
+    bill to the caller's budget (None without authentication)."""
 
     version: ModelVersion
     spec: SchemeSpec
     backend: Backend
     key: KeyInfo
+    bill: Bill | None = None
 
     @property
     def upload_bytes(self) -> int:
@@ -115,27 +158,58 @@ class EvaluatorHandler:
         InvalidIdError otherwise): the key id's syntax, the version, the ciphertext count, the
         key set's existence and kind; with a `caller`, that it owns the key set
         (PermissionDeniedError); that the client applied the model's input offset
-        (PreconditionError); with a `caller`, that it has budget left for one more query
-        (QuotaExceededError, counted now across every replica, so a refused query costs none).
-        Reads only the key set's metadata."""
-        key_id = check_key_id(header.key_id)
+        (PreconditionError); with a `caller`, that its budget is not spent already
+        (QuotaExceededError: before the upload; the query is counted only when its
+        computation starts, see Bill). Reads only the key set's metadata."""
+        with about("header.key_id"):
+            key_id = check_key_id(header.key_id)
         backend = header.backend
-        version = self.versions.load(self.versions.resolve(header.model_version))
+        with about("header.model_version"):
+            version = self.versions.load(self.versions.resolve(header.model_version))
         spec = _spec(version, backend)
         name = f"{backend.scheme}/{backend.mode}"
         if header.ciphertext_count != spec.ciphertexts_per_query:
             raise BadRequestError(
                 f"{name} on model {version.version} takes {spec.ciphertexts_per_query} "
-                f"ciphertexts, the header announces {header.ciphertext_count}"
+                f"ciphertexts, the header announces {header.ciphertext_count}",
+                field="header.ciphertext_count",
             )
         key = self._key_for(key_id, backend)
         if caller is not None and not self.store.owns_key(caller.name, key_id):
             raise PermissionDeniedError(f"key set {key_id} belongs to another client")
         check_client_knows(version, header)
+        bill = None
         if caller is not None:
-            self.store.spend_query(caller.name, caller.quotas.queries_per_day)
-        note(scheme=backend.scheme, mode=backend.mode, model_version=version.version)
-        return Query(version, spec, backend, key)
+            self._check_budget(caller)
+            bill = Bill(self.store, caller)
+        note(
+            scheme=backend.scheme,
+            mode=backend.mode,
+            model_version=version.version,
+            kind=version.kind,
+            quoted_seconds=version.quote(spec).get("server_seconds"),
+        )
+        return Query(version, spec, backend, key, bill)
+
+    def _check_budget(self, caller: ClientRecord) -> None:
+        """QuotaExceededError if `caller` has no query left today (not binding: Bill.spend
+        counts atomically; this only spares a spent client its upload)."""
+        per_day, usage = caller.quotas.queries_per_day, self.store.usage(caller.name)
+        if usage.queries_today >= per_day:
+            raise budget_spent(caller.name, per_day, usage.query_frees_in(time.time()))
+
+    @contextlib.contextmanager
+    def billing(self, query: Query) -> Iterator[Callable[[], None]]:
+        """The block in which `query` is answered; it yields `answered`, to call as the first
+        reply chunk is sent. A query the block leaves unanswered (refused, failed, its client
+        gone before any reply) costs nothing: budgets pay for answers only."""
+        if query.bill is None:
+            yield lambda: None
+            return
+        try:
+            yield query.bill.answered
+        finally:
+            query.bill.close()
 
     def evaluate(
         self, query: Query, ciphertexts: list[bytes], should_stop: StopCheck
@@ -143,12 +217,15 @@ class EvaluatorHandler:
         """The query's reply blocks, each as soon as it is computed (not in item order when
         shards compute it). With peers, a shardable backend's shards go to them; otherwise
         everything is computed here, in a work slot taken now (RefusedError at once if none
-        is free) and released when the computation ends, off the serving thread."""
+        is free) and released when the computation ends, off the serving thread. The query's
+        bill is spent as its computation starts (QuotaExceededError if the budget is gone)."""
         spec, backend, version = query.spec, query.backend, query.version
         timer = Timer("evaluate")
         per_block, items = backend.items_per_reply(spec), spec.items
         runs = version.shard_runs(spec) if backend.shardable else []
         if len(runs) > 1 and self.peers is not None:
+            if query.bill is not None:
+                query.bill.spend()
             calls = RemoteShards(self.peers, _task_for(query), request_id())
             return scatter_gather(
                 ciphertexts,
@@ -162,6 +239,12 @@ class EvaluatorHandler:
             )
         slot = self.work.hold()
         slot.__enter__()
+        try:
+            if query.bill is not None:
+                query.bill.spend()
+        except BaseException:
+            slot.__exit__(None, None, None)
+            raise
 
         def compute(stop: StopCheck) -> Iterator[ReplyBlock]:
             try:

@@ -12,6 +12,7 @@ import grpc
 
 from cryptorec.services.errors import PeerError
 from cryptorec.services.evaluator.peers import Peers
+from cryptorec.services.observability.tracing import outgoing_metadata
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum
 from cryptorec.services.rpc.request_id import REQUEST_ID
 from cryptorec.v1 import shard_service_pb2 as pb
@@ -40,7 +41,9 @@ class RemoteShards:
 
     def __init__(self, peers: Peers, task: ShardTask, request_id: str | None) -> None:
         self.peers, self.task = peers, task
-        self.metadata = ((REQUEST_ID, request_id),) if request_id else ()
+        # The request id and the trace context (traceparent) travel with every shard call.
+        ids = ((REQUEST_ID, request_id),) if request_id else ()
+        self.metadata = ids + outgoing_metadata()
         self.retries = 0
         self.candidates = peers.assign([shard_key(task, s) for s in range(task.shard_count)])
 

@@ -5,12 +5,12 @@ its blocks are computed."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
 
-from cryptorec.services.errors import BadRequestError
+from cryptorec.services.errors import BadRequestError, about
 from cryptorec.services.evaluator.handler import EvaluatorHandler, Query, QueryHeader
 from cryptorec.services.evaluator.scatter import ReplyBlock
 from cryptorec.services.observability.current import Timer, phase
@@ -46,32 +46,43 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                 if deadline is not None:
                     deadline.pause()
                 query = self.handler.admit(query_header(header), current_client())
+                answered = held.enter_context(self.handler.billing(query))
                 held.enter_context(self._memory(query))
                 if deadline is not None:
                     deadline.expect(query.upload_bytes)
                 ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
-            yield from self._answer(query, ciphertexts, context)
+            yield from self._answer(query, ciphertexts, context, answered)
 
     @streaming
     def PredictWhole(
         self, request: pb.PredictWholeRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.PredictResponse]:
-        with phase("receive"):
-            if not request.HasField("header"):
-                raise BadRequestError("the request must carry a header")
-            query = self.handler.admit(query_header(request.header), current_client())
-            ciphertexts = exactly(list(request.ciphertexts), query.spec.ciphertexts_per_query)
-        with self._memory(query):
-            yield from self._answer(query, ciphertexts, context)
+        with contextlib.ExitStack() as held:
+            with phase("receive"):
+                if not request.HasField("header"):
+                    raise BadRequestError("the request must carry a header", field="header")
+                query = self.handler.admit(query_header(request.header), current_client())
+                answered = held.enter_context(self.handler.billing(query))
+                with about("ciphertexts"):
+                    ciphertexts = exactly(
+                        list(request.ciphertexts), query.spec.ciphertexts_per_query
+                    )
+            held.enter_context(self._memory(query))
+            yield from self._answer(query, ciphertexts, context, answered)
 
     def _memory(self, query: Query) -> contextlib.AbstractContextManager[None]:
         """The share of the upload budget a query holds while received and computed."""
         return self.budget.reserve(QUERY_MEMORY * query.upload_bytes, "this query")
 
     def _answer(
-        self, query: Query, ciphertexts: list[bytes], context: grpc.ServicerContext
+        self,
+        query: Query,
+        ciphertexts: list[bytes],
+        context: grpc.ServicerContext,
+        answered: Callable[[], None],
     ) -> Iterator[pb.PredictResponse]:
-        """The reply chunks of an admitted query, each sent as soon as it is computed."""
+        """The reply chunks of an admitted query, each sent as soon as it is computed;
+        `answered()` as the first goes (the query is then charged)."""
         first_reply = Timer("first_reply")
         blocks = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
         layout = ReplyLayout.of(query)
@@ -79,6 +90,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         for chunk in reply_chunks(blocks, layout, query.version.version, context):
             if sending is None:
                 first_reply.finish()
+                answered()
                 sending = Timer("send")
             yield chunk
         if sending is not None:
@@ -87,13 +99,17 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
 
 def query_header(header: pb.PredictHeader) -> QueryHeader:
     """What the handler reads of a Predict header."""
+    with about("header.scheme"):
+        backend = backend_for(header.scheme, header.mode)
+    with about("header.model_kind"):
+        kind = kind_of(header.model_kind)
     return QueryHeader(
         model_version=header.model_version,
         key_id=header.key_id,
-        backend=backend_for(header.scheme, header.mode),
+        backend=backend,
         ciphertext_count=header.ciphertext_count,
         input_offset=header.input_offset,
-        model_kind=kind_of(header.model_kind),
+        model_kind=kind,
     )
 
 
@@ -102,11 +118,17 @@ def receive(chunks: Iterator[pb.CiphertextChunk], expected: int) -> list[bytes]:
     ciphertexts: list[bytes] = []
     for index, chunk in enumerate(chunks):
         if chunk.chunk_index != index:
-            raise BadRequestError(f"chunk {chunk.chunk_index} arrived where {index} was due")
+            raise BadRequestError(
+                f"chunk {chunk.chunk_index} arrived where {index} was due",
+                field="chunk.chunk_index",
+            )
         ciphertexts.extend(chunk.ciphertexts)
         if len(ciphertexts) > expected:
-            raise BadRequestError(f"more than the announced {expected} ciphertexts")
-    return exactly(ciphertexts, expected)
+            raise BadRequestError(
+                f"more than the announced {expected} ciphertexts", field="chunk.ciphertexts"
+            )
+    with about("chunk.ciphertexts"):
+        return exactly(ciphertexts, expected)
 
 
 def exactly(ciphertexts: list[bytes], expected: int) -> list[bytes]:

@@ -36,6 +36,7 @@ from cryptorec.services.store.base import (
     NotFoundError,
     QuotaExceededError,
     Store,
+    StoreFullError,
     key_id_for,
     shown,
 )
@@ -81,9 +82,13 @@ class KeyHandler:
         ttl_seconds: int,
         work: WorkSlots,
         registrations_per_address: int = DEFAULT_REGISTRATIONS_PER_ADDRESS,
+        model_reserve: int = 0,
     ) -> None:
+        """`model_reserve`: bytes of the store no key set may take, kept for model versions
+        (the trainer's next publication must always fit)."""
         self.store, self.ttl, self.work = store, ttl_seconds, work
         self.registrations_per_address = registrations_per_address
+        self.model_reserve = model_reserve
 
     def check(self, upload: KeyUpload, caller: ClientRecord | None = None) -> KeySet:
         """Everything the header alone shows (before any key byte is read), the caller's
@@ -93,15 +98,17 @@ class KeyHandler:
         name = f"{backend.scheme}/{backend.mode}"
         if upload.parameter_set != backend.parameter_set:
             raise BadRequestError(
-                f"parameter set {shown(upload.parameter_set)} is not offered for {name}"
+                f"parameter set {shown(upload.parameter_set)} is not offered for {name}",
+                field="header.parameter_set",
             )
         names = [blob_name for blob_name, _, _ in upload.blobs]
         if sorted(names) != sorted(backend.key_blob_names):
             raise BadRequestError(
-                f"{name} registers exactly {list(backend.key_blob_names)} (public keys only)"
+                f"{name} registers exactly {list(backend.key_blob_names)} (public keys only)",
+                field="header.blobs",
             )
         if any(size < 0 for _, size, _ in upload.blobs):
-            raise BadRequestError("blob sizes cannot be negative")
+            raise BadRequestError("blob sizes cannot be negative", field="header.blobs")
         backend.check_key_header(upload.rotation_steps)  # InvalidKeyError: INVALID_ARGUMENT
         if upload.total > backend.key_set_cap():
             raise TooLargeError(
@@ -117,11 +124,14 @@ class KeyHandler:
                 )
         if caller is not None:
             held, q = self.store.usage(caller.name), caller.quotas
-            if held.key_sets >= q.max_key_sets or held.key_bytes + upload.total > q.max_key_bytes:
+            by_count = held.key_sets >= q.max_key_sets
+            if by_count or held.key_bytes + upload.total > q.max_key_bytes:
                 raise QuotaExceededError(
                     f"client {caller.name} holds {held.key_sets} key sets ({held.key_bytes} "
                     f"bytes) of its {q.max_key_sets} ({q.max_key_bytes} bytes): delete one "
-                    "(DeleteKeys) or wait for one to expire"
+                    "(DeleteKeys) or wait for one to expire",
+                    subject=f"client:{caller.name}",
+                    quota="max_key_sets" if by_count else "max_key_bytes",
                 )
         sizes = {blob_name: size for blob_name, size, _ in upload.blobs}
         return KeySet(
@@ -152,7 +162,7 @@ class KeyHandler:
         blobs = {name: view[start : start + size] for name, start, size in upload.offsets()}
         for blob_name, _, digest in upload.blobs:
             if hashlib.sha256(blobs[blob_name]).digest() != digest:
-                raise BadRequestError(f"blob {blob_name}: sha256 mismatch")
+                raise BadRequestError(f"blob {blob_name}: sha256 mismatch", field="header.blobs")
         received = [name for name, _, _ in upload.blobs]
         canonical = (
             view
@@ -160,7 +170,10 @@ class KeyHandler:
             else b"".join(blobs[n] for n, _ in keys.blobs)
         )
         key_id = key_id_for(keys, canonical)
-        if caller is None and address and not self._stored(key_id):
+        new = not self._stored(key_id)
+        if new:
+            self._check_room(len(canonical))
+        if caller is None and address and new:
             self._count_registration(address)  # before the costly checks: attempts count
         with self.work.hold():  # loading keys into SEAL is the heavy part
             upload.backend.validate_keys(keys, blobs)  # InvalidKeyError: INVALID_ARGUMENT
@@ -172,6 +185,19 @@ class KeyHandler:
             "registered key %s (%s/%s, %d bytes)", record.key_id, keys.scheme, keys.mode, len(data)
         )
         return record
+
+    def _check_room(self, size: int) -> None:
+        """StoreFullError unless a new key set of `size` bytes leaves the model reserve free
+        (without this, key sets could fill the store and block the next model version)."""
+        space = self.store.space()
+        # Twice the size: Redis holds the value and, while it arrives, the request carrying it.
+        if space is None or space.used + 2 * size <= space.limit - self.model_reserve:
+            return
+        free = max(0, space.limit - self.model_reserve - space.used)
+        raise StoreFullError(
+            f"the store keeps {self.model_reserve / 1e6:.0f} MB for model versions and has "
+            f"{free / 1e6:.1f} MB left for key sets; this one takes {size / 1e6:.1f} MB"
+        )
 
     def _stored(self, key_id: str) -> bool:
         try:
@@ -191,6 +217,8 @@ class KeyHandler:
                 f"this address has registered {self.registrations_per_address} new key sets in "
                 "the last 24 hours, the most allowed without authentication",
                 exc.retry_after,
+                subject="address",
+                quota="registrations_per_address",
             ) from None
 
     def info(self, key_id: str, caller: ClientRecord | None = None) -> KeyInfo:

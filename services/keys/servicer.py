@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from cryptorec.services.errors import BadRequestError
+from cryptorec.services.errors import BadRequestError, about
 from cryptorec.services.keys.handler import KeyHandler, KeyUpload
 from cryptorec.services.keys.receive import receive_key_bytes
 from cryptorec.services.rpc.admission import UploadBudget, current_address, current_upload
@@ -42,7 +42,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self, request: pb.RegisterKeysWholeRequest, context: grpc.ServicerContext
     ) -> pb.RegisterKeysResponse:
         if not request.HasField("header"):
-            raise BadRequestError("the request must carry a header")
+            raise BadRequestError("the request must carry a header", field="header")
         return self._register(request.header, iter([request.keys]))
 
     def _register(self, header: pb.KeyHeader, chunks: Iterator[bytes]) -> pb.RegisterKeysResponse:
@@ -50,8 +50,10 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         deadline = current_upload()
         if deadline is not None:
             deadline.pause()
+        with about("header.scheme"):
+            backend = backend_for(header.scheme, header.mode)
         upload = KeyUpload(
-            backend=backend_for(header.scheme, header.mode),
+            backend=backend,
             parameter_set=header.parameter_set,
             rotation_steps=tuple(header.rotation_steps),
             blobs=tuple((b.name, b.size, b.sha256) for b in header.blobs),
@@ -61,7 +63,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         with self.budget.reserve(KEY_UPLOAD_MEMORY * upload.total, "this key set"):
             if deadline is not None:
                 deadline.expect(upload.total)
-            data = receive_key_bytes(chunks, upload)
+            with about("chunk"):
+                data = receive_key_bytes(chunks, upload)
             record = self.handler.register(
                 upload, keys, memoryview(data), caller, current_address()
             )
@@ -71,13 +74,15 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     def GetKeyInfo(
         self, request: pb.GetKeyInfoRequest, context: grpc.ServicerContext
     ) -> pb.GetKeyInfoResponse:
-        return key_info_message(self.handler.info(request.key_id, current_client()))
+        with about("key_id"):
+            return key_info_message(self.handler.info(request.key_id, current_client()))
 
     @unary
     def DeleteKeys(
         self, request: pb.DeleteKeysRequest, context: grpc.ServicerContext
     ) -> pb.DeleteKeysResponse:
-        self.handler.delete(request.key_id, current_client())
+        with about("key_id"):
+            self.handler.delete(request.key_id, current_client())
         return pb.DeleteKeysResponse()
 
     @unary

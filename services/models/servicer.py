@@ -7,6 +7,7 @@ import json
 import grpc
 
 from cryptorec.services.cache import ByteBudgetCache
+from cryptorec.services.errors import about
 from cryptorec.services.models.handler import ModelDescription, ModelHandler
 from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.convert import kind_enum, kind_of, scheme_parameters
@@ -74,6 +75,9 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     def GetModel(
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
-        version = self.handler.resolve(request.version, kind_of(request.kind))
+        with about("kind"):
+            kind = kind_of(request.kind)
+        with about("version"):
+            version = self.handler.resolve(request.version, kind)
         note(model_version=version)
         return self._responses.get(version, lambda: to_message(self.handler.describe(version)))

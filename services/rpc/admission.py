@@ -39,9 +39,9 @@ from typing import Any
 
 import grpc
 
-from cryptorec.services.errors import RefusedError, StreamCutError
-from cryptorec.services.observability.current import note_refusal
+from cryptorec.services.errors import RefusedError, StreamCutError, TooLargeError
 from cryptorec.services.rpc.auth import current_client
+from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.settings import default_of
 from cryptorec.services.work import WorkSlots
@@ -193,10 +193,10 @@ class UploadBudget:
     @contextlib.contextmanager
     def reserve(self, nbytes: int, what: str) -> Iterator[None]:
         """Hold `nbytes` of the budget for the block; RefusedError at once if they do not fit
-        beside what other uploads hold."""
+        beside what other uploads hold, TooLargeError if they never could."""
         with self._lock:
-            if nbytes > self.limit:
-                raise RefusedError(
+            if nbytes > self.limit:  # never fits: retrying cannot help
+                raise TooLargeError(
                     f"{what} needs {nbytes / 1e6:.0f} MB to receive and check, over this "
                     f"process' upload budget of {self.limit / 1e6:.0f} MB"
                 )
@@ -204,7 +204,7 @@ class UploadBudget:
                 raise RefusedError(
                     f"this process is receiving {self._held / 1e6:.0f} MB of uploads; "
                     f"{what} needs {nbytes / 1e6:.0f} MB more than its budget of "
-                    f"{self.limit / 1e6:.0f} MB allows: retry in a few seconds",
+                    f"{self.limit / 1e6:.0f} MB allows",
                     retry_after=2.0,
                 )
             self._held += nbytes
@@ -312,8 +312,7 @@ class Admission(grpc.ServerInterceptor):
             try:
                 stack.enter_context(self._call(holder))
             except RefusedError as exc:
-                note_refusal("overload")
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                abort_for(context, exc)
             stack.callback(_current_address.reset, _current_address.set(holder.host))
             if not uploads:
                 yield request
@@ -322,7 +321,7 @@ class Admission(grpc.ServerInterceptor):
             upload.expect(0)  # the header must come within the grace period
             stack.callback(_current_upload.reset, _current_upload.set(upload))
             stack.callback(upload.finish)
-            yield _finishing(request, upload)
+            yield _finishing(request, upload, context)
 
     @staticmethod
     def _holder(context: grpc.ServicerContext, forwarded: str | None) -> _Holder:
@@ -366,15 +365,24 @@ class Admission(grpc.ServerInterceptor):
                             del self._by[kind][key]
 
 
-def _finishing(requests: Iterator[Any], upload: Transfer) -> Iterator[Any]:
+def _finishing(
+    requests: Iterator[Any], upload: Transfer, context: grpc.ServicerContext
+) -> Iterator[Any]:
     """The requests, marking the upload finished when the client half-closes; StreamCutError
-    if the stream ends early (the client left, or the watchdog cut a late upload)."""
+    if the stream ends early (the client left, or the watchdog cut a late upload). A call
+    ended while a read is pending can look like a half-close (grpc sees the empty read
+    before the cancellation), so an end is a half-close only while the call is alive."""
+    cut = StreamCutError(
+        "the request stream ended before the request did (the client cancelled, was too "
+        "slow, or sent a message over the size limit)",
+        timed_out=False,
+    )
     try:
         yield from requests
     except grpc.RpcError:
-        raise StreamCutError(
-            "the request stream ended before the request did (the client cancelled, was too "
-            "slow, or sent a message over the size limit)",
-            timed_out=upload.expired,
-        ) from None
+        cut.timed_out = upload.expired
+        raise cut from None
+    if upload.expired or not context.is_active():
+        cut.timed_out = upload.expired
+        raise cut
     upload.finish()

@@ -26,6 +26,7 @@ from connectrpc.request import RequestContext
 from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
+from google.rpc import status_pb2
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
@@ -35,16 +36,23 @@ from cryptorec.services.rpc.admission import CLIENT_ADDRESS
 from cryptorec.services.rpc.options import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
 from cryptorec.services.rpc.request_id import REQUEST_ID
 from cryptorec.services.web.guard import Guard, GuardConfig, plain_response
-from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
+from cryptorec.v1 import (
+    account_service_pb2,
+    evaluator_service_pb2,
+    key_service_pb2,
+    model_service_pb2,
+)
 
 BROWSER_SERVICES: tuple[ServiceDescriptor, ...] = (
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"],
     evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"],
 )
 # Request headers passed on as gRPC metadata; nothing else reaches the gRPC server. The client
-# address is the guard's (services/web/guard.py), never the browser's own claim.
-FORWARDED_HEADERS = ("authorization", REQUEST_ID, CLIENT_ADDRESS)
+# address is the guard's (services/web/guard.py), never the browser's own claim; a browser's
+# W3C trace context continues on the server.
+FORWARDED_HEADERS = ("authorization", REQUEST_ID, CLIENT_ADDRESS, "traceparent", "tracestate")
 # What a browser may send and read across origins (with --web-origins).
 CORS_REQUEST_HEADERS = (
     "authorization",
@@ -54,9 +62,12 @@ CORS_REQUEST_HEADERS = (
     "grpc-timeout",
     "x-grpc-web",
     "x-user-agent",
+    "traceparent",
+    "tracestate",
     REQUEST_ID,
 )
-CORS_RESPONSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin", REQUEST_ID)
+STATUS_DETAILS = "grpc-status-details-bin"
+CORS_RESPONSE_HEADERS = ("grpc-status", "grpc-message", STATUS_DETAILS, REQUEST_ID)
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
@@ -139,7 +150,12 @@ class Forwarder:
 
 
 def _connect_error(exc: grpc.aio.AioRpcError) -> ConnectError:
-    return ConnectError(code_of(exc.code()), exc.details() or "")
+    """The browser's error for a failed call: its code, message and google.rpc details."""
+    details: list[Any] = []
+    for key, value in exc.trailing_metadata() or ():
+        if key == STATUS_DETAILS and isinstance(value, bytes):
+            details = list(status_pb2.Status.FromString(value).details)
+    return ConnectError(code_of(exc.code()), exc.details() or "", details)
 
 
 class ServiceApp(ConnectASGIApplication[Forwarder]):

@@ -2,6 +2,7 @@
 // ciphertexts. Keys and ratings stay in this browser; see recommender.ts for the protocol.
 
 import type { GetModelResponse } from "./gen/cryptorec/v1/model_service_pb";
+import { describe } from "./errors";
 import { PrivateRecommender, isStars, type Result } from "./recommender";
 import { allKeys, forgetKeys } from "./keystore";
 import { SealWorker } from "./worker-protocol";
@@ -139,7 +140,7 @@ async function recommend(): Promise<void> {
     await renderKeys();
     status(`done: ${result.recommendations.length} recommendations from model ${result.modelVersion}`);
   } catch (error) {
-    status(`failed: ${error instanceof Error ? error.message : String(error)}`, true);
+    status(`failed: ${describe(error)}`, true);
   } finally {
     button.disabled = ratings.size === 0;
   }
@@ -178,7 +179,7 @@ async function start(): Promise<void> {
     status("ready: search for movies you know and rate them");
     document.body.dataset.ready = "true";
   } catch (error) {
-    status(`could not load the model: ${error instanceof Error ? error.message : String(error)}`, true);
+    status(`could not load the model: ${describe(error)}`, true);
   }
 }
 

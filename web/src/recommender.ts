@@ -10,6 +10,7 @@ import { KeyService } from "./gen/cryptorec/v1/key_service_pb";
 import { EvaluatorService } from "./gen/cryptorec/v1/evaluator_service_pb";
 import { ModelKind, Mode, Scheme } from "./gen/cryptorec/v1/types_pb";
 import { chunkChecksum, equalBytes, sha256 } from "./checksum";
+import { reasonOf } from "./errors";
 import { blocksOf, shown, topN, userInputs, type ModelInputs } from "./inputs";
 import { loadKeys, purposeOf, saveKeys, type StoredKeys } from "./keystore";
 import type { SealWorker } from "./worker-protocol";
@@ -173,7 +174,7 @@ export class PrivateRecommender {
       return await this.recommendOnce(ratings, n);
     } catch (error) {
       // The key set expired on the server since it was checked: register it again, once.
-      if (!(error instanceof ConnectError && error.code === Code.NotFound && this.registeredHere.size)) throw error;
+      if (!(reasonOf(error) === "KEY_NOT_FOUND" && this.registeredHere.size)) throw error;
       this.registeredHere.clear();
       return this.recommendOnce(ratings, n);
     }
