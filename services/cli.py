@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         cache_bytes=args.cache_bytes,
         key_ttl_seconds=args.key_ttl,
         registrations_per_address=args.registrations_per_address,
+        model_reserve_bytes=args.model_reserve,
         paillier_workers=args.paillier_workers,
         drain_seconds=args.drain_seconds,
         shard_peers=args.shard_peers,
@@ -204,7 +206,6 @@ def _recommend(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from cryptorec.services.client.library import CryptoRecClient, recommendations_text
-    from cryptorec.services.rpc.tls import ClientTls
 
     ratings = dict(_item_ratings(args.ratings))
     client = CryptoRecClient(
@@ -212,7 +213,7 @@ def _recommend(args: argparse.Namespace) -> int:
         key_target=args.key_target,
         evaluator_target=args.evaluator_target,
         key_dir=args.key_dir,
-        tls=ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
+        tls=_client_tls(args),
         token=args.token,
     )
     try:
@@ -255,14 +256,34 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
 
 
 def _clients_add(args: argparse.Namespace) -> int:
-    from cryptorec.services.clients import add_client
+    from cryptorec.services.clients import add_client, key_allowance
     from cryptorec.services.store.base import Quotas
 
-    quotas = Quotas(args.queries_per_day, args.max_key_sets, args.max_key_bytes)
-    token = add_client(_open_store(args), args.name, quotas)
+    _configure_logging(args, "cryptorec-clients")
+    store = _open_store(args)
+    key_bytes = args.max_key_bytes or key_allowance(store, args.model_reserve)
+    quotas = Quotas(args.queries_per_day, args.max_key_sets, key_bytes)
+    token = add_client(store, args.name, quotas, args.expires_in)
     print(
         f"added client {args.name}: {quotas.queries_per_day} queries a day, "
-        f"{quotas.max_key_sets} key sets ({quotas.max_key_bytes} bytes). Its token, shown once:",
+        f"{quotas.max_key_sets} key sets ({quotas.max_key_bytes / 2**20:.0f} MiB), token "
+        f"{_expiry(time.time() + args.expires_in if args.expires_in else None)}. "
+        "Its token, shown once:",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def _clients_rotate(args: argparse.Namespace) -> int:
+    from cryptorec.services.clients import rotate_client
+
+    _configure_logging(args, "cryptorec-clients")
+    token, record = rotate_client(_open_store(args), args.name, args.grace, args.expires_in)
+    old = "stops now" if not args.grace else f"works {args.grace / 3600:g} h more"
+    print(
+        f"rotated {args.name}'s token: the old one {old}; the new one "
+        f"{_expiry(record.expires_unix)}. The new token, shown once:",
         file=sys.stderr,
     )
     print(token)
@@ -270,8 +291,6 @@ def _clients_add(args: argparse.Namespace) -> int:
 
 
 def _clients_list(args: argparse.Namespace) -> int:
-    import time
-
     store = _open_store(args)
     for c in store.clients():
         used = store.usage(c.name)
@@ -280,14 +299,48 @@ def _clients_list(args: argparse.Namespace) -> int:
         print(
             f"{c.name:<20} queries {used.queries_today}/{q.queries_per_day} today  "
             f"key sets {used.key_sets}/{q.max_key_sets} ({used.key_bytes}/{q.max_key_bytes} "
-            f"bytes)  added {added}"
+            f"bytes)  added {added}, token {_expiry(c.expires_unix)}"
         )
     return 0
 
 
 def _clients_revoke(args: argparse.Namespace) -> int:
-    _open_store(args).remove_client(args.name)
-    print(f"revoked {args.name}: its token no longer works", file=sys.stderr)
+    from cryptorec.services.clients import revoke_client
+
+    _configure_logging(args, "cryptorec-clients")
+    revoke_client(_open_store(args), args.name)
+    print(f"revoked {args.name}: its tokens no longer work, its key sets are gone", file=sys.stderr)
+    return 0
+
+
+def _client_tls(args: argparse.Namespace) -> Any:
+    from cryptorec.services.rpc.tls import ClientTls
+
+    return ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+
+
+def _expiry(expires_unix: float | None) -> str:
+    if expires_unix is None:
+        return "does not expire"
+    return time.strftime("expires %Y-%m-%d %H:%M UTC", time.gmtime(expires_unix))
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from cryptorec.services.client.library import CryptoRecClient
+
+    client = CryptoRecClient(args.target, token=args.token, tls=_client_tls(args))
+    try:
+        u = client.usage()
+    finally:
+        client.close()
+    print(f"client {u.client}")
+    print(f"queries today   {u.queries_today} of {u.queries_per_day} (a rolling 24 hours)")
+    if u.next_query_unix:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(u.next_query_unix))
+        print(f"next query at   {when}")
+    print(f"key sets        {u.key_sets} of {u.max_key_sets}")
+    print(f"key bytes       {u.key_bytes / 2**20:.1f} of {u.max_key_bytes / 2**20:.0f} MiB")
+    print(f"token           {_expiry(u.token_expires_unix or None)}")
     return 0
 
 
@@ -374,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "transfer_min_rate",
         "upload_budget",
         "registrations_per_address",
+        "model_reserve",
         "cache_bytes",
         "key_ttl",
         "paillier_workers",
@@ -470,22 +524,54 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=8080, help="the page's port with --web")
     demo.set_defaults(func=_demo)
 
-    cl = sub.add_parser("clients", help="who may ask (with serve --auth): add, list, revoke")
+    cl = sub.add_parser(
+        "clients", help="who may ask (with serve --auth): add, rotate, list, revoke"
+    )
     clients = cl.add_subparsers(dest="clients", required=True)
     add = clients.add_parser("add", help="let a client in; prints its token once, last")
     add.add_argument("name", help="[a-z0-9-_.], at most 64 characters")
     defaults = Quotas()
     add.add_argument("--queries-per-day", type=int, default=defaults.queries_per_day)
     add.add_argument("--max-key-sets", type=int, default=defaults.max_key_sets)
-    add.add_argument("--max-key-bytes", type=settings.byte_size, default=defaults.max_key_bytes)
+    add.add_argument(
+        "--max-key-bytes",
+        type=settings.byte_size,
+        help="key bytes it may hold (default: an eighth of what the store has for key sets "
+        "after --model-reserve, at most 1G; 1G for an unbounded store)",
+    )
+    add.add_argument(
+        "--expires-in", type=settings.duration, help="its token stops after this (90d, 12h)"
+    )
     add.set_defaults(func=_clients_add)
+    rot = clients.add_parser(
+        "rotate", help="a new token for a client; the old one works for --grace more"
+    )
+    rot.add_argument("name")
+    rot.add_argument(
+        "--grace",
+        type=settings.duration,
+        default=86400.0,
+        help="how long the old token keeps working (0: stops now; default 24h)",
+    )
+    rot.add_argument(
+        "--expires-in", type=settings.duration, help="the new token stops after this (90d)"
+    )
+    rot.set_defaults(func=_clients_rotate)
     ls = clients.add_parser("list", help="clients with their quotas and what they use")
     ls.set_defaults(func=_clients_list)
-    rv = clients.add_parser("revoke", help="shut a client out (its token stops at once)")
+    rv = clients.add_parser(
+        "revoke", help="shut a client out (its tokens stop at once, its key sets go)"
+    )
     rv.add_argument("name")
     rv.set_defaults(func=_clients_revoke)
-    for p in (add, ls, rv):
-        settings.add(p, "store", "store_prefix")
+    for p in (add, rot, ls, rv):
+        settings.add(p, "store", "store_prefix", "log_format", "log_level")
+    settings.add(add, "model_reserve")
+
+    use = sub.add_parser("usage", help="your budget and quotas, as the service counts them")
+    use.add_argument("--target", default="127.0.0.1:50051", help="any CryptoRec service")
+    settings.add(use, "token", "tls_ca", "client_tls_cert", "client_tls_key")
+    use.set_defaults(func=_usage)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")

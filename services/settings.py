@@ -70,6 +70,22 @@ def byte_size(text: str) -> int:
     return int(value * factor)
 
 
+def duration(text: str) -> float:
+    """Seconds from "90d", "12h", "30m", "45s" or "3600"."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], 1)
+    try:
+        value = float(text[:-1] if text[-1:] in units else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 90d, 12h or 30m, got {text!r}"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value * factor
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its flag, environment variable, default (as typed on a command line;
@@ -269,6 +285,14 @@ SETTINGS: dict[str, Setting] = {
         "new key sets one client address may register per rolling day when there is no "
         "authentication (with --auth, clients' quotas apply instead)",
         _positive_int,
+    ),
+    "model_reserve": Setting(
+        "--model-reserve",
+        "CRYPTOREC_MODEL_RESERVE",
+        "256M",
+        "store memory no key set may take, kept for model versions so that the next "
+        "publication always fits (Redis with maxmemory; k8s/README.md has the arithmetic)",
+        byte_size,
     ),
     "retain": Setting(
         "--retain",

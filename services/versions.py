@@ -14,7 +14,7 @@ from cryptorec.services.cache import ByteBudgetCache
 from cryptorec.services.errors import PreconditionError
 from cryptorec.services.store.base import (
     CorruptError,
-    NotFoundError,
+    ModelNotFoundError,
     Store,
     check_version_id,
     version_kind,
@@ -166,7 +166,7 @@ class Versions:
             return requested
         current = self.store.current()
         if current is None:
-            raise NotFoundError("no model has been published yet")
+            raise ModelNotFoundError("no model has been published yet")
         if kind is None and self._loadable(current):
             return current
         # Kinds come from the listing's summaries (no model is loaded to learn one); the
@@ -180,5 +180,5 @@ class Versions:
         if kind is not None:
             others = sorted({version_kind(v) for v in listed} - {kind})
             served = f"; this deployment serves {' and '.join(others)} models" if others else ""
-            raise NotFoundError(f"no {kind} model has been published (or none loads){served}")
-        raise NotFoundError(f"no loadable model version (current {current} cannot be loaded)")
+            raise ModelNotFoundError(f"no {kind} model has been published (or none loads){served}")
+        raise ModelNotFoundError(f"no loadable model version (current {current} cannot be loaded)")

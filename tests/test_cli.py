@@ -298,7 +298,8 @@ def test_cli_failures_a_user_meets_are_one_line_each(tmp_path: Path) -> None:
 @pytest.mark.he
 def test_clients_and_tokens_through_the_cli(tmp_path: Path) -> None:
     """`clients add alice --queries-per-day 2`, then `serve --auth`: `recommend` without a token
-    is UNAUTHENTICATED, with it twice answered, the third time RESOURCE_EXHAUSTED."""
+    is UNAUTHENTICATED, with it twice answered, the third time RESOURCE_EXHAUSTED with the
+    reason (RELIABILITY.md line 32) and when to try again."""
     from cryptorec.services import versions
     from cryptorec.services.store.file_store import FileStore
     from tests.test_service_e2e import ITEMS, _packed
@@ -339,7 +340,8 @@ def test_clients_and_tokens_through_the_cli(tmp_path: Path) -> None:
         _assert_one_line(
             _run_cli(*common, *keys, env={"CRYPTOREC_TOKEN": token}),
             3,
-            "RESOURCE_EXHAUSTED",
+            "RESOURCE_EXHAUSTED (QUOTA_EXCEEDED)",
+            "your budget is spent",
             "try again in",
         )
         revoked = _run_cli("clients", "revoke", "alice", "--store", store_url)
@@ -397,14 +399,14 @@ def test_serve_with_metrics_and_json_logs_then_recommend(tmp_path: Path) -> None
         server.terminate()
         server.wait(timeout=60)
     counter = re.search(
-        r'^cryptorec_rpc_requests_total\{grpc_code="OK",grpc_method="Predict",'
-        r'grpc_service="cryptorec.v1.EvaluatorService"\} (\S+)$',
+        r'^grpc_server_handled_total\{grpc_code="OK",grpc_method="Predict",'
+        r'grpc_service="cryptorec.v1.EvaluatorService",grpc_type="bidi_stream"\} (\S+)$',
         metrics,
         re.MULTILINE,
     )
     assert counter, metrics
     assert float(counter.group(1)) > 0
-    assert 'cryptorec_rpc_duration_seconds_bucket{grpc_method="Predict"' in metrics
+    assert 'grpc_server_handling_seconds_bucket{grpc_method="Predict"' in metrics
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     assert all("level" in line and "message" in line for line in lines)
     (predict,) = [line for line in lines if line.get("method") == "Predict"]

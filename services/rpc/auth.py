@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextvars
 import hmac
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
 from cryptorec.services.clients import parse_bearer, token_sha256
+from cryptorec.services.errors import UnauthenticatedError
 from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
@@ -31,14 +33,22 @@ log = logging.getLogger("cryptorec.auth")
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 PEER_SERVICES = ("/cryptorec.v1.ShardService/",)
 
-_current_client: contextvars.ContextVar[ClientRecord | None] = contextvars.ContextVar(
+# The caller of the call this thread serves, and the sha256 of the token it sent.
+_current_client: contextvars.ContextVar[tuple[ClientRecord, str] | None] = contextvars.ContextVar(
     "client", default=None
 )
 
 
+def current_token_sha256() -> str | None:
+    """The sha256 of the token the current call carried (None without authentication)."""
+    caller = _current_client.get()
+    return caller[1] if caller is not None else None
+
+
 def current_client() -> ClientRecord | None:
     """The authenticated client of the call this thread serves (None without authentication)."""
-    return _current_client.get()
+    caller = _current_client.get()
+    return caller[0] if caller is not None else None
 
 
 class Authenticator(grpc.ServerInterceptor):
@@ -72,22 +82,26 @@ class Authenticator(grpc.ServerInterceptor):
         secret = self.peer_secret
         return bool(secret and token and hmac.compare_digest(token.encode(), secret.encode()))
 
-    def _client(self, token: str | None, context: grpc.ServicerContext) -> ClientRecord:
-        """The token's client, looked up in the pool thread (never the server's poll loop)."""
-        if token is None:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing credentials: send 'authorization: Bearer <token>'",
-            )
+    def _client(self, token: str | None, context: grpc.ServicerContext) -> tuple[ClientRecord, str]:
+        """The token's client and the token's sha256, looked up in the pool thread (never the
+        server's poll loop)."""
         try:
-            client = self.store.client_by_token(token_sha256(token))
+            if token is None:
+                raise UnauthenticatedError(
+                    "missing credentials: send 'authorization: Bearer <token>'"
+                )
+            sha = token_sha256(token)
+            try:
+                client = self.store.client_by_token(sha)
+            except NotFoundError:
+                raise UnauthenticatedError("unknown or revoked token") from None
+            refused = client.refusal(sha, time.time())
+            if refused is not None:
+                raise UnauthenticatedError(f"{refused}: ask the operator for a new one")
             note(client=client.name)
-            return client
-        except NotFoundError:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            return client, sha
         except Exception as exc:  # a store outage: UNAVAILABLE, like everywhere else
             abort_for(context, exc)
-        raise AssertionError("context.abort returned")
 
     def _checked(
         self, behaviour: Callable[..., Any], streams: bool, token: str | None
@@ -120,7 +134,7 @@ def _refusing(
 
     def refuse(behaviour: Callable[..., Any], streams: bool) -> Callable[..., Any]:
         def abort(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+            abort_for(context, UnauthenticatedError(why))
 
         return abort
 
