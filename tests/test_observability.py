@@ -25,6 +25,8 @@ from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
+from cryptorec.v1 import model_service_pb2 as model_pb
+from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from tests.test_service_e2e import ITEMS, RATINGS, _packed
 
 pytestmark = [pytest.mark.integration, pytest.mark.he]
@@ -96,12 +98,16 @@ PREDICT = {"grpc_service": "cryptorec.v1.EvaluatorService", "grpc_method": "Pred
 
 def test_metrics_count_predicts_their_latency_and_refusals(observed: dict[str, Any]) -> None:
     m = observed["metrics"]
-    assert _value(m, "cryptorec_rpc_requests_total", **PREDICT, grpc_code="OK") == QUERIES
-    assert _value(m, "cryptorec_rpc_requests_total", **PREDICT, grpc_code="RESOURCE_EXHAUSTED") == 1
+    # The standard gRPC server metrics (go-grpc-prometheus' names and labels).
+    streaming = {**PREDICT, "grpc_type": "bidi_stream"}
+    assert _value(m, "grpc_server_started_total", **streaming) == QUERIES + 1
+    assert _value(m, "grpc_server_handled_total", **streaming, grpc_code="OK") == QUERIES
+    assert _value(m, "grpc_server_handled_total", **PREDICT, grpc_code="RESOURCE_EXHAUSTED") == 1
     assert _value(m, "cryptorec_rpc_refused_total", **PREDICT, reason="quota") == 1
     # Every Predict (answered and refused) is in the latency histogram, in its +Inf bucket.
-    assert _value(m, "cryptorec_rpc_duration_seconds_count", **PREDICT) == QUERIES + 1
-    assert _value(m, "cryptorec_rpc_duration_seconds_bucket", **PREDICT, le="+Inf") == QUERIES + 1
+    assert _value(m, "grpc_server_handling_seconds_count", **PREDICT) == QUERIES + 1
+    assert _value(m, "grpc_server_handling_seconds_bucket", **PREDICT, le="+Inf") == QUERIES + 1
+    assert _value(m, "grpc_server_msg_sent_total", **PREDICT) >= QUERIES
     # Phases of answered queries, per scheme and mode; the refused one never reached them.
     for phase in ("receive", "evaluate", "send"):
         count = _value(
@@ -163,7 +169,7 @@ def test_log_lines_are_json_with_the_request_id_the_client_saw(observed: dict[st
     assert refused.request_id, "the error carries no request id"
     assert str(refused).endswith(f"(request id {refused.request_id})")
     assert by_id[refused.request_id]["code"] == "RESOURCE_EXHAUSTED"
-    from cryptorec.services.rpc.errors import retry_after
+    from cryptorec.services.rpc.details import retry_after
 
     assert retry_after(refused) is not None  # RetryInfo survives beside the request id
 
@@ -233,17 +239,28 @@ def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
     exported = _exported_names()
     exprs = _expressions()
     assert len(exprs) >= 8
-    used = {name for expr in exprs for name in re.findall(r"\b(cryptorec_[a-z_]+)", expr)}
-    assert used, "no cryptorec_ metric is used"
+    used = {
+        name
+        for expr in exprs
+        for name in re.findall(r"\b((?:cryptorec|grpc_server)_[a-z_]+)", expr)
+    }
+    assert used, "no metric of ours is used"
     assert used <= exported, used - exported
-    # Beyond ours, the process metrics our servers export and Prometheus' own scrape health.
+    # Beyond ours, the process metrics our servers export, redis_exporter's (its sidecar in
+    # k8s/base/redis.yaml) and Prometheus' own scrape health.
     others = {
         name
         for expr in exprs
         for name in re.findall(r"\b([a-z_]+)(?:\{|\[)", expr)
-        if not name.startswith("cryptorec_")
+        if not name.startswith(("cryptorec_", "grpc_server_"))
     }
-    assert others <= exported | {"up"}, others - exported
+    redis_exporter = {
+        "redis_memory_used_bytes",
+        "redis_memory_max_bytes",
+        "redis_connected_slaves",
+        "redis_up",
+    }
+    assert others <= exported | {"up"} | redis_exporter, others - exported
 
 
 @pytest.mark.slow
@@ -347,19 +364,71 @@ def test_cut_off_uploads_are_counted_as_what_they_are(tmp_path: Path) -> None:
         register = {"grpc_method": "RegisterKeys"}
 
         def count(code: str) -> float:
-            return _value(metrics, "cryptorec_rpc_requests_total", grpc_code=code, **register)
+            return _value(metrics, "grpc_server_handled_total", grpc_code=code, **register)
 
         # The server records a call once its handler has unwound: wait for both (bounded).
         until = time.monotonic() + 30
         metrics = _scrape(running)
         while (count("CANCELLED"), count("DEADLINE_EXCEEDED")) != (1, 1):
-            assert time.monotonic() < until, metrics
+            assert time.monotonic() < until, {
+                k: v for k, v in metrics.items() if "requests" in k[0]
+            }
             time.sleep(0.2)
             metrics = _scrape(running)
     finally:
         stop.set()
         running.stop(grace=1.0)
         logging.getLogger().handlers.clear()
-    assert _value(metrics, "cryptorec_rpc_requests_total", grpc_code="INTERNAL") == 0
+    assert _value(metrics, "grpc_server_handled_total", grpc_code="INTERNAL") == 0
     lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
     assert not [line for line in lines if line.get("level") == "ERROR"], lines
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_every_call_has_a_trace_id_the_caller_may_give(tmp_path: Path) -> None:
+    """A W3C traceparent sent by the caller is continued: the call's log lines carry its trace
+    id; a call without one gets a trace id of its own, different each time."""
+    store = FileStore(tmp_path / "store")
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
+    captured = io.StringIO()
+    logs.configure("json", "INFO", stream=captured)
+    running = start(("model",), store, config=ServerConfig())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = model_grpc.ModelServiceStub(channel)
+            stub.ListModels(model_pb.ListModelsRequest(), metadata=[("traceparent", TRACEPARENT)])
+            for _ in range(2):
+                stub.ListModels(model_pb.ListModelsRequest())
+    finally:
+        running.stop(grace=1.0)
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    calls = [line for line in lines if line.get("method") == "ListModels"]
+    assert calls[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    own = [line["trace_id"] for line in calls[1:]]
+    assert all(re.fullmatch("[0-9a-f]{32}", t) for t in own)
+    assert len(set(own)) == 2
+
+
+def test_shard_calls_carry_the_query_s_trace_context() -> None:
+    """An evaluator's calls to its shard peers send the query's traceparent (and request id),
+    so the peers' log lines join the query's."""
+    from cryptorec.services.evaluator.handler import ShardTask
+    from cryptorec.services.evaluator.peers import Peers
+    from cryptorec.services.evaluator.remote_shards import RemoteShards
+    from cryptorec.services.observability.tracing import incoming_context, tracer
+    from libcryptorec.he import registry
+
+    peers = Peers("127.0.0.1:1,127.0.0.1:2", secret="s")
+    task = ShardTask("v1", "0" * 32, registry.get("ckks", "fast"), 0, 2)
+    try:
+        with tracer.start_as_current_span(
+            "Predict", context=incoming_context({"traceparent": TRACEPARENT})
+        ):
+            metadata = dict(RemoteShards(peers, task, "req-1").metadata)
+    finally:
+        peers.close()
+    assert metadata["x-request-id"] == "req-1"
+    assert metadata["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from cryptorec.services.observability.tracing import tracer
+from cryptorec.services.observability.tracing import current_trace_id, tracer
 
 
 @dataclass
@@ -29,8 +29,13 @@ class Call:
     fields: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     refusal: str | None = None
+    reason: str | None = None
+    cause: str | None = None
     bytes_in: int = 0
     bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    grpc_type: str = "unary"
 
 
 _current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("call", default=None)
@@ -44,11 +49,12 @@ def note(**fields: Any) -> None:
         call.fields.update(fields)
 
 
-def note_refusal(reason: str) -> None:
-    """Why the current call is refused with RESOURCE_EXHAUSTED (a small fixed set)."""
+def note_failure(reason: str, cause: str, refusal: str | None = None) -> None:
+    """Why the current call failed: its ErrorInfo `reason`, the `cause` for the log line (never
+    a payload) and, for RESOURCE_EXHAUSTED, the refusal counter's label (a small fixed set)."""
     call = _current.get()
     if call is not None:
-        call.refusal = reason
+        call.reason, call.cause, call.refusal = reason, cause, refusal
 
 
 @contextlib.contextmanager
@@ -102,11 +108,15 @@ def serving(call: Call) -> Iterator[Call]:
 
 
 class RequestIdFilter(logging.Filter):
-    """Gives every log record made while serving a call that call's request id, so a
-    handler's own lines (a key registered, an error) join its access line."""
+    """Gives every log record made while serving a call that call's request id and trace id,
+    so a handler's own lines (a key registered, an error) join its access line, and the lines
+    of one query join across the processes it crossed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         call = _current.get()
         if call is not None and not hasattr(record, "request_id"):
             record.request_id = call.request_id
+        trace_id = current_trace_id()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
         return True

@@ -18,9 +18,11 @@ LOG_FORMATS = ("text", "json")
 # The fields a call's line carries beyond the message, in the order text lines show them.
 CALL_FIELDS = (
     "request_id",
+    "trace_id",
     "service",
     "method",
     "code",
+    "reason",
     "duration_ms",
     "scheme",
     "mode",

@@ -1,7 +1,8 @@
 """The servers' Prometheus metrics, in a registry of their own (one per server), served on
 `--metrics-port` (prometheus-client's HTTP server).
 
-Conventions: the `cryptorec_` prefix, base units (seconds, bytes), `_total` counters, and label
+Conventions: the `cryptorec_` prefix (the standard `grpc_server_*` call metrics apart), base
+units (seconds, bytes), `_total` counters, and label
 values from small fixed sets (gRPC services, methods and status codes, roles, schemes, modes,
 phases, reasons, cache kinds): never a key id, a token or a client name. The model version
 served is the one label that changes over time, on an info metric only.
@@ -38,18 +39,30 @@ class Metrics:
         # The grpc_ prefix (as in go-grpc-prometheus) keeps them clear of the `service` and
         # `method` labels a Prometheus scrape config may attach to the target.
         call = ("grpc_service", "grpc_method")
-        self.requests = Counter(
-            "cryptorec_rpc_requests",
-            "Calls finished, by status code.",
-            (*call, "grpc_code"),
+        # The standard gRPC server metrics, by the names (and labels) of go-grpc-prometheus and
+        # py-grpc-prometheus, so that off-the-shelf gRPC dashboards and alerts read them.
+        typed = ("grpc_type", *call)
+        self.started = Counter(
+            "grpc_server_started", "Calls started on the server.", typed, registry=r
+        )
+        self.handled = Counter(
+            "grpc_server_handled",
+            "Calls completed on the server, whatever their status.",
+            (*typed, "grpc_code"),
             registry=r,
         )
-        self.duration = Histogram(
-            "cryptorec_rpc_duration_seconds",
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
             "Time from a call's start to its status.",
-            call,
+            typed,
             buckets=LATENCY_BUCKETS,
             registry=r,
+        )
+        self.msg_received = Counter(
+            "grpc_server_msg_received", "Request messages received.", typed, registry=r
+        )
+        self.msg_sent = Counter(
+            "grpc_server_msg_sent", "Response messages sent.", typed, registry=r
         )
         self.in_flight = Gauge(
             "cryptorec_rpc_in_flight", "Calls being served now.", call, registry=r
@@ -91,6 +104,26 @@ class Metrics:
         self.store_up = Gauge(
             "cryptorec_store_up",
             "1 while the store answers (checked every 2 s), else 0.",
+            registry=r,
+        )
+        self.quoted = Gauge(
+            "cryptorec_quoted_seconds",
+            "What one query costs the server, as measured when the model version was published "
+            "(GetModel's quote), for the version last served per scheme, mode and kind: "
+            "latency alerts compare the evaluate phase with it.",
+            ("scheme", "mode", "kind"),
+            registry=r,
+        )
+        self.store_lost_data = Gauge(
+            "cryptorec_store_lost_data",
+            "1 while the store answers without the current model this process saw in it "
+            "(flushed, or a new empty volume), else 0.",
+            registry=r,
+        )
+        self.store_has_model = Gauge(
+            "cryptorec_store_has_model",
+            "1 while the store holds a current model version, 0 while it answers without one "
+            "(nothing published yet, or its data was lost).",
             registry=r,
         )
         self.key_registrations = Counter(

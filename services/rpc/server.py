@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cryptorec.services.accounts.servicer import AccountServicer
 from cryptorec.services.clients import token_sha256
 from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.peers import Peers, PeerTls
@@ -30,11 +31,19 @@ from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.rpc import options
 from cryptorec.services.rpc.admission import Admission, Limits
 from cryptorec.services.rpc.auth import Authenticator
+from cryptorec.services.rpc.readiness import StoreWatch, look
 from cryptorec.services.rpc.tls import ServerTls
 from cryptorec.services.settings import default_of
 from cryptorec.services.store.base import NotFoundError, Store, StoreError
 from cryptorec.services.web.guard import GuardConfig
-from cryptorec.v1 import evaluator_service_pb2, key_service_pb2, model_service_pb2
+from cryptorec.services.work import WorkSlots
+from cryptorec.v1 import (
+    account_service_pb2,
+    evaluator_service_pb2,
+    key_service_pb2,
+    model_service_pb2,
+)
+from cryptorec.v1 import account_service_pb2_grpc as account_grpc
 from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
@@ -61,11 +70,13 @@ class Parts:
 
 @dataclass(frozen=True)
 class Role:
-    """One service a server can run: its full gRPC name and how to add it to a server."""
+    """One service a server can run: its full gRPC name, how to add it to a server and
+    whether it is ready only with a current model in the store."""
 
     name: str
     service: str
     add: Callable[[grpc.Server, Parts], None]
+    needs_model: bool = True
 
 
 # Health service names. Liveness says the process serves and stays SERVING through a store
@@ -84,6 +95,8 @@ class ServerConfig:
     key_ttl_seconds: int = default_of("key_ttl")
     # New key sets per client address and rolling day without authentication.
     registrations_per_address: int = default_of("registrations_per_address")
+    # Store memory key sets may not take: room for the next model version.
+    model_reserve_bytes: int = default_of("model_reserve")
     paillier_workers: int = default_of("paillier_workers")
     drain_seconds: float = default_of("drain_seconds")
     # Item shards: the evaluators that compute them (None: all here), their shared secret and
@@ -100,7 +113,13 @@ class ServerConfig:
 
 def _add_keys(server: grpc.Server, p: Parts) -> None:
     c = p.config
-    handler = KeyHandler(p.store, c.key_ttl_seconds, p.admission.work, c.registrations_per_address)
+    handler = KeyHandler(
+        p.store,
+        c.key_ttl_seconds,
+        p.admission.work,
+        c.registrations_per_address,
+        c.model_reserve_bytes,
+    )
     key_grpc.add_KeyServiceServicer_to_server(KeyServicer(handler, p.admission.budget), server)
 
 
@@ -135,11 +154,13 @@ def _service_name(module: Any, name: str) -> str:
     return str(module.DESCRIPTOR.services_by_name[name].full_name)
 
 
+ACCOUNT_SERVICE = _service_name(account_service_pb2, "AccountService")
+
 # Every service a server can run, by role name (`cryptorec serve --role`).
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
-        Role("key", _service_name(key_service_pb2, "KeyService"), _add_keys),
+        Role("key", _service_name(key_service_pb2, "KeyService"), _add_keys, needs_model=False),
         Role("model", _service_name(model_service_pb2, "ModelService"), _add_models),
         Role("evaluator", _service_name(evaluator_service_pb2, "EvaluatorService"), _add_evaluator),
     )
@@ -161,6 +182,8 @@ class Running:
     health_port: int = 0
     metrics_server: WSGIServer | None = None
     web: WebServer | None = None  # the gRPC-web front, with --web-port
+    work: WorkSlots | None = None  # the process' work slots (HE work holds one)
+    watch: StoreWatch | None = None  # what readiness follows
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -170,11 +193,18 @@ class Running:
 
     def set_serving(self, serving: bool) -> None:
         """Readiness: every role's name and the overall "" (liveness is not touched)."""
-        status = _SERVING if serving else _NOT_SERVING
-        for role in self.roles:
-            self.metrics.ready.labels(role).set(1 if serving else 0)
-            self.health.set(ROLES[role].service, status)
-        self.health.set("", status)
+        self._set({role: serving for role in self.roles})
+
+    def set_ready(self, store_up: bool, has_model: bool) -> None:
+        """Readiness from the store: a role is ready while the store answers and, if it
+        serves a model, holds a current one; the whole server ("") while every role is."""
+        self._set({r: store_up and (has_model or not ROLES[r].needs_model) for r in self.roles})
+
+    def _set(self, ready: dict[str, bool]) -> None:
+        for role, ok in ready.items():
+            self.metrics.ready.labels(role).set(1 if ok else 0)
+            self.health.set(ROLES[role].service, _SERVING if ok else _NOT_SERVING)
+        self.health.set("", _SERVING if all(ready.values()) else _NOT_SERVING)
 
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish within
@@ -247,9 +277,12 @@ def start(
     parts = Parts(store, admission, config, metrics)
     for role in roles:
         ROLES[role].add(server, parts)
+    # Every role tells a client its own usage: whichever replica it reaches reads the store.
+    account_grpc.add_AccountServiceServicer_to_server(AccountServicer(store), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [ROLES[r].service for r in roles] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    names = [ROLES[r].service for r in roles] + [ACCOUNT_SERVICE, health.SERVICE_NAME]
+    names.append(reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     address = f"{host}:{port}"
     bound = (
@@ -266,11 +299,11 @@ def start(
             budget=admission.budget,
             limits=config.limits,
         )
-        front = WebServer(web, guard, served={ROLES[r].service for r in roles})
+        front = WebServer(web, guard, served={ROLES[r].service for r in roles} | {ACCOUNT_SERVICE})
         server.add_insecure_port(front.grpc_target)
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
-    running.on_stop = parts.on_stop
+    running.on_stop, running.work = parts.on_stop, parts.admission.work
     if front is not None:
         running.web = front.start()
     if config.observe and config.metrics_port:
@@ -306,18 +339,15 @@ def _token_check(store: Store) -> Callable[[str | None], bool]:
 
 def store_reachable(store: Store) -> bool:
     """Whether the store answers a ping (store errors only: anything else is a bug)."""
-    try:
-        store.ping()
-        return True
-    except (StoreError, OSError):
-        return False
+    return look(store).up
 
 
 def check_store(running: Running) -> None:
-    """Readiness follows the store: NOT_SERVING while it is unreachable."""
-    ok = store_reachable(running.store)
-    running.metrics.store_up.set(1 if ok else 0)
-    running.set_serving(ok)
+    """Readiness follows the store (services/rpc/readiness.py): NOT_SERVING while it is
+    unreachable, and for roles that serve a model while it holds none."""
+    if running.watch is None:
+        running.watch = StoreWatch(running.store, running.metrics, running.set_ready)
+    running.watch.check()
 
 
 def watch_store(running: Running, stop: threading.Event, every: float = 2.0) -> None:
