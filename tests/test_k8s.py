@@ -122,6 +122,39 @@ def test_evaluator_scales_behind_a_headless_service_with_a_budget(target: str) -
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
+@pytest.mark.parametrize("target", FOR_REAL_USE)
+def test_the_autoscaler_owns_the_replica_count_and_training_survives_reapplying(
+    target: str,
+) -> None:
+    """Re-applying the manifests (kubectl apply -k, again) resets nothing the cluster owns: a
+    Deployment an HPA scales has no `replicas`, and training is a CronJob (a Job's template is
+    immutable, so re-applying one fails). The trainer reads its data from a volume and never
+    downloads at run time."""
+    objects = render(target)
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in by_kind(objects, "HorizontalPodAutoscaler").values()
+    }
+    for name in scaled:
+        assert "replicas" not in by_kind(objects, "Deployment")[name]["spec"], name
+    assert by_kind(objects, "Job") == {}
+    trainer = pod_specs(objects)["CronJob/trainer"]
+    (container,) = trainer["containers"]
+    assert "--download" not in container["args"]
+    data = next(v for v in trainer["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] in by_kind(objects, "PersistentVolumeClaim")
+
+
+def test_the_data_fetching_job_is_separate_and_locked_down() -> None:
+    import kubernetes_validate
+
+    (job,) = yaml.safe_load_all((ROOT / "k8s/jobs/fetch-training-data.yaml").read_text())
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    spec = job["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "training-data"
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_deployment_has_a_disruption_budget_that_can_be_met(target: str) -> None:
     objects = render(target)
@@ -141,24 +174,89 @@ def test_every_deployment_has_a_disruption_budget_that_can_be_met(target: str) -
 @pytest.mark.parametrize("target", TARGETS)
 def test_trainer_redis_config_and_secrets(target: str) -> None:
     objects = render(target)
-    assert "trainer" in by_kind(objects, "Job")
     assert "trainer" in by_kind(objects, "CronJob")
     redis = by_kind(objects, "StatefulSet")["redis"]
     assert redis["spec"]["volumeClaimTemplates"], "Redis keeps its data on a volume"
-    command = " ".join(redis["spec"]["template"]["spec"]["containers"][0]["command"])
-    assert "--appendonly yes" in command
-    # Bounded, and full means refusing writes: never evicting a model, pointer or counter.
-    assert "--maxmemory 1536mb --maxmemory-policy noeviction" in command
-    limit = redis["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
-    assert limit == "2Gi"  # maxmemory leaves room for the AOF rewrite's fork and buffers
+    assert redis["spec"]["replicas"] == 3  # a primary, two replicas; three Sentinels
+    containers = {c["name"]: c for c in redis["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"redis", "sentinel", "exporter"}
+    for c in containers.values():  # the password never on a command line
+        assert "PASSWORD" not in " ".join(c.get("command", []) + c.get("args", [])), c["name"]
+    limit = containers["redis"]["resources"]["limits"]["memory"]
+    maxmemory = {e["name"]: e.get("value") for e in containers["redis"]["env"]}["REDIS_MAXMEMORY"]
+    # Bounded below the limit: an AOF rewrite forks and buffers need room.
+    assert _quantity(maxmemory.replace("mb", "Mi")) <= 0.8 * _quantity(limit)
     assert "cryptorec-config" in by_kind(objects, "ConfigMap")
+    config = by_kind(objects, "ConfigMap")["cryptorec-config"]["data"]
+    store = config["CRYPTOREC_STORE"]
+    assert store.startswith("redis+sentinel://redis-0.redis:26379,")
+    assert "password_file=/etc/cryptorec/redis/password" in store
     for name, spec in pod_specs(objects).items():  # credentials only ever come from Secrets
         for c in spec["containers"]:
             for env in c.get("env", []):
                 assert "value" not in env or "PASSWORD" not in env["name"], name
+        if name.split("/")[1] in ("evaluator", "key-service", "model-service", "trainer"):
+            mounts = {m["mountPath"] for c in spec["containers"] for m in c["volumeMounts"]}
+            assert "/etc/cryptorec/redis" in mounts, name
     assert all(
         o["metadata"].get("namespace") == "cryptorec" for o in objects if o["kind"] != "Namespace"
     )
+
+
+def test_redis_start_scripts_pick_the_primary_the_sentinels_name(tmp_path: Path) -> None:
+    """k8s/base/redis/*.sh with a stand-in redis-cli: on a first start (no Sentinel answers)
+    redis-0 is the primary and the others replicate it; once Sentinels know a primary, every
+    pod follows it. The password is written into the files, never onto a command line."""
+    scripts = ROOT / "k8s/base/redis"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "redis-cli").write_text(
+        '#!/bin/sh\n[ -n "$KNOWN_PRIMARY" ] && printf "%s\\n6379\\n" "$KNOWN_PRIMARY"\nexit 0\n'
+    )
+    (fake / "redis-server").write_text('#!/bin/sh\necho "started $*"\n')
+    for tool in ("redis-cli", "redis-server"):
+        (fake / tool).chmod(0o755)
+    (tmp_path / "pw").write_text("s3cret")
+
+    runs = iter(range(100))
+
+    def start(script: str, pod: str, known: str = "") -> tuple[str, str]:
+        run = tmp_path / f"run-{next(runs)}"
+        run.mkdir()
+        text = (
+            (scripts / script).read_text().replace("/scripts/common.sh", str(scripts / "common.sh"))
+        )
+        (run / "start.sh").write_text(text)
+        env = {
+            "PATH": f"{fake}:/usr/bin:/bin",
+            "POD_NAME": pod,
+            "POD_NAMESPACE": "cryptorec",
+            "PASSWORD_FILE": str(tmp_path / "pw"),
+            "CONF_DIR": str(run),
+            "KNOWN_PRIMARY": known,
+        }
+        out = subprocess.run(
+            ["sh", str(run / "start.sh")], env=env, capture_output=True, text=True, check=True
+        )
+        conf = next(p for p in run.iterdir() if p.suffix == ".conf")
+        assert "s3cret" not in out.stdout  # the exec'd command line
+        return out.stdout, conf.read_text()
+
+    _, first = start("start-redis.sh", "redis-0")
+    assert "replicaof" not in first
+    assert "requirepass s3cret" in first
+    assert "maxmemory-policy noeviction" in first
+    assert "replica-announce-ip redis-0.redis.cryptorec.svc" in first
+    _, second = start("start-redis.sh", "redis-1")
+    assert "replicaof redis-0.redis.cryptorec.svc 6379" in second
+    primary = "redis-2.redis.cryptorec.svc"  # after a failover
+    _, rejoining = start("start-redis.sh", "redis-0", primary)
+    assert f"replicaof {primary} 6379" in rejoining
+    _, promoted = start("start-redis.sh", "redis-2", primary)
+    assert "replicaof" not in promoted
+    line, sentinel = start("start-sentinel.sh", "redis-1", primary)
+    assert f"sentinel monitor cryptorec {primary} 6379 2" in sentinel
+    assert "--sentinel" in line
 
 
 @pytest.mark.parametrize("target", FOR_REAL_USE)
@@ -178,7 +276,7 @@ def test_dev_overlay_generates_throwaway_secrets_and_references_them() -> None:
     peer_secret = next(n for n in secrets if n.startswith("cryptorec-peer-"))
     assert secrets[tls_secret]["type"] == "kubernetes.io/tls"
     assert {"tls.crt", "tls.key", "ca.crt"} <= set(secrets[tls_secret]["data"])
-    assert {"REDIS_PASSWORD", "CRYPTOREC_STORE"} <= set(secrets[redis_secret]["data"])
+    assert set(secrets[redis_secret]["data"]) == {"REDIS_PASSWORD"}
     assert set(secrets[peer_secret]["data"]) == {"CRYPTOREC_PEER_SECRET"}
     rendered = _rendered("overlays/dev")
     assert f"secretName: {tls_secret}" in rendered  # kustomize rewrote every reference
@@ -199,7 +297,7 @@ def test_network_policies_admit_only_our_pods_to_redis_and_grpc_to_services(targ
     assert rule["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "cryptorec"}}}
     ]
-    assert [p["port"] for p in rule["ports"]] == [6379]
+    assert [p["port"] for p in rule["ports"]] == [6379, 26379]
     for name in pod_specs(objects):  # so every pod of ours is admitted
         kind, obj_name = name.split("/")
         obj = by_kind(objects, kind)[obj_name]["spec"]
@@ -319,8 +417,77 @@ def test_every_service_exposes_metrics_for_scraping(target: str) -> None:
     assert config["CRYPTOREC_LOG_FORMAT"] == "json"
     policy = by_kind(objects, "NetworkPolicy")["services-metrics-from-monitoring"]["spec"]
     (rule,) = policy["ingress"]
-    assert [p["port"] for p in rule["ports"]] == [9464]
+    assert [p["port"] for p in rule["ports"]] == [9464, 9121]  # the services, redis_exporter
     assert "namespaceSelector" in rule["from"][0]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches `labels`,
+    as the API server and the Prometheus Operator evaluate it."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], set(e.get("values", []))
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def scraped_services(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """What each ServiceMonitor scrapes, as the Prometheus Operator would: the Services in its
+    namespaces (its own unless namespaceSelector says otherwise) whose labels its selector
+    matches and that have every port its endpoints name."""
+    out = {}
+    for monitor in by_kind(objects, "ServiceMonitor").values():
+        spec = monitor["spec"]
+        namespaces = spec.get("namespaceSelector", {})
+        allowed = (
+            None
+            if namespaces.get("any")
+            else set(namespaces.get("matchNames", [])) or {monitor["metadata"]["namespace"]}
+        )
+        ports = {e["port"] for e in spec["endpoints"]}
+        out[monitor["metadata"]["name"]] = {
+            f"{svc['metadata']['namespace']}/{name}"
+            for name, svc in by_kind(objects, "Service").items()
+            if (allowed is None or svc["metadata"]["namespace"] in allowed)
+            and selects(spec["selector"], svc["metadata"].get("labels", {}))
+            and ports <= {p.get("name") for p in svc["spec"]["ports"]}
+        }
+    return out
+
+
+def test_service_monitor_scrapes_every_service_with_metrics() -> None:
+    """RELIABILITY.md line 35: the rendered ServiceMonitor's selector matches exactly the
+    Services that expose a metrics port, each of which selects the pods of its Deployment."""
+    objects = render("overlays/monitoring")
+    with_metrics = {
+        f"{svc['metadata']['namespace']}/{name}"
+        for name, svc in by_kind(objects, "Service").items()
+        if "metrics" in {p.get("name") for p in svc["spec"]["ports"]}
+    }
+    assert scraped_services(objects) == {"cryptorec": with_metrics}
+    assert {s.split("/")[1] for s in with_metrics} >= set(by_kind(objects, "Deployment"))
+    for name, deployment in by_kind(objects, "Deployment").items():
+        service = by_kind(objects, "Service")[name]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels), name
+
+
+def test_label_selector_semantics() -> None:
+    assert selects({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"})
+    assert not selects({"matchLabels": {"a": "1"}}, {"b": "2"})
+    expression = {"key": "a", "operator": "In", "values": ["1", "2"]}
+    assert selects({"matchExpressions": [expression]}, {"a": "2"})
+    assert not selects({"matchExpressions": [expression]}, {})
+    assert selects({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {})
 
 
 def test_monitoring_overlay_adds_operator_objects_and_the_dashboard() -> None:
@@ -334,15 +501,20 @@ def test_monitoring_overlay_adds_operator_objects_and_the_dashboard() -> None:
             continue  # CRDs: not in the core schemas (hence an overlay of their own)
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     (monitor,) = by_kind(objects, "ServiceMonitor").values()
-    selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
-    assert selected == set(by_kind(objects, "Deployment"))
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    # The label the usual operator installs select by (set in the overlay, one place).
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        for obj in by_kind(objects, kind).values():
+            assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack", kind
     (rules,) = by_kind(objects, "PrometheusRule").values()
     alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
     assert {
         "CryptoRecEvaluatorsNotReady",
         "CryptoRecStoreDown",
+        "CryptoRecStoreLostItsData",
         "CryptoRecHighErrorRatio",
+        "CryptoRecQueriesSlow",
+        "CryptoRecRedisMemoryHigh",
     } <= alerts
     dashboard = by_kind(objects, "ConfigMap")["cryptorec-dashboard"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"

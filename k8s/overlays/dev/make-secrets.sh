@@ -9,8 +9,7 @@ out=${1:-"$(dirname "$0")/secrets"}
 mkdir -p "$out"
 umask 077
 password=$(openssl rand -hex 24)
-printf 'REDIS_PASSWORD=%s\nCRYPTOREC_STORE=redis://:%s@redis:6379/0\n' "$password" "$password" \
-  > "$out/redis.env"
+printf 'REDIS_PASSWORD=%s\n' "$password" > "$out/redis.env"
 printf 'CRYPTOREC_PEER_SECRET=%s\n' "$(openssl rand -hex 32)" > "$out/peer.env"
 names="DNS:key-service,DNS:model-service,DNS:evaluator,DNS:*.cryptorec.svc.cluster.local"
 names="$names,DNS:*.cryptorec,DNS:localhost,IP:127.0.0.1"
