@@ -131,7 +131,10 @@ def from_raw(
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise DatasetError(f"missing file {path} (see `cryptorec data download --help`)")
+        raise DatasetError(
+            f"missing file {path}: pass --download to fetch it, or point $CRYPTOREC_DATA (or "
+            "--data-dir) at a folder holding the dataset"
+        )
     return path
 
 

@@ -124,7 +124,9 @@ def download(name: str, data_dir: Path, base_url: str = BASE_URL) -> Path:
         except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
             reason = getattr(exc, "reason", exc)
             raise DownloadError(
-                f"cannot download {name} from {url} ({reason}); check the network, or unpack "
-                f"the GroupLens archive into {directory} yourself"
+                f"cannot download {name} from {url} ({reason}); check the network, or point "
+                "$CRYPTOREC_DATA (or --data-dir) at a folder holding it (a shared/data folder "
+                f"beside the checkout is found by itself), or unpack the GroupLens archive into "
+                f"{directory} yourself"
             ) from exc
         return extract_verified(name, archive, data_dir)

@@ -104,9 +104,11 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.host,
     )
+    store = _open_store(args)
+    _check_store(store, args.wait_for_store)
     running = start(
         roles,
-        _open_store(args),
+        store,
         args.port,
         args.host,
         tls,
@@ -116,6 +118,27 @@ def _serve(args: argparse.Namespace) -> int:
     )
     serve_forever(running)
     return 0
+
+
+def _check_store(store: Any, wait: bool) -> None:
+    """Find an unreachable store at start: exit 3 naming it, or (`wait`) serve not ready,
+    with a warning, until it answers (the health watch logs its return)."""
+    import logging
+
+    from cryptorec.services.store.base import StoreError
+
+    try:
+        store.ping()
+    except StoreError as exc:
+        if not wait:
+            raise CliError(
+                f"store unavailable at start: {exc}; check --store (CRYPTOREC_STORE), or pass "
+                "--wait-for-store to start not ready and wait for it",
+                3,
+            ) from None
+        logging.getLogger("cryptorec.serve").warning(
+            "store unavailable at start (%s): serving not ready until it answers", exc
+        )
 
 
 def _web_config(args: argparse.Namespace) -> Any:
@@ -180,9 +203,11 @@ def _train(args: argparse.Namespace) -> int:
     _configure_logging(args, "cryptorec-trainer")
     if not args.csv:
         _fetch(args, args.dataset)
-    store = _open_store(args)
-    store.ping()  # find an unreachable store before an hour of training, not after
+    # The data first (a missing folder must not leave a new store folder behind), then the
+    # store: an unreachable one is found before an hour of training, not after.
     ratings = read_csv(args.csv) if args.csv else load_movielens(args.dataset, args.data_dir)
+    store = _open_store(args)
+    store.ping()
     # Both: the stars model first, so the ranking model is the current one.
     kinds: list[ModelKind] = [STARS, RANKING] if args.model == "both" else [args.model]
     if args.version and len(kinds) > 1:
@@ -257,13 +282,18 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
 
 def _clients_add(args: argparse.Namespace) -> int:
     from cryptorec.services.clients import add_client, key_allowance
+    from cryptorec.services.errors import BadRequestError
     from cryptorec.services.store.base import Quotas
 
     _configure_logging(args, "cryptorec-clients")
     store = _open_store(args)
     key_bytes = args.max_key_bytes or key_allowance(store, args.model_reserve)
     quotas = Quotas(args.queries_per_day, args.max_key_sets, key_bytes)
-    token = add_client(store, args.name, quotas, args.expires_in)
+    try:
+        token = add_client(store, args.name, quotas, args.expires_in)
+    except BadRequestError as exc:
+        flag = "--" + (exc.field or "").replace("_", "-")
+        raise CliError(f"{flag}: {exc}", 2) from None
     print(
         f"added client {args.name}: {quotas.queries_per_day} queries a day, "
         f"{quotas.max_key_sets} key sets ({quotas.max_key_bytes / 2**20:.0f} MiB), token "
@@ -346,31 +376,55 @@ def _usage(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from cryptorec.services.client.demo import run_demo
+    from cryptorec.services.store.base import StoreError
 
-    _configure_logging(args, "cryptorec-demo")
+    _demo_logging(args)
     _fetch(args, args.dataset)
-    if args.web:
-        from cryptorec.services.client.demo import run_web_demo
-
-        _check_free("127.0.0.1", args.web_port, "--web-port")
-        try:
-            run_web_demo(args.data_dir, args.dataset, args.redis, args.web_port)
-        except FileNotFoundError as exc:
-            raise CliError(str(exc), 3) from None
-        return 0
     if args.model == RANKING and args.mode == "accurate":
         raise CliError("a ranking model has no accurate mode: use --model stars", 2)
-    run_demo(
-        args.data_dir,
-        args.dataset,
-        args.redis,
-        args.scheme,
-        args.mode,
-        args.top,
-        args.json,
-        kind=args.model,
-    )
+    if args.web:
+        _check_free("127.0.0.1", args.web_port, "--web-port")
+    try:
+        if args.web:
+            _web_demo(args)
+        else:
+            run_demo(
+                args.data_dir,
+                args.dataset,
+                args.redis,
+                args.scheme,
+                args.mode,
+                args.top,
+                args.json,
+                kind=args.model,
+            )
+    except StoreError as exc:
+        raise CliError(f"store unavailable: {exc}; check --redis", 3) from None
+    if args.log_file != "-":
+        print(f"\nThe services' log lines: {args.log_file}", file=sys.stderr)
     return 0
+
+
+def _web_demo(args: argparse.Namespace) -> None:
+    from cryptorec.services.client.demo import run_web_demo
+
+    try:
+        run_web_demo(args.data_dir, args.dataset, args.redis, args.web_port)
+    except FileNotFoundError as exc:  # the page is not built
+        raise CliError(str(exc), 3) from None
+
+
+def _demo_logging(args: argparse.Namespace) -> None:
+    """The demo tells its story on the terminal; the services' log lines (every call, every
+    training step) go to --log-file unless it is "-"."""
+    if args.log_file == "-":
+        _configure_logging(args, "cryptorec-demo")
+        return
+    from cryptorec.services.observability import logs
+
+    path = Path(args.log_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logs.configure(args.log_format, args.log_level, stream=path.open("a", encoding="utf-8"))
 
 
 def _data_download(args: argparse.Namespace) -> int:
@@ -388,6 +442,19 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     settings.add(parser, "download_url")
 
 
+def _choose_one(parser: argparse.ArgumentParser, dest: str) -> Any:
+    """Subcommands of `parser` (stored in `dest`); naming none is a one-line error that lists
+    them, not argparse's "the following arguments are required"."""
+    group = parser.add_subparsers(dest=dest)
+
+    def missing(args: argparse.Namespace) -> int:
+        names = ", ".join(group.choices)
+        raise CliError(f"`{parser.prog}` needs one of: {names} (see --help)", 2)
+
+    parser.set_defaults(func=missing)
+    return group
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -398,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    bench = _choose_one(sub.add_parser("bench", help="benchmarks"), "bench")
     for name, module_name in DRIVERS.items():
         driver = importlib.import_module(module_name)
         p = bench.add_parser(name, help=driver.HELP, description=driver.__doc__)
@@ -413,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         srv,
         "store",
         "store_prefix",
+        "wait_for_store",
         "auth",
         "tls_cert",
         "tls_key",
@@ -522,12 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the page instead: rate movies in your browser (keys stay in the browser)",
     )
     demo.add_argument("--web-port", type=int, default=8080, help="the page's port with --web")
+    demo.add_argument(
+        "--log-file",
+        default=str(settings.CACHE_DIR / "demo.log"),
+        help="where the services' log lines go ('-': the terminal) (default: %(default)s)",
+    )
     demo.set_defaults(func=_demo)
 
     cl = sub.add_parser(
         "clients", help="who may ask (with serve --auth): add, rotate, list, revoke"
     )
-    clients = cl.add_subparsers(dest="clients", required=True)
+    clients = _choose_one(cl, "clients")
     add = clients.add_parser("add", help="let a client in; prints its token once, last")
     add.add_argument("name", help="[a-z0-9-_.], at most 64 characters")
     defaults = Quotas()
@@ -573,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add(use, "token", "tls_ca", "client_tls_cert", "client_tls_key")
     use.set_defaults(func=_usage)
 
-    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data", required=True)
+    data = _choose_one(sub.add_parser("data", help="datasets"), "data")
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")
     dl.add_argument("datasets", nargs="+", choices=MOVIELENS_DATASETS)
     settings.add(dl, "data_dir", "download_url")

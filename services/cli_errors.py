@@ -10,10 +10,10 @@ from __future__ import annotations
 import grpc
 
 from cryptorec.services.client.library import InputError, ReplyError
+from cryptorec.services.errors import BadRequestError
 from cryptorec.services.rpc.details import details_of
 from cryptorec.services.rpc.request_id import request_id_of
 from cryptorec.services.store.base import (
-    InvalidIdError,
     NotFoundError,
     StoreError,
     StoreFullError,
@@ -63,7 +63,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return _rpc(exc)
     if isinstance(exc, ReplyError):
         return f"the evaluator's reply was damaged: {exc}; try again", UNAVAILABLE
-    if isinstance(exc, DatasetError | ChecksumError | ArtifactError | InputError | InvalidIdError):
+    if isinstance(exc, DatasetError | ChecksumError | ArtifactError | InputError | BadRequestError):
         return str(exc), BAD_INPUT
     if isinstance(exc, NotFoundError):
         return str(exc.args[0] if exc.args else exc), BAD_INPUT

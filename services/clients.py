@@ -18,6 +18,7 @@ import secrets
 import socket
 import time
 
+from cryptorec.services.errors import BadRequestError
 from cryptorec.services.store.base import (
     ClientRecord,
     NotFoundError,
@@ -60,7 +61,13 @@ def add_client(store: Store, name: str, quotas: Quotas, expires_in: float | None
     never); returns its new bearer token (the only time it is seen)."""
     token, now = new_token(), time.time()
     expires = now + expires_in if expires_in else None
-    record = ClientRecord(check_client_name(name), token_sha256(token), quotas, now, expires)
+    if expires_in is not None and expires_in <= 0:
+        raise BadRequestError(
+            f"expires_in {expires_in:g} s: a token must live a while", "expires_in"
+        )
+    record = ClientRecord(
+        check_client_name(name), token_sha256(token), quotas.checked(), now, expires
+    )
     store.add_client(record)
     _audit("add", record, quotas=dataclasses.asdict(quotas))
     return token

@@ -128,7 +128,24 @@ SETTINGS: dict[str, Setting] = {
         "--store",
         "CRYPTOREC_STORE",
         "file://./store",
-        "model and key store: redis://HOST:PORT/DB, rediss://... (TLS) or file://DIR",
+        "model and key store: redis://HOST:PORT/DB, rediss://... (TLS), "
+        "redis+sentinel://H:P,.../SERVICE, redis+cluster://H:P,... or file://DIR",
+    ),
+    "warm": Setting(
+        "--warm",
+        "CRYPTOREC_WARM",
+        "ckks/fast",
+        "scheme/mode list the evaluator encodes each served model for as it loads it, before "
+        "it reports ready, so the first query is as fast as the next ('' for none)",
+        lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+    ),
+    "wait_for_store": Setting(
+        "--wait-for-store",
+        "CRYPTOREC_WAIT_FOR_STORE",
+        "false",
+        "start even if the store cannot be reached (not ready, a warning logged, until it "
+        "can); without it `serve` exits 3 at once, naming the store",
+        bool,
     ),
     "store_prefix": Setting(
         "--store-prefix",

@@ -255,7 +255,9 @@ def test_demo_without_data_or_network_is_one_line_exit_3(tmp_path: Path) -> None
         "--download-url",
         f"http://127.0.0.1:{_closed_port()}/movielens",
     )
-    _assert_one_line(proc, 3, "cannot download ml-100k", "check the network")
+    _assert_one_line(
+        proc, 3, "cannot download ml-100k", "check the network", "$CRYPTOREC_DATA", "shared/data"
+    )
 
 
 @pytest.mark.slow
@@ -423,3 +425,101 @@ def test_a_sharded_evaluator_without_a_peer_secret_refuses_to_start() -> None:
         env={"CRYPTOREC_PEER_SECRET": ""},
     )
     _assert_one_line(proc, 2, "--peer-secret")
+
+
+def _unreachable_redis() -> str:
+    return f"redis://127.0.0.1:{_closed_port()}/0"
+
+
+@pytest.mark.slow
+def test_serve_checks_its_store_at_start(tmp_path: Path) -> None:
+    """RELIABILITY.md line 43: `serve` with a store it cannot reach exits 3 naming the store
+    (not "is the service running?" later, at its clients); with --wait-for-store it serves,
+    not ready, and says why in a warning."""
+    proc = _run_cli("serve", "--port", str(_closed_port()), "--store", _unreachable_redis())
+    _assert_one_line(proc, 3, "store unavailable at start", "--store", "--wait-for-store")
+    port = _closed_port()
+    waiting = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--store", _unreachable_redis(), "--wait-for-store"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CRYPTOREC_METRICS_PORT": "0"},
+    )
+    try:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        waiting.terminate()
+        _, stderr = waiting.communicate(timeout=60)
+    assert "WARNING" in stderr
+    assert "store unavailable at start" in stderr
+
+
+@pytest.mark.slow
+def test_a_store_url_of_an_unknown_scheme_is_refused(tmp_path: Path) -> None:
+    """RELIABILITY.md line 43: `--store ftp://x` is not a folder called "ftp:"."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cryptorec.services.cli", "serve", "--store", "ftp://x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    _assert_one_line(proc, 2, "ftp://", "redis://")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_negative_and_absurd_client_limits_are_refused(tmp_path: Path) -> None:
+    """RELIABILITY.md line 43: `clients add --queries-per-day -3` and its kin."""
+    store = ("--store", f"file://{tmp_path / 'store'}")
+    for flag, value in [
+        ("--queries-per-day", "-3"),
+        ("--queries-per-day", "0"),
+        ("--max-key-sets", "100000"),
+        ("--max-key-bytes", "1"),
+    ]:
+        proc = _run_cli("clients", "add", "alice", flag, value, *store)
+        _assert_one_line(proc, 2, flag, "outside")
+    assert "alice" not in _run_cli("clients", "list", *store).stdout
+
+
+@pytest.mark.slow
+def test_demo_checks_its_redis_before_training(tmp_path: Path, movielens_dir: Path) -> None:
+    """RELIABILITY.md line 31: an unreachable --redis is found before 40 s of training, and
+    the message names --redis (demo has no --store)."""
+    log = tmp_path / "demo.log"
+    proc = _run_cli(
+        *("demo", "--data-dir", str(movielens_dir), "--redis", _unreachable_redis()),
+        *("--log-file", str(log)),
+    )
+    _assert_one_line(proc, 3, "store unavailable", "check --redis")
+    assert "--store" not in proc.stderr
+    assert "training" not in (log.read_text() if log.exists() else "")
+
+
+@pytest.mark.slow
+def test_what_a_first_user_mistypes_gets_one_line(tmp_path: Path) -> None:
+    """RELIABILITY.md lines 31 and 43: a command group without its command lists the
+    commands; `train` with a missing data folder leaves no store folder behind."""
+    for group, commands in [
+        ("clients", "add, rotate, list, revoke"),
+        ("data", "download"),
+        ("bench", "accuracy"),
+    ]:
+        _assert_one_line(_run_cli(group), 2, commands, "--help")
+    store = tmp_path / "store"
+    proc = _run_cli(
+        *("train", "--data-dir", str(tmp_path / "nothing"), "--store", f"file://{store}")
+    )
+    _assert_one_line(proc, 2, "missing file", "--download", "$CRYPTOREC_DATA")
+    assert not store.exists()

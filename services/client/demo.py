@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import tempfile
 import uuid
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from cryptorec.services.client.library import (
     CryptoRecClient,
@@ -36,11 +38,44 @@ from cryptorec.services.store.base import Quotas, Store
 from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens
 from libcryptorec.model import RANKING, ModelKind
+from libcryptorec.ranking_model import RankingConfig
 from libcryptorec.splits import paper_split
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class _TrainingProgress(logging.Handler):
+    """A progress bar on stderr fed by the trainer's log lines (one per validation fit or
+    epoch), so the demo shows that training moves without printing each line."""
+
+    def __init__(self, kind: ModelKind) -> None:
+        super().__init__(logging.INFO)
+        steps = len(RankingConfig().l2_factors) if kind == RANKING else small_config().epochs
+        # One line as training starts, one per step, one as the version is published.
+        self.bar = tqdm(total=steps + 2, desc=f"training the {kind} model", unit="step")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.bar.n < self.bar.total:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _progress(kind: ModelKind) -> Iterator[None]:
+    trainer = logging.getLogger("cryptorec.trainer")
+    handler = _TrainingProgress(kind)
+    trainer.addHandler(handler)
+    try:
+        yield
+    finally:
+        trainer.removeHandler(handler)
+        handler.close()
 
 
 @contextlib.contextmanager
@@ -55,11 +90,15 @@ def _trained(
             from cryptorec.services.store.redis_store import RedisStore
 
             store = RedisStore(redis_url, prefix=f"cryptorec-demo-{uuid.uuid4().hex[:8]}:")
+            store.ping()  # an unreachable Redis is found before training, not after
         else:
             from cryptorec.services.store.file_store import FileStore
 
             store = FileStore(Path(tmp) / "store")
-        train_and_publish(ratings, store, kind=kind, rows=split.train_users, config=small_config())
+        with _progress(kind):
+            train_and_publish(
+                ratings, store, kind=kind, rows=split.train_users, config=small_config()
+            )
         yield store, add_client(store, "demo", Quotas())
 
 

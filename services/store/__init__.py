@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptorec.services.store.base import Store
+from cryptorec.services.store.base import Store, StoreUrlError
 
 
 def open_store(url: str, prefix: str = "cryptorec:") -> Store:
@@ -16,6 +16,12 @@ def open_store(url: str, prefix: str = "cryptorec:") -> Store:
         from cryptorec.services.store.redis_store import RedisStore
 
         return RedisStore(url, prefix)
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme != "file":
+        raise StoreUrlError(
+            f"store URL scheme {scheme}:// is not one this service speaks: use a directory "
+            f"(file://DIR or a path) or {', '.join(SCHEMES)}"
+        )
     path = url.removeprefix("file://")
     from cryptorec.services.store.file_store import FileStore
 

@@ -181,6 +181,14 @@ def check_client_name(name: str) -> str:
     return name
 
 
+class StoreUrlError(BadRequestError):
+    """A store URL this service cannot open: an unknown scheme (never taken for a folder), a
+    malformed host or option, an unreadable password file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "store")
+
+
 @dataclass(frozen=True)
 class Quotas:
     """What one client may hold and ask: key sets (count and bytes) and answered queries per
@@ -189,6 +197,25 @@ class Quotas:
     queries_per_day: int = 100
     max_key_sets: int = 4
     max_key_bytes: int = 1 << 30
+
+    def checked(self) -> Quotas:
+        """These quotas, or BadRequestError naming the first one outside its sane range
+        (QUOTA_RANGES): a negative budget or a thousand key sets is a typo, not a policy."""
+        for name, (low, high) in QUOTA_RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise BadRequestError(f"{value} is outside {low:,}..{high:,}", name)
+        return self
+
+
+# What an operator may grant one client: at least one of each, at most what one program
+# could use (about a hundred queries a second all day; a key set per parameter set and mode,
+# many times over; a terabyte of keys).
+QUOTA_RANGES = {
+    "queries_per_day": (1, 10_000_000),
+    "max_key_sets": (1, 64),
+    "max_key_bytes": (1 << 20, 1 << 40),
+}
 
 
 @dataclass(frozen=True)

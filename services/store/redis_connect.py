@@ -30,6 +30,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
+from cryptorec.services.store.base import StoreUrlError
+
 SCHEMES = (
     "redis://",
     "rediss://",
@@ -77,11 +79,11 @@ class RedisTarget:
 
 
 def parse(url: str) -> RedisTarget:
-    """The target a store URL names (ValueError for a malformed one, naming what is wrong
-    but never the password)."""
+    """The target a store URL names (StoreUrlError, a ValueError, for a malformed one,
+    naming what is wrong but never the password)."""
     scheme = url.split("://", 1)[0]
     if f"{scheme}://" not in SCHEMES:
-        raise ValueError(f"store URL scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+        raise StoreUrlError(f"store URL scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
     parsed = urllib.parse.urlsplit(url)
     options = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
     password = urllib.parse.unquote(parsed.password) if parsed.password else None
@@ -106,14 +108,14 @@ def parse(url: str) -> RedisTarget:
         plain = urllib.parse.urlunsplit(parsed._replace(query=kept))
         return RedisTarget("server", plain, **common)
     if options:
-        raise ValueError(f"unknown store URL options: {', '.join(sorted(options))}")
+        raise StoreUrlError(f"unknown store URL options: {', '.join(sorted(options))}")
     hosts = tuple(_host_port(h) for h in parsed.netloc.rsplit("@", 1)[-1].split(",") if h)
     if not hosts:
-        raise ValueError(f"a {scheme} URL names at least one host:port")
+        raise StoreUrlError(f"a {scheme} URL names at least one host:port")
     path = [p for p in parsed.path.split("/") if p]
     if mode == "sentinel":
         if not path:
-            raise ValueError("a redis+sentinel URL ends with /SERVICE, the primary's name")
+            raise StoreUrlError("a redis+sentinel URL ends with /SERVICE, the primary's name")
         db = int(path[1]) if len(path) > 1 else 0
         return RedisTarget("sentinel", url, hosts, path[0], db, **common)
     return RedisTarget("cluster", url, hosts, **common)
@@ -175,7 +177,7 @@ class _PrimaryFollowingSSLConnection(_PrimaryFollowingConnection, SentinelManage
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.strip().rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"store URL host {text!r}: expected host:port")
+        raise StoreUrlError(f"store URL host {text!r}: expected host:port")
     return host.strip("[]"), int(port)
 
 
@@ -183,4 +185,4 @@ def _read_secret(path: str) -> str:
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
-        raise ValueError(f"cannot read the store password from {path}: {exc.strerror}") from None
+        raise StoreUrlError(f"cannot read the store password from {path}: {exc.strerror}") from None
