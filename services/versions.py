@@ -15,6 +15,7 @@ from cryptorec.services.errors import PreconditionError
 from cryptorec.services.store.base import (
     CorruptError,
     ModelNotFoundError,
+    NotFoundError,
     Store,
     check_version_id,
     version_kind,
@@ -25,7 +26,7 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.he.backend import SchemeSpec
 from libcryptorec.he.shards import check_shards, default_shards, shard_blocks
-from libcryptorec.model import ModelKind
+from libcryptorec.model import MODEL_KINDS, ModelKind
 
 log = logging.getLogger("cryptorec.models")
 
@@ -182,3 +183,14 @@ class Versions:
             served = f"; this deployment serves {' and '.join(others)} models" if others else ""
             raise ModelNotFoundError(f"no {kind} model has been published (or none loads){served}")
         raise ModelNotFoundError(f"no loadable model version (current {current} cannot be loaded)")
+
+
+def served_versions(versions: Versions) -> list[str]:
+    """What clients are served now: the current version (or the newest loadable one, if it
+    does not load) and the newest loadable version of each kind (a client may ask for
+    either kind)."""
+    served = set()
+    for kind in (None, *MODEL_KINDS):
+        with contextlib.suppress(NotFoundError, PreconditionError):
+            served.add(versions.resolve(kind=kind))
+    return sorted(served)

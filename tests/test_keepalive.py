@@ -15,11 +15,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cryptorec.services import versions
 from cryptorec.services.rpc.health import wait_for
 from cryptorec.services.rpc.options import CHANNEL_OPTIONS
+from cryptorec.services.store.file_store import FileStore
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from tests.redis_server import free_port
+from tests.test_service_e2e import ITEMS, _packed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OPTIONS = dict(CHANNEL_OPTIONS)
@@ -29,6 +32,9 @@ TIMEOUT_S = int(OPTIONS["grpc.keepalive_timeout_ms"]) / 1000
 
 def test_idle_channel_outlives_keepalive_and_a_dead_peer_is_detected(tmp_path: Path) -> None:
     port = free_port()
+    # A model in the store, so the model role reports ready (readiness needs one).
+    store = FileStore(tmp_path)
+    versions.publish(store, "v1", _packed(), [(i + 1, f"Item {i + 1}") for i in range(ITEMS)])
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "cryptorec.services.cli", "serve", "--role", "model"),

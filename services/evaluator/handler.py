@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -336,16 +336,48 @@ class EvaluatorHandler:
         """The encoding of `run` (None: the whole model) and a key set bound to it, from the
         cache or made now: only the shards this process computes are ever encoded here."""
         where = (run.start, run.stop) if run is not None else ()
-        prepared: PreparedModel = self.cache.get(
-            ("prepared", version.version, spec.scheme, spec.mode, *where),
-            lambda: backend.prepare(version.packed, spec, run),
-        )
+        prepared = self._prepared(version, spec, backend, run)
         bound: Bound = self.cache.get(
             ("bound", key.key_id, version.version, spec.scheme, spec.mode, *where),
             lambda: self._bind(backend, prepared, key.key_id),
             expected_size=backend.bound_bytes(spec, key.size),
         )
         return bound
+
+    def _prepared(
+        self, version: ModelVersion, spec: SchemeSpec, backend: Backend, run: range | None
+    ) -> PreparedModel:
+        """The encoding of `run` of `version` for `backend` (None: the whole model), cached."""
+        where = (run.start, run.stop) if run is not None else ()
+        prepared: PreparedModel = self.cache.get(
+            ("prepared", version.version, spec.scheme, spec.mode, *where),
+            lambda: backend.prepare(version.packed, spec, run),
+        )
+        return prepared
+
+    def warm(self, version_id: str, backends: Sequence[Backend]) -> list[str]:
+        """Load model `version_id` and encode it for each of `backends` it offers (every
+        shard, and the shards' combining context), so that its first query pays for neither.
+        With peers, shards are encoded where they are assigned, on their first call: this
+        process encodes only what it computes whole. Returns the "scheme/mode" names done."""
+        version = self.versions.load(check_version_id(version_id))
+        offered = {(s.scheme, s.mode) for s in version.specs}
+        done = []
+        for backend in backends:
+            if (backend.scheme, backend.mode) not in offered:
+                continue
+            spec = _spec(version, backend)
+            runs: list[range | None] = (
+                list(version.shard_runs(spec)) if backend.shardable else [None]
+            )
+            if len(runs) > 1 and self.peers is not None:
+                runs = []  # routed to peers (evaluate): each encodes its own on first call
+            for run in runs:
+                self._prepared(version, spec, backend, run)
+            if backend.shardable:
+                self._context(backend)
+            done.append(f"{backend.scheme}/{backend.mode}")
+        return done
 
     def _bind(self, backend: Backend, prepared: PreparedModel, key_id: str) -> Bound:
         record = self.store.get_key(key_id)
@@ -354,10 +386,13 @@ class EvaluatorHandler:
         return backend.bind(prepared, keys, blobs, workers=self.paillier_workers)
 
     def _combine(self, backend: Backend, partials: list[bytes]) -> bytes:
+        return backend.combine(partials, self._context(backend))
+
+    def _context(self, backend: Backend) -> Any:
         context = self.cache.get(
             ("context", backend.scheme, backend.mode), lambda: _Sized(backend.context())
         )
-        return backend.combine(partials, context.value)
+        return context.value
 
 
 @dataclass

@@ -13,6 +13,7 @@ from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.convert import kind_enum, kind_of, scheme_parameters
 from cryptorec.services.rpc.errors import unary
 from cryptorec.services.store.base import version_kind
+from cryptorec.services.versions import served_versions
 from cryptorec.v1 import model_service_pb2 as pb
 from cryptorec.v1 import model_service_pb2_grpc as pb_grpc
 
@@ -52,6 +53,12 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             cache_bytes, lambda response: response.ByteSize()
         )
 
+    def warm(self, current: str) -> None:
+        """Describe the served models (`current` became current) before readiness says so:
+        the first GetModel then answers from the cache, like every later one."""
+        for version in served_versions(self.handler.versions):
+            self._described(version)
+
     @unary
     def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.ServicerContext
@@ -80,4 +87,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         with about("version"):
             version = self.handler.resolve(request.version, kind)
         note(model_version=version)
+        return self._described(version)
+
+    def _described(self, version: str) -> pb.GetModelResponse:
         return self._responses.get(version, lambda: to_message(self.handler.describe(version)))

@@ -11,7 +11,7 @@ cryptorec_store_lost_data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptorec.services.observability.metrics import Metrics
@@ -44,9 +44,17 @@ class StoreWatch:
     changed and calls `set_ready(store_up, has_model)`."""
 
     def __init__(
-        self, store: Store, metrics: Metrics, set_ready: Callable[[bool, bool], None]
+        self,
+        store: Store,
+        metrics: Metrics,
+        set_ready: Callable[[bool, bool], None],
+        on_model: Sequence[Callable[[str], None]] = (),
     ) -> None:
+        """`on_model(version)`: each is called when `version` becomes the current model,
+        before readiness follows (the evaluator encodes it then)."""
         self.store, self.metrics, self.set_ready = store, metrics, set_ready
+        self.on_model = on_model
+        self.prepared: str | None = None  # the current model on_model last heard of
         self.last: StoreState | None = None
         self.had_model = False  # this process has seen a current model in the store
         self.lost = False  # ... and then none: said once, until one is back
@@ -60,6 +68,13 @@ class StoreWatch:
             self.metrics.store_has_model.set(1 if state.current else 0)
             self.had_model = self.had_model or state.current is not None
             self.metrics.store_lost_data.set(1 if self.lost else 0)
+        if state.current is not None and state.current != self.prepared:
+            for prepare in self.on_model:
+                try:
+                    prepare(state.current)
+                except Exception as exc:  # queries prepare on demand and fail precisely
+                    log.warning("could not prepare the served models: %s", exc)
+            self.prepared = state.current
         self.set_ready(state.up, state.current is not None)
         return state
 

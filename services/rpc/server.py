@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from cryptorec.services.rpc.readiness import StoreWatch, look
 from cryptorec.services.rpc.tls import ServerTls
 from cryptorec.services.settings import default_of
 from cryptorec.services.store.base import NotFoundError, Store, StoreError
+from cryptorec.services.versions import served_versions
 from cryptorec.services.web.guard import GuardConfig
 from cryptorec.services.work import WorkSlots
 from cryptorec.v1 import (
@@ -48,6 +50,7 @@ from cryptorec.v1 import evaluator_service_pb2_grpc as ev_grpc
 from cryptorec.v1 import key_service_pb2_grpc as key_grpc
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc
 from cryptorec.v1 import shard_service_pb2_grpc as shard_grpc
+from libcryptorec.he import registry
 
 if TYPE_CHECKING:
     from cryptorec.services.web.server import WebConfig, WebServer
@@ -66,6 +69,8 @@ class Parts:
     metrics: Metrics
     # What to close when the server stops (peers' channels).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # What to do with a model that became current, before readiness says so (warm caches).
+    on_model: list[Callable[[str], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ServerConfig:
     # Store memory key sets may not take: room for the next model version.
     model_reserve_bytes: int = default_of("model_reserve")
     paillier_workers: int = default_of("paillier_workers")
+    # "scheme/mode" backends each served model is encoded for before the evaluator is ready.
+    warm: tuple[str, ...] = default_of("warm")
     drain_seconds: float = default_of("drain_seconds")
     # Item shards: the evaluators that compute them (None: all here), their shared secret and
     # how to reach them over TLS.
@@ -124,7 +131,9 @@ def _add_keys(server: grpc.Server, p: Parts) -> None:
 
 
 def _add_models(server: grpc.Server, p: Parts) -> None:
-    model_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelHandler(p.store)), server)
+    servicer = ModelServicer(ModelHandler(p.store))
+    p.on_model.append(servicer.warm)
+    model_grpc.add_ModelServiceServicer_to_server(servicer, server)
 
 
 def _add_evaluator(server: grpc.Server, p: Parts) -> None:
@@ -142,12 +151,33 @@ def _add_evaluator(server: grpc.Server, p: Parts) -> None:
         peers=peers,
     )
     p.metrics.cache_bytes.set_function(lambda: handler.cache.total)
+    p.on_model.append(_warming(handler, c.warm))
     servicer = EvaluatorServicer(handler, p.admission.budget)
     ev_grpc.add_EvaluatorServiceServicer_to_server(servicer, server)
     # The evaluators' own service: a partial product decrypts to rows of the model, so it is
     # served only to holders of the peers' secret, and not at all without one.
     if c.peer_secret:
         shard_grpc.add_ShardServiceServicer_to_server(ShardServicer(handler), server)
+
+
+def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[str], None]:
+    """What the evaluator does when `current` becomes the current model: encode the served
+    models (services/versions.py: served_versions) for the `names` ("scheme/mode") backends,
+    so no client's first query pays for the encoding."""
+    backends = [registry.get(*name.split("/", 1)) for name in names]
+
+    def warm(current: str) -> None:
+        started = time.perf_counter()
+        served = served_versions(handler.versions)
+        encoded = {v: handler.warm(v, backends) for v in served}
+        log.info(
+            "prepared %s in %.1f s",
+            "; ".join(f"{v} for {', '.join(b) or 'nothing'}" for v, b in encoded.items()),
+            time.perf_counter() - started,
+            extra={"versions": served, "seconds": round(time.perf_counter() - started, 2)},
+        )
+
+    return warm
 
 
 def _service_name(module: Any, name: str) -> str:
@@ -185,6 +215,7 @@ class Running:
     work: WorkSlots | None = None  # the process' work slots (HE work holds one)
     watch: StoreWatch | None = None  # what readiness follows
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_model: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def metrics_port(self) -> int:
@@ -304,6 +335,7 @@ def start(
     server.start()
     running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
     running.on_stop, running.work = parts.on_stop, parts.admission.work
+    running.on_model = parts.on_model
     if front is not None:
         running.web = front.start()
     if config.observe and config.metrics_port:
@@ -346,7 +378,9 @@ def check_store(running: Running) -> None:
     """Readiness follows the store (services/rpc/readiness.py): NOT_SERVING while it is
     unreachable, and for roles that serve a model while it holds none."""
     if running.watch is None:
-        running.watch = StoreWatch(running.store, running.metrics, running.set_ready)
+        running.watch = StoreWatch(
+            running.store, running.metrics, running.set_ready, running.on_model
+        )
     running.watch.check()
 
 
