@@ -1,8 +1,10 @@
 """The page in a real headless browser (Debian's Chromium, driven by Playwright; no browser is
 downloaded): someone rates movies and gets recommendations computed on ciphertexts, equal to
 the Python client's for the same ratings; the secret key never appears in a request; keys
-survive a reload and a forgotten key set is replaced. The page's uploads stay within the
-sizes seeded keys and seeded encryption allow."""
+and ratings survive a reload and a forgotten key set is replaced. The page's uploads stay
+within the sizes seeded keys and seeded encryption allow. What a person meets: labels that
+say what numbers mean, a word when a search finds nothing, a sentence for each failure that
+recovers without a reload, no serious axe-core violation, a phone-wide viewport."""
 
 from __future__ import annotations
 
@@ -92,8 +94,8 @@ class Page:
     def recommend(self) -> dict[str, Any]:
         self.page.click("#recommend")
         self.page.wait_for_function(
-            "['done', 'failed'].some(s => document.querySelector('#status').textContent"
-            ".startsWith(s))",
+            "document.querySelector('#status').textContent.startsWith('done')"
+            " || document.querySelector('#status').className === 'error'",
             timeout=120_000,
         )
         status = self.page.text_content("#status")
@@ -105,7 +107,7 @@ class Page:
         """The key records in the page's IndexedDB, bytes as lists of ints."""
         keys: list[dict[str, Any]] = self.page.evaluate(
             """() => new Promise((resolve, reject) => {
-                const open = indexedDB.open("cryptorec", 1);
+                const open = indexedDB.open("cryptorec");
                 open.onerror = () => reject(open.error);
                 open.onsuccess = () => {
                   const get = open.result.transaction("keys").objectStore("keys").getAll();
@@ -226,4 +228,194 @@ def test_browser_page_without_a_token_says_so(page: Page) -> None:
     page.page.wait_for_function(
         "document.querySelector('#status').className === 'error'", timeout=60_000
     )
-    assert "unauthenticated" in page.page.text_content("#status").lower()
+    assert "needs an access token" in page.page.text_content("#status")
+
+
+def test_page_keeps_ratings_across_a_reload_and_clears_them(page: Page) -> None:
+    """RELIABILITY.md line 45: ratings live with the keys (IndexedDB): a reload finds them,
+    "Clear" forgets them."""
+    page.open()
+    page.rate({5: 4.0, 9: 2.0})
+    assert "2 stars" in page.page.text_content("#rated")
+    page.page.reload()
+    page.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    rated = page.page.text_content("#rated")
+    assert "Item 5: 4 stars" in rated
+    assert "Item 9: 2 stars" in rated
+    assert page.page.is_enabled("#recommend")
+    page.page.click("#clear-ratings")
+    page.page.wait_for_function(
+        "document.querySelector('#status').textContent === 'ratings cleared'"
+    )
+    assert page.page.text_content("#rated") == ""
+    page.page.reload()
+    page.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert page.page.text_content("#rated") == ""
+    assert not page.page.is_enabled("#recommend")
+
+
+def test_page_says_what_its_numbers_mean(page: Page) -> None:
+    """Rating buttons are stars (to the eye and to a screen reader); the model line and the
+    results say the scores are ranking scores, not stars."""
+    page.open()
+    page.page.fill("#search", "Item 7")
+    button = page.page.locator("[data-testid=rate-7-4]")
+    assert button.text_content() == "4★"
+    assert button.get_attribute("aria-label") == "4 stars"
+    assert button.get_attribute("aria-pressed") == "false"
+    group = page.page.locator("[data-testid=rate-7-4] >> xpath=..")
+    assert "in stars" in (group.get_attribute("aria-label") or "")
+    assert "not stars" in page.page.text_content("#model")
+    button.click()
+    assert page.page.locator("[data-testid=rate-7-4]").get_attribute("aria-pressed") == "true"
+    page.recommend()
+    scores = page.page.locator("#recommendations .score")
+    assert (scores.first.get_attribute("aria-label") or "").startswith("ranking score")
+    assert "not stars" in page.page.text_content("#scores-meaning")
+
+
+def test_search_says_when_nothing_matches_or_nothing_is_loaded(page: Page) -> None:
+    page.open()
+    page.page.fill("#search", "zzzz no such film")
+    assert "No title contains" in page.page.text_content("#search-note")
+    # A catalogue that could not load: the search says so instead of finding nothing.
+    page.page.route("**/GetModel", lambda route: route.abort())
+    page.page.reload()
+    page.page.wait_for_function("document.querySelector('#status').className === 'error'")
+    page.page.fill("#search", "Item 1")
+    assert "not loaded yet" in page.page.text_content("#search-note")
+
+
+def _grpc_web_error(code: int, message: str, details: Any = None) -> dict[str, Any]:
+    """A gRPC-web "trailers-only" failure, as the web front sends it."""
+    import base64
+
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "grpc-status": str(code),
+        "grpc-message": message,
+    }
+    if details is not None:
+        headers["grpc-status-details-bin"] = base64.b64encode(details.SerializeToString()).decode()
+    return {"status": 200, "headers": headers, "body": b""}
+
+
+def _status_says(page: Page, *words: str) -> str:
+    page.page.wait_for_function(
+        "document.querySelector('#status').className === 'error'", timeout=60_000
+    )
+    text = page.page.text_content("#status")
+    for word in words:
+        assert word in text, text
+    return text
+
+
+def test_each_failure_shows_its_sentence_and_recovers_without_reload(page: Page) -> None:
+    """RELIABILITY.md lines 36 and 45: no token, a server that cannot be reached, one
+    that is unavailable and a spent budget each get a sentence that says what to do (raw
+    status under "details"), and each recovers without a reload."""
+    import grpc
+
+    from cryptorec.services.rpc.details import ErrorDetails, status_with
+
+    # No token: the sentence points at the token field, and entering one goes on.
+    page.page.goto(page.served.url)
+    _status_says(page, "needs an access token", "Access token")
+    assert page.page.get_attribute("#token-box", "open") is not None
+    assert "Unauthenticated" in page.page.text_content("#status-raw")
+    page.page.fill("#token", page.served.token)
+    page.page.dispatch_event("#token", "change")
+    page.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+
+    # The server cannot be reached, then is unavailable: the page retries by itself.
+    page.page.route("**/GetModel", lambda route: route.abort())
+    page.page.reload()
+    _status_says(page, "cannot be reached", "tries again in")
+    page.page.unroute("**/GetModel")
+    page.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    page.page.route(
+        "**/GetModel", lambda route: route.fulfill(**_grpc_web_error(14, "Cancelling all calls"))
+    )
+    page.page.reload()
+    _status_says(page, "unavailable", "tries again in")
+    page.page.unroute("**/GetModel")
+    page.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+
+    # A spent budget: said with when to ask again; the key id shows the key set registered
+    # before the query was refused; once the budget is back, "Recommend" works.
+    spent = status_with(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "budget spent",
+        ErrorDetails(reason="QUOTA_EXCEEDED", retry_after=3600.0),
+    )
+    page.page.route(
+        "**/PredictWhole", lambda route: route.fulfill(**_grpc_web_error(8, "spent", spent))
+    )
+    page.rate({5: 4.0, 9: 2.0})
+    page.page.click("#recommend")
+    _status_says(page, "budget of queries", "60 min")
+    assert "QUOTA_EXCEEDED" in page.page.text_content("#status-raw")
+    key_id = page.page.text_content("[data-testid=key-id]")
+    assert len(key_id) == 32, key_id  # registered, not "none yet"
+    page.page.unroute("**/PredictWhole")
+    assert page.recommend()["keyId"] == key_id
+    assert page.page.is_hidden("#status-details")
+    assert page.errors == []
+
+
+AXE = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _serious_violations(page: Page) -> list[str]:
+    _require(AXE.exists(), f"no axe-core at {AXE} (cd web && npm ci)")
+    page.page.add_script_tag(path=str(AXE))
+    violations: list[dict[str, Any]] = page.page.evaluate(
+        "async () => (await axe.run(document)).violations"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_axe_core_finds_no_serious_violation(page: Page) -> None:
+    """RELIABILITY.md line 45, accessibility as axe-core checks it: the page with search
+    results and ratings, with
+    recommendations, and in an error state."""
+    page.open()
+    page.page.fill("#search", "Item 1")
+    page.rate({5: 4.0})
+    page.page.fill("#search", "Item 1")
+    assert _serious_violations(page) == []
+    page.recommend()
+    assert _serious_violations(page) == []
+    page.page.route("**/GetModel", lambda route: route.abort())
+    page.page.reload()
+    _status_says(page, "cannot be reached")
+    page.page.click("#status-details summary")
+    assert _serious_violations(page) == []
+
+
+def test_the_page_works_390_pixels_wide(browser: Any, served: Served) -> None:
+    """A phone: nothing wider than the screen, the rating buttons big enough to touch, and a
+    recommendation end to end."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
+    phone = Page.__new__(Page)
+    phone.context, phone.served, phone.requests, phone.errors = context, served, [], []
+    phone.page = context.new_page()
+    phone.page.on("pageerror", lambda e: phone.errors.append(str(e)))
+    try:
+        phone.open()
+        phone.page.fill("#search", "Item 1")
+        box = phone.page.locator("[data-testid=rate-1-5]").bounding_box()
+        assert box is not None
+        assert box["width"] >= 32
+        assert box["height"] >= 32
+        phone.rate({5: 4.0, 9: 2.0})
+        phone.recommend()
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
+        assert phone.errors == []
+    finally:
+        context.close()

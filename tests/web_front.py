@@ -66,7 +66,7 @@ def serve(
     (`web_options`: more WebConfig fields)."""
     store = FileStore(root)
     publish_model(store)
-    token = add_client(store, "browser", Quotas(queries_per_day=1000))
+    token = add_client(store, "browser", Quotas(queries_per_day=1000, max_key_sets=64))
     running = start(
         ("key", "model", "evaluator"),
         store,

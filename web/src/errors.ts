@@ -1,6 +1,7 @@
-/** Why a call failed, read from the google.rpc details the server attaches (never from the
- * message text): the ErrorInfo reason, RetryInfo's delay and BadRequest's fields. */
-import { ConnectError } from "@connectrpc/connect";
+/** Why a call failed, for people: a sentence saying what happened and what to do, read from
+ * the status code and the google.rpc details the server attaches (never from message text):
+ * the ErrorInfo reason, RetryInfo's delay and BadRequest's fields. */
+import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 /** The ErrorInfo reason of a failed call ("QUOTA_EXCEEDED", "OVERLOADED", ...), "" if none. */
@@ -15,28 +16,81 @@ export function retryAfter(error: unknown): number | undefined {
   return delay ? Number(delay.seconds) + delay.nanos / 1e9 : undefined;
 }
 
-const ADVICE: Record<string, string> = {
-  QUOTA_EXCEEDED: "your budget of queries is spent",
-  OVERLOADED: "the service is busy",
-  STORE_FULL: "the service's store is full",
-  STORE_UNAVAILABLE: "the service's store is down",
-  UNAUTHENTICATED: "this service needs a token (paste it above)",
-};
+/** What the page tells the user about a failure. */
+export interface Explained {
+  /** One or two sentences: what happened and what the user (or the page) does about it. */
+  readonly sentence: string;
+  /** The control that fixes it: "token" (enter one), "retry" (the page retries by itself
+   * after `retryIn` seconds) or "none" (the user decides). */
+  readonly fix: "token" | "retry" | "none";
+  readonly retryIn?: number;
+  /** The raw status for "details": code, reason and the server's message. */
+  readonly raw: string;
+}
 
-function duration(seconds: number): string {
+export function duration(seconds: number): string {
   if (seconds < 90) return `${Math.ceil(seconds)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-/** One line for people: what happened, which field was wrong, when to try again. */
-export function describe(error: unknown): string {
-  if (!(error instanceof ConnectError)) return error instanceof Error ? error.message : String(error);
+// A fetch that never reached a server: connect-web reports it as UNKNOWN "Failed to fetch"
+// (Chromium) or "NetworkError ..." (Firefox), with no status from any server.
+function unreachable(error: ConnectError): boolean {
+  return error.code === Code.Unknown && /failed to fetch|networkerror|load failed/i.test(error.rawMessage);
+}
+
+const RETRY = (seconds: number) => `The page tries again in ${duration(seconds)}.`;
+
+/** The sentence for `error`; `hasToken`: whether the page sent a token. */
+export function explain(error: unknown, hasToken: boolean): Explained {
+  if (!(error instanceof ConnectError)) {
+    const text = error instanceof Error ? error.message : String(error);
+    return { sentence: `Something went wrong in this page: ${text}. Reload the page to start again.`, fix: "none", raw: text };
+  }
   const reason = reasonOf(error);
-  const parts = [ADVICE[reason] ?? error.rawMessage];
-  const fields = error.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
-  if (fields.length) parts.push(`field ${fields.join(", ")}`);
   const wait = retryAfter(error);
-  if (wait !== undefined) parts.push(`try again in ${duration(wait)}`);
-  return `${parts.join("; ")}${reason ? ` (${reason})` : ""}`;
+  const fields = error.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
+  const raw = `[${Code[error.code]}${reason ? ` ${reason}` : ""}] ${error.rawMessage}${fields.length ? ` (field ${fields.join(", ")})` : ""}`;
+  const retry = (sentence: string, seconds: number): Explained => ({
+    sentence: `${sentence} ${RETRY(seconds)}`, fix: "retry", retryIn: seconds, raw,
+  });
+  if (unreachable(error)) {
+    return retry("The server cannot be reached: it may be down or restarting, or this computer is offline.", 5);
+  }
+  switch (error.code) {
+    case Code.Unauthenticated:
+      return {
+        sentence: hasToken
+          ? "The server refused your access token (it may have expired or been replaced). Paste a current one under “Access token”; the page tries again as soon as you do."
+          : "This service needs an access token. Paste the token the operator gave you under “Access token”; the page tries again as soon as you do.",
+        fix: "token",
+        raw,
+      };
+    case Code.PermissionDenied:
+      return { sentence: "Your access token does not allow this. Ask the operator, or paste another token under “Access token”.", fix: "token", raw };
+    case Code.ResourceExhausted:
+      if (reason === "QUOTA_EXCEEDED") {
+        return {
+          sentence: `Your budget of queries for the day is spent.${wait !== undefined ? ` You can ask again in ${duration(wait)}.` : ""}`,
+          fix: "none",
+          raw,
+        };
+      }
+      if (reason === "STORE_FULL") return { sentence: "The service's store is full; its operator is alerted. Try again later.", fix: "none", raw };
+      if (reason === "TOO_LARGE") return { sentence: "The request is larger than the service accepts. Rate fewer movies and try again.", fix: "none", raw };
+      return retry("The service is busy.", wait ?? 2);
+    case Code.Unavailable:
+      if (reason === "STORE_UNAVAILABLE") return retry("The service is up but its store is down; its operator is alerted.", wait ?? 5);
+      return retry("The service is unavailable (starting, restarting or shutting down).", wait ?? 5);
+    case Code.NotFound:
+      if (reason === "MODEL_NOT_FOUND") return retry("The service has no model to serve yet (its operator trains one).", wait ?? 30);
+      return { sentence: "The service no longer knows something this page used. Press “Recommend” again.", fix: "none", raw };
+    case Code.DeadlineExceeded:
+      return { sentence: "The request took too long (a slow connection or a busy server). Press “Recommend” to try again.", fix: "none", raw };
+    case Code.Canceled:
+      return { sentence: "The request was cancelled. Press “Recommend” to try again.", fix: "none", raw };
+    default:
+      return { sentence: "Something went wrong on the server. Try again; if it keeps failing, tell its operator what “details” says.", fix: "none", raw };
+  }
 }

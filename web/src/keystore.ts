@@ -1,5 +1,5 @@
-// The page's keys in IndexedDB, one record per (server origin, parameter set, rotation steps):
-// the secret key never leaves this browser, and a reload finds the keys and their key id.
+// The page's keys and ratings in IndexedDB, keys one record per (parameter set, rotation
+// steps): the secret key and the ratings never leave this browser, and a reload finds them.
 
 import type { KeyMaterial } from "./worker-protocol";
 
@@ -12,22 +12,30 @@ export interface StoredKeys extends KeyMaterial {
 }
 
 const DB = "cryptorec";
-const STORE = "keys";
+const KEYS = "keys";
+const RATINGS = "ratings";
 
 function database(): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "purpose" });
+    // Version 2 added the ratings beside version 1's keys.
+    const request = indexedDB.open(DB, 2);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      if (!db.objectStoreNames.contains(KEYS)) db.createObjectStore(KEYS, { keyPath: "purpose" });
+      if (!db.objectStoreNames.contains(RATINGS)) db.createObjectStore(RATINGS);
+    };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
 }
 
-async function run<T>(mode: IDBTransactionMode, work: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+async function run<T>(
+  mode: IDBTransactionMode, work: (store: IDBObjectStore) => IDBRequest<T>, store = KEYS,
+): Promise<T> {
   const db = await database();
   try {
     return await new Promise<T>((resolve, reject) => {
-      const request = work(db.transaction(STORE, mode).objectStore(STORE));
+      const request = work(db.transaction(store, mode).objectStore(store));
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => reject(request.error);
     });
@@ -45,3 +53,13 @@ export const saveKeys = (keys: StoredKeys) => run("readwrite", (s) => s.put(keys
 export const allKeys = () => run<StoredKeys[]>("readonly", (s) => s.getAll());
 /** Forget every key this page holds (new ones are made at the next request). */
 export const forgetKeys = () => run("readwrite", (s) => s.clear());
+
+/** The ratings this page kept (item id -> stars), empty if none. */
+export async function loadRatings(): Promise<Map<number, number>> {
+  const kept = await run<[number, number][] | undefined>("readonly", (s) => s.get("all"), RATINGS);
+  return new Map(kept ?? []);
+}
+
+/** Keep `ratings` (item id -> stars) for the next visit. */
+export const saveRatings = (ratings: Map<number, number>) =>
+  run("readwrite", (s) => s.put([...ratings], "all"), RATINGS);

@@ -2,16 +2,20 @@
 // ciphertexts. Keys and ratings stay in this browser; see recommender.ts for the protocol.
 
 import type { GetModelResponse } from "./gen/cryptorec/v1/model_service_pb";
-import { describe } from "./errors";
+import { duration, explain, type Explained } from "./errors";
 import { PrivateRecommender, isStars, type Result } from "./recommender";
-import { allKeys, forgetKeys } from "./keystore";
+import { allKeys, forgetKeys, loadRatings, saveRatings } from "./keystore";
 import { SealWorker } from "./worker-protocol";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const ratings = new Map<number, number>();
+let ratings = new Map<number, number>();
 const token = () => sessionStorage.getItem("cryptorec-token") ?? "";
 const recommender = new PrivateRecommender(location.origin, new SealWorker("./seal-worker.js"), token);
 let catalogue: { itemId: number; title: string }[] = [];
+let catalogueLoaded = false;
+/** What failed last and can be tried again (loading the model or a recommendation). */
+let pending: (() => Promise<void>) | undefined;
+let retryTimer: number | undefined;
 
 declare global {
   interface Window {
@@ -21,44 +25,108 @@ declare global {
   }
 }
 
-function status(text: string, error = false): void {
-  const el = $("status");
-  el.textContent = text;
-  el.className = error ? "error" : "";
+function status(text: string): void {
+  $("status").textContent = text;
+  $("status").className = "";
+  $("status-details").hidden = true;
+}
+
+/** Show why `action` failed and set up its fix: the token field, or a retry by the page. */
+function failed(what: string, error: unknown, action: () => Promise<void>): void {
+  const e: Explained = explain(error, token() !== "");
+  $("status").textContent = `${what}: ${e.sentence}`;
+  $("status").className = "error";
+  $("status-raw").textContent = e.raw;
+  $("status-details").hidden = false;
+  pending = action;
+  window.clearTimeout(retryTimer);
+  if (e.fix === "token") {
+    $<HTMLDetailsElement>("token-box").open = true;
+    $<HTMLInputElement>("token").focus();
+  } else if (e.fix === "retry" && e.retryIn !== undefined) {
+    countdown(what, e, Date.now() + e.retryIn * 1000);
+  }
+}
+
+function countdown(what: string, e: Explained, at: number): void {
+  const left = (at - Date.now()) / 1000;
+  if (left <= 0) {
+    void retryPending();
+    return;
+  }
+  $("status").textContent = `${what}: ${e.sentence.replace(/The page tries again in .*$/, `The page tries again in ${duration(left)}.`)}`;
+  retryTimer = window.setTimeout(() => countdown(what, e, at), Math.min(1000, left * 1000));
+}
+
+async function retryPending(): Promise<void> {
+  const action = pending;
+  pending = undefined;
+  window.clearTimeout(retryTimer);
+  if (action) await action();
 }
 
 function kb(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-function stars(itemId: number): HTMLElement {
-  const span = document.createElement("span");
-  span.className = "stars";
+function rate(itemId: number, r: number | undefined): void {
+  if (r === undefined) ratings.delete(itemId);
+  else ratings.set(itemId, r);
+  void saveRatings(ratings);
+  renderSearch();
+  renderRated();
+}
+
+/** Five buttons, 1 to 5 stars, for `title`: a labelled group, each button saying what it does
+ * and whether it is the chosen rating. */
+function stars(itemId: number, title: string): HTMLElement {
+  const group = document.createElement("span");
+  group.className = "stars";
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", `your rating of ${title}, in stars`);
   for (let r = 1; r <= 5; r++) {
     const b = document.createElement("button");
-    b.textContent = String(r);
+    b.type = "button";
+    b.textContent = `${r}★`;
     b.dataset.testid = `rate-${itemId}-${r}`;
-    b.className = ratings.get(itemId) === r ? "chosen" : "";
-    b.onclick = () => {
-      ratings.set(itemId, r);
-      renderSearch();
-      renderRated();
-    };
-    span.append(b);
+    const chosen = ratings.get(itemId) === r;
+    b.className = chosen ? "chosen" : "";
+    b.setAttribute("aria-pressed", String(chosen));
+    b.setAttribute("aria-label", `${r} star${r > 1 ? "s" : ""}`);
+    b.onclick = () => rate(itemId, r);
+    group.append(b);
   }
-  return span;
+  return group;
 }
 
 function renderSearch(): void {
   const query = $<HTMLInputElement>("search").value.trim().toLowerCase();
   const list = $("matches");
+  const note = $("search-note");
   list.replaceChildren();
+  note.textContent = "";
   if (!query) return;
-  for (const item of catalogue.filter((c) => c.title.toLowerCase().includes(query)).slice(0, 12)) {
+  if (!catalogueLoaded) {
+    note.textContent = "The catalogue is not loaded yet (see the message at the top); search works once it is.";
+    return;
+  }
+  if (!catalogue.length) {
+    note.textContent = "The served model has an empty catalogue: there is nothing to rate. Tell the service's operator.";
+    return;
+  }
+  const found = catalogue.filter((c) => c.title.toLowerCase().includes(query));
+  if (!found.length) {
+    note.textContent = `No title contains “${query}”. Try fewer letters or another word.`;
+    return;
+  }
+  for (const item of found.slice(0, 12)) {
     const li = document.createElement("li");
-    li.append(item.title, stars(item.itemId));
+    const title = document.createElement("span");
+    title.textContent = item.title;
+    li.append(title, stars(item.itemId, item.title));
     list.append(li);
   }
+  if (found.length > 12) note.textContent = `${found.length - 12} more match: type more of the title.`;
 }
 
 function renderRated(): void {
@@ -67,17 +135,18 @@ function renderRated(): void {
   const titles = new Map(catalogue.map((c) => [c.itemId, c.title]));
   for (const [itemId, r] of ratings) {
     const li = document.createElement("li");
+    const title = titles.get(itemId) ?? `item ${itemId}`;
     const remove = document.createElement("button");
+    remove.type = "button";
     remove.textContent = "remove";
-    remove.onclick = () => {
-      ratings.delete(itemId);
-      renderRated();
-      renderSearch();
-    };
-    li.append(`${titles.get(itemId) ?? itemId}: ${r}`, remove);
+    remove.setAttribute("aria-label", `remove your rating of ${title}`);
+    remove.onclick = () => rate(itemId, undefined);
+    li.append(`${title}: ${r} star${r > 1 ? "s" : ""} `, remove);
     list.append(li);
   }
+  $("rated-none").hidden = ratings.size > 0;
   $<HTMLButtonElement>("recommend").disabled = ratings.size === 0;
+  $<HTMLButtonElement>("clear-ratings").disabled = ratings.size === 0;
 }
 
 function renderResult(result: Result, info: GetModelResponse): void {
@@ -93,21 +162,27 @@ function renderResult(result: Result, info: GetModelResponse): void {
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = result.stars ? `${r.score.toFixed(2)} ★` : r.score.toFixed(2);
-    score.title = result.stars ? "predicted stars" : "ranking score";
+    score.setAttribute("aria-label", result.stars ? `predicted ${r.score.toFixed(1)} stars` : `ranking score ${r.score.toFixed(2)}`);
+    score.title = result.stars ? "predicted stars" : "ranking score (orders the list; not stars)";
     li.append(score);
     list.append(li);
   }
   const costs = $("costs");
   costs.replaceChildren();
-  for (const [phase, s] of Object.entries(result.costs.seconds)) {
+  const row = (what: string, value: string, testid?: string) => {
     const tr = document.createElement("tr");
-    tr.innerHTML = `<td>${phase}</td><td>${(s * 1000).toFixed(0)} ms</td>`;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = what;
+    const cell = document.createElement("td");
+    cell.textContent = value;
+    if (testid) cell.dataset.testid = testid;
+    tr.append(name, cell);
     costs.append(tr);
-  }
+  };
+  for (const [phase, s] of Object.entries(result.costs.seconds)) row(phase, `${(s * 1000).toFixed(0)} ms`);
   for (const [what, b] of Object.entries(result.costs.bytes)) {
-    const tr = document.createElement("tr");
-    tr.innerHTML = `<td>${what === "reply" ? "received" : "sent"}: ${what}</td><td data-testid="bytes-${what}">${kb(b)}</td>`;
-    costs.append(tr);
+    row(`${what === "reply" ? "received" : "sent"}: ${what}`, kb(b), `bytes-${what}`);
   }
   const sent = $("sent");
   sent.replaceChildren();
@@ -126,7 +201,10 @@ function renderResult(result: Result, info: GetModelResponse): void {
 
 async function renderKeys(): Promise<void> {
   const keys = await allKeys();
-  $("key-id").textContent = keys.length ? keys.map((k) => k.keyId || "(not registered)").join(", ") : "none yet";
+  const registered = keys.filter((k) => k.keyId);
+  $("key-id").textContent = registered.length
+    ? registered.map((k) => k.keyId).join(", ")
+    : keys.length ? "(made, not registered yet)" : "none yet";
   $("key-created").textContent = keys.length ? new Date(keys[0].created).toLocaleString() : "";
 }
 
@@ -137,12 +215,36 @@ async function recommend(): Promise<void> {
   try {
     const result = await recommender.recommend(ratings, 10);
     renderResult(result, await recommender.model());
-    await renderKeys();
     status(`done: ${result.recommendations.length} recommendations from model ${result.modelVersion}`);
   } catch (error) {
-    status(`failed: ${describe(error)}`, true);
+    failed("The recommendation failed", error, recommend);
   } finally {
+    // The keys may have been made and registered even if the query then failed.
+    await renderKeys();
     button.disabled = ratings.size === 0;
+  }
+}
+
+async function loadModel(): Promise<void> {
+  status("loading the catalogue…");
+  try {
+    const t0 = performance.now();
+    const info = await recommender.model();
+    const ms = (performance.now() - t0).toFixed(0);
+    catalogue = info.catalogue.map((c) => ({ itemId: Number(c.itemId), title: c.title }));
+    catalogueLoaded = true;
+    const [kind, meaning] = isStars(info)
+      ? ["stars model", "its scores are predicted stars"]
+      : ["ranking model", "its scores order the list; they are not stars"];
+    $("model").textContent = `${kind} ${info.version}: ${catalogue.length} items (loaded in ${ms} ms); ${meaning}.`;
+    status(catalogue.length
+      ? "ready: search for movies you know and rate them"
+      : "The served model has an empty catalogue: there is nothing to rate. Tell the service's operator.");
+    renderRated();
+    renderSearch();
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    failed("Could not load the catalogue", error, loadModel);
   }
 }
 
@@ -165,22 +267,23 @@ async function start(): Promise<void> {
     await renderKeys();
     status("keys forgotten: new ones are made at the next request");
   };
+  $<HTMLButtonElement>("clear-ratings").onclick = async () => {
+    ratings = new Map();
+    renderRated();
+    renderSearch();
+    await saveRatings(ratings);
+    status("ratings cleared");
+  };
   const tokenInput = $<HTMLInputElement>("token");
   tokenInput.value = token();
-  tokenInput.onchange = () => sessionStorage.setItem("cryptorec-token", tokenInput.value.trim());
+  tokenInput.onchange = () => {
+    sessionStorage.setItem("cryptorec-token", tokenInput.value.trim());
+    void retryPending(); // whatever the missing token stopped goes on, without a reload
+  };
+  ratings = await loadRatings();
+  renderRated();
   await renderKeys();
-  try {
-    const t0 = performance.now();
-    const info = await recommender.model();
-    const ms = (performance.now() - t0).toFixed(0);
-    catalogue = info.catalogue.map((c) => ({ itemId: Number(c.itemId), title: c.title }));
-    const kind = isStars(info) ? "stars model" : "ranking model";
-    $("model").textContent = `${kind} ${info.version}: ${catalogue.length} items (loaded in ${ms} ms)`;
-    status("ready: search for movies you know and rate them");
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    status(`could not load the model: ${describe(error)}`, true);
-  }
+  await loadModel();
 }
 
 void start();

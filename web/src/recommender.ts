@@ -88,10 +88,13 @@ export class PrivateRecommender {
   }
 
   /** The newest ranking model, or the current model of a deployment without one (GetModel,
-   * once per page). */
+   * once per page once it succeeds). */
   model(): Promise<GetModelResponse> {
     this.modelInfo ??= this.models.getModel({ kind: ModelKind.RANKING }).catch((error: unknown) => {
       if (error instanceof ConnectError && error.code === Code.NotFound) return this.models.getModel({});
+      throw error;
+    }).catch((error: unknown) => {
+      this.modelInfo = undefined; // a failure is not kept: the next call asks again
       throw error;
     });
     return this.modelInfo;
