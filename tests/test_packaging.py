@@ -5,6 +5,7 @@ server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
 import tomllib
@@ -84,3 +85,42 @@ def test_the_api_distribution_alone_calls_a_running_server(tmp_path: Path) -> No
         assert out == ["v1", str(ITEMS)]
     finally:
         running.stop(grace=1.0)
+
+
+@pytest.mark.slow
+def test_a_second_install_of_an_unchanged_checkout_installs_nothing(tmp_path: Path) -> None:
+    """`make demo` runs the install each time: on an unchanged checkout it must not reinstall
+    (it took 28 s), and no install prints setuptools' deprecation warnings (the old
+    `license = {text = ...}` printed about 150 lines). The checkout is copied so this venv and
+    page build leave the working tree's alone; pip's cache holds Pyfhel's wheel by now."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    copy = tmp_path / "checkout"
+    for name in filter(None, files):
+        source, target = ROOT / name.decode(), copy / name.decode()
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode)
+
+    def install() -> str:
+        done = subprocess.run(
+            ["scripts/install.sh"],
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            env={**os.environ, "VENV": str(tmp_path / "venv")},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    first = install()
+    assert "installed: cryptorec" in first
+    assert "Deprecat" not in first, first
+    assert "SetuptoolsWarning" not in first, first
+    second = install()
+    assert "up to date: cryptorec" in second, second
+    assert "installed: cryptorec" not in second
+    assert "built: the page" not in second
