@@ -17,7 +17,7 @@ from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend, ClientInputs, KeySet
 from libcryptorec.he.errors import HEError, InvalidKeyError
 from libcryptorec.model import RANKING
-from libcryptorec.ranking import masked_scores, top_n_agreement
+from libcryptorec.ranking import masked_scores
 from libcryptorec.ranking_model import RankingConfig, train_ranking
 from tests.test_model import make_model, random_ratings
 from tests.test_ranking_model import new_user_split, taste_groups
@@ -82,11 +82,12 @@ class BackendContract:
                 decrypted = client.decrypt(evaluator.evaluate(query))
                 expected = backend.reference(packed.model, ratings)
                 np.testing.assert_allclose(decrypted, expected, atol=backend.tolerance)
-                agreement, _ = top_n_agreement(
-                    masked_scores(expected[None, :], ratings),
-                    masked_scores(decrypted[None, :], ratings),
-                )
-                assert agreement == 1.0
+                # The decrypted top 10 is the plaintext top 10, but for items whose plaintext
+                # scores lie closer than the scheme's error (a near-tie may fall either way).
+                plain = masked_scores(expected[None, :], ratings)[0]
+                shown = np.argsort(-masked_scores(decrypted[None, :], ratings)[0], kind="stable")
+                tenth = np.sort(plain)[::-1][9]
+                assert np.all(plain[shown[:10]] >= tenth - 2 * backend.tolerance)
         finally:
             evaluator.close()
 
