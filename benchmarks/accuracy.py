@@ -31,7 +31,7 @@ from cryptorec.benchmarks.library_baselines import (
 )
 from cryptorec.benchmarks.ranking_baselines import ranking_baselines
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import settings
+from cryptorec.services import cli_args
 from cryptorec.services.trainer.publish import SERVING_PRUNE_FRACTION
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
@@ -569,15 +569,23 @@ HELP = "paper Figure 2 / Table 2 / Table 4 under the paper's protocol"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir", "download_url")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="write the results here")
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="seeds of the split (default: %(default)s)"
+    )
+    cli_args.add_json(parser)
     parser.add_argument(
         "--plot", type=Path, help="PNG of the accuracy table (default: JSON path .png)"
     )
-    parser.add_argument("--prune-threshold", type=float, default=5e-4)
-    parser.add_argument("--clusters", type=int, default=512)
+    parser.add_argument(
+        "--prune-threshold",
+        type=float,
+        default=5e-4,
+        help="weights below this are pruned (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--clusters", type=int, default=512, help="shared values (default: %(default)s)"
+    )
     parser.add_argument(
         "--no-transfer", action="store_true", help="skip the ml-1m/ml-latest-small transfer"
     )

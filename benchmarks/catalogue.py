@@ -23,7 +23,7 @@ import numpy as np
 
 from cryptorec.benchmarks.processes import free_port, rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import settings, versions
+from cryptorec.services import cli_args, versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
@@ -277,9 +277,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=list(SIZES), help="synthetic catalogue sizes"
     )
-    settings.add(parser, "data_dir")
     parser.add_argument("--queries", type=int, default=3, help="measured queries per setting")
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
     parser.add_argument("--plot", type=Path, help="a PNG of latency and memory per size")
 
 

@@ -4,22 +4,30 @@ model against pruning ratio, reuse ratio and fast-mode RMSE (sparse-quantization
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from cryptorec.benchmarks.accuracy import run_sweep
-from cryptorec.services import settings
+from cryptorec.services import cli_args
 
 HELP = "pruning threshold x cluster count against reuse ratio and RMSE"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir")
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=[5e-4, 4e-3, 8e-3, 1.6e-2, 2.4e-2]
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[5e-4, 4e-3, 8e-3, 1.6e-2, 2.4e-2],
+        help="pruning thresholds to measure (default: %(default)s)",
     )
-    parser.add_argument("--clusters", type=int, nargs="+", default=[128, 256, 512])
-    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        nargs="+",
+        default=[128, 256, 512],
+        help="shared-value counts to measure (default: %(default)s)",
+    )
+    cli_args.add_json(parser, "the rows")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from cryptorec.benchmarks.models import synthetic_packed
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import versions
+from cryptorec.services import cli_args, versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
@@ -92,7 +92,7 @@ HELP = "an evaluator process's resident memory per scheme and mode and per bound
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", type=int, default=6, help="distinct key sets per scheme")
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

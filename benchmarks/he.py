@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from cryptorec.benchmarks.models import load_or_train, served_ranking_model
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import settings
+from cryptorec.services import cli_args
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.model import CryptoRecModel
@@ -120,7 +120,9 @@ def measure(
     reproduces."""
     model = packed.model
     t0 = time.perf_counter()
-    client, evaluator = registry.open_local(packed, scheme, mode, workers=os.cpu_count() or 1)
+    client, evaluator = registry.open_local(
+        packed, scheme, mode, {"paillier_workers": os.cpu_count() or 1}
+    )
     setup_s = time.perf_counter() - t0
     key_bytes = sum(len(b) for b in client.key_blobs().values())
     offline_s = 0.0
@@ -283,8 +285,7 @@ HELP = "encrypted prediction: time, bytes and error per scheme and mode"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir", "model_cache")
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument("--queries", type=int, default=5, help="held-out users to measure (>= 3)")
     parser.add_argument(
         "--agreement-users",
@@ -309,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pruning for the stars model (0.016 prunes ~58%% of ml-1m's weights at no RMSE "
         "cost; see bench compression); the ranking model is pruned as `train` serves it",
     )
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import settings, versions
+from cryptorec.services import cli_args, versions
 from cryptorec.services.client.library import CryptoRecClient, model_kind, ratings_row
 from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
@@ -231,10 +231,9 @@ HELP = "throughput, latency, overload and memory with 1 and 2 evaluator processe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir", "model_cache")
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument("--requests", type=int, default=2000, help="per process count")
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import settings
+from cryptorec.services import cli_args
 from cryptorec.services.clients import add_client
 from cryptorec.services.rpc.server import ServerConfig, start
 from cryptorec.services.store.base import Quotas
@@ -157,15 +157,14 @@ HELP = "the page in headless Chromium: a visitor's first and next request"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
-    settings.add(parser, "data_dir")
+    cli_args.add_dataset(parser, "ml-100k", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--chromium",
         type=Path,
         default=Path(os.environ.get("CRYPTOREC_CHROMIUM", "/usr/bin/chromium")),
         help="the Chromium to drive (Debian: apt-get install chromium)",
     )
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
     parser.add_argument("--screenshot", type=Path, help="PNG of the page after the requests")
 
 

@@ -16,7 +16,6 @@ import gmpy2
 import numpy as np
 
 from cryptorec.benchmarks.models import load_or_train
-from cryptorec.services import settings
 from libcryptorec.he.paillier import (
     PaillierClient,
     PaillierModel,
@@ -28,7 +27,6 @@ HELP = "Paillier's first product: the paper's per-row reuse against the bucket m
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    settings.add(parser, "data_dir", "model_cache")
     parser.add_argument("--columns", type=int, default=50, help="columns the bucket method runs")
     parser.add_argument("--rows", type=int, default=371, help="rows the paper's method runs")
 

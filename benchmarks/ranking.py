@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptorec.benchmarks.he import measure
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import settings
+from cryptorec.services import cli_args
 from cryptorec.services.trainer.publish import SERVING_PRUNE_FRACTION
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import load_movielens
@@ -121,12 +121,11 @@ HELP = "the ranking model's rank against validation NDCG@10 and CKKS cost"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir", "download_url")
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--queries", type=int, default=9, help="held-out users per rank for the CKKS timing"
     )
-    parser.add_argument("--json", type=Path, help="write the results here")
+    cli_args.add_json(parser)
     parser.add_argument("--plot", type=Path, help="PNG of the frontier (default: JSON path .png)")
     parser.add_argument(
         "--download", action="store_true", help="fetch a missing dataset from GroupLens first"

@@ -21,7 +21,7 @@ import numpy as np
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import free_port, start_evaluator, stop
 from cryptorec.benchmarks.report import log, write_json
-from cryptorec.services import settings, versions
+from cryptorec.services import cli_args, versions
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.clients import add_client
 from cryptorec.services.rpc.server import ServerConfig, start
@@ -141,11 +141,12 @@ HELP = "gRPC latency and throughput vs the in-process engine, 1 and 2 evaluator 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-1m")
-    settings.add(parser, "data_dir", "model_cache")
-    parser.add_argument("--queries", type=int, default=9)
+    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
+    parser.add_argument(
+        "--queries", type=int, default=9, help="measured queries (default: %(default)s)"
+    )
     parser.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
-    parser.add_argument("--json", type=Path)
+    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptorec.benchmarks import DRIVERS
-from cryptorec.services import settings
+from cryptorec.services import cli_args, settings
 from cryptorec.services.cli_errors import CliError, explain
 from cryptorec.services.rpc.server import ROLES
 from cryptorec.services.store.base import Quotas
 from libcryptorec.data import MOVIELENS_DATASETS
-from libcryptorec.he import registry
 from libcryptorec.model import MODEL_KINDS, RANKING, STARS, ModelKind
 
 
@@ -55,8 +54,7 @@ def _configure_logging(args: argparse.Namespace, service_name: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from cryptorec.services.memory import limit_malloc_arenas
-    from cryptorec.services.rpc.admission import Limits
-    from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
+    from cryptorec.services.rpc.server import serve_forever, start
     from cryptorec.services.rpc.tls import ServerTls
 
     _configure_logging(args, f"cryptorec-{args.role}")
@@ -79,31 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
             "could ask this evaluator for partial products, which decrypt to rows of the model",
             2,
         )
-    config = ServerConfig(
-        limits=Limits(
-            max_calls=args.max_calls,
-            max_calls_per_connection=args.max_calls_per_connection,
-            max_calls_per_host=args.max_calls_per_host,
-            max_calls_per_client=args.max_calls_per_client,
-            work_slots=args.work_slots,
-            transfer_grace_seconds=args.transfer_grace,
-            transfer_min_bytes_per_second=args.transfer_min_rate,
-            upload_budget_bytes=args.upload_budget,
-        ),
-        auth=args.auth,
-        cache_bytes=args.cache_bytes,
-        key_ttl_seconds=args.key_ttl,
-        registrations_per_address=args.registrations_per_address,
-        model_reserve_bytes=args.model_reserve,
-        paillier_workers=args.paillier_workers,
-        drain_seconds=args.drain_seconds,
-        shard_peers=args.shard_peers,
-        peer_secret=args.peer_secret,
-        peer_tls=_peer_tls(args),
-        observe=args.observe,
-        metrics_port=args.metrics_port,
-        metrics_host=args.host,
-    )
+    config = server_config(args)
     store = _open_store(args)
     _check_store(store, args.wait_for_store)
     running = start(
@@ -118,6 +92,23 @@ def _serve(args: argparse.Namespace) -> int:
     )
     serve_forever(running)
     return 0
+
+
+def server_config(args: argparse.Namespace) -> Any:
+    """The ServerConfig of parsed `serve` arguments: every field named after a setting takes
+    its value, and `options` holds every setting's (a backend's own among them)."""
+    from cryptorec.services.rpc.admission import Limits
+    from cryptorec.services.rpc.server import ServerConfig
+
+    values = settings.values_for("serve", args)
+    return settings.config_from(
+        ServerConfig,
+        values,
+        limits=settings.config_from(Limits, values),
+        peer_tls=_peer_tls(args),
+        metrics_host=args.host,
+        options=values,
+    )
 
 
 def _check_store(store: Any, wait: bool) -> None:
@@ -287,7 +278,7 @@ def _clients_add(args: argparse.Namespace) -> int:
 
     _configure_logging(args, "cryptorec-clients")
     store = _open_store(args)
-    key_bytes = args.max_key_bytes or key_allowance(store, args.model_reserve)
+    key_bytes = args.max_key_bytes or key_allowance(store, args.model_reserve_bytes)
     quotas = Quotas(args.queries_per_day, args.max_key_sets, key_bytes)
     try:
         token = add_client(store, args.name, quotas, args.expires_in)
@@ -346,7 +337,9 @@ def _clients_revoke(args: argparse.Namespace) -> int:
 def _client_tls(args: argparse.Namespace) -> Any:
     from cryptorec.services.rpc.tls import ClientTls
 
-    return ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    return (
+        ClientTls(args.tls_ca, args.client_tls_cert, args.client_tls_key) if args.tls_ca else None
+    )
 
 
 def _expiry(expires_unix: float | None) -> str:
@@ -439,7 +432,6 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--download", action="store_true", help="fetch missing datasets from GroupLens first"
     )
-    settings.add(parser, "download_url")
 
 
 def _choose_one(parser: argparse.ArgumentParser, dest: str) -> Any:
@@ -469,58 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in DRIVERS.items():
         driver = importlib.import_module(module_name)
         p = bench.add_parser(name, help=driver.HELP, description=driver.__doc__)
+        settings.add_for(p, f"bench {name}")
         driver.add_arguments(p)
         p.set_defaults(func=driver.main)
 
     srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
-    srv.add_argument("--role", choices=(*ROLES, "all"), default="all")
-    srv.add_argument("--port", type=int, default=50051)
-    srv.add_argument("--host", default="0.0.0.0")
-    settings.add(
-        srv,
-        "store",
-        "store_prefix",
-        "wait_for_store",
-        "auth",
-        "tls_cert",
-        "tls_key",
-        "tls_client_ca",
-        "health_port",
-        "max_calls",
-        "max_calls_per_connection",
-        "max_calls_per_host",
-        "max_calls_per_client",
-        "work_slots",
-        "transfer_grace",
-        "transfer_min_rate",
-        "upload_budget",
-        "registrations_per_address",
-        "model_reserve",
-        "cache_bytes",
-        "key_ttl",
-        "paillier_workers",
-        "drain_seconds",
-        "shard_peers",
-        "peer_secret",
-        "peer_tls_ca",
-        "peer_tls_name",
-        "observe",
-        "metrics_port",
-        "web_port",
-        "web_origins",
-        "web_page",
-        "web_connections_per_address",
-        "web_header_timeout",
-        "log_format",
-        "log_level",
-    )
+    settings.add_for(srv, "serve")
     srv.set_defaults(func=_serve)
 
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
-    tr.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-1m")
-    settings.add(
-        tr, "data_dir", "store", "store_prefix", "retain", "shards", "log_format", "log_level"
-    )
+    cli_args.add_dataset(tr, "ml-1m")
+    settings.add_for(tr, "train")
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
     _add_download(tr)
     tr.add_argument(
@@ -543,13 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("recommend", help="encrypted recommendations for your ratings")
     rec.add_argument("--ratings", type=Path, required=True, help="CSV of item,rating rows")
-    rec.add_argument(
-        "--target", default="127.0.0.1:50051", help="model service (and default for all)"
-    )
-    rec.add_argument("--key-target")
-    rec.add_argument("--evaluator-target")
-    rec.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
-    rec.add_argument("--mode", choices=registry.mode_names(), default="fast")
+    rec.add_argument("--key-target", help="the key service, if not at --target")
+    rec.add_argument("--evaluator-target", help="the evaluator, if not at --target")
+    cli_args.add_backend(rec)
     rec.add_argument(
         "--model",
         choices=MODEL_KINDS,
@@ -557,9 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranking: the newest model trained for top-N lists (its scores only order "
         "items); stars: the newest model that predicts star ratings (default: %(default)s)",
     )
-    rec.add_argument("--top", type=int, default=10)
-    rec.add_argument("--json", type=Path)
-    settings.add(rec, "token", "tls_ca", "client_tls_cert", "client_tls_key")
+    cli_args.add_top(rec)
+    cli_args.add_json(rec, "the recommendations, timings and bytes")
+    settings.add_for(rec, "recommend")
     rec.add_argument(
         "--key-dir",
         type=Path,
@@ -569,12 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_recommend)
 
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
-    demo.add_argument("--dataset", choices=MOVIELENS_DATASETS, default="ml-100k")
-    settings.add(demo, "data_dir", "log_format", "log_level")
+    cli_args.add_dataset(demo, "ml-100k")
+    settings.add_for(demo, "demo")
     _add_download(demo)
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
-    demo.add_argument("--scheme", choices=registry.scheme_names(), default="ckks")
-    demo.add_argument("--mode", choices=registry.mode_names(), default="fast")
+    cli_args.add_backend(demo)
     demo.add_argument(
         "--model",
         choices=MODEL_KINDS,
@@ -582,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model to train and ask: ranking (seconds to train) or stars (the paper's, "
         "about a minute; needed for --mode accurate) (default: %(default)s)",
     )
-    demo.add_argument("--top", type=int, default=10)
-    demo.add_argument("--json", type=Path)
+    cli_args.add_top(demo)
+    cli_args.add_json(demo, "the user, recommendations, timings and bytes")
     demo.add_argument(
         "--web",
         action="store_true",
@@ -604,8 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     add = clients.add_parser("add", help="let a client in; prints its token once, last")
     add.add_argument("name", help="[a-z0-9-_.], at most 64 characters")
     defaults = Quotas()
-    add.add_argument("--queries-per-day", type=int, default=defaults.queries_per_day)
-    add.add_argument("--max-key-sets", type=int, default=defaults.max_key_sets)
+    add.add_argument(
+        "--queries-per-day",
+        type=int,
+        default=defaults.queries_per_day,
+        help="answered queries it may ask in any 24 hours (default: %(default)s)",
+    )
+    add.add_argument(
+        "--max-key-sets",
+        type=int,
+        default=defaults.max_key_sets,
+        help="key sets it may hold at once (default: %(default)s)",
+    )
     add.add_argument(
         "--max-key-bytes",
         type=settings.byte_size,
@@ -619,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     rot = clients.add_parser(
         "rotate", help="a new token for a client; the old one works for --grace more"
     )
-    rot.add_argument("name")
+    rot.add_argument("name", help="the client whose token is replaced")
     rot.add_argument(
         "--grace",
         type=settings.duration,
@@ -635,21 +591,19 @@ def build_parser() -> argparse.ArgumentParser:
     rv = clients.add_parser(
         "revoke", help="shut a client out (its tokens stop at once, its key sets go)"
     )
-    rv.add_argument("name")
+    rv.add_argument("name", help="the client to shut out")
     rv.set_defaults(func=_clients_revoke)
-    for p in (add, rot, ls, rv):
-        settings.add(p, "store", "store_prefix", "log_format", "log_level")
-    settings.add(add, "model_reserve")
+    for name, p in {"add": add, "rotate": rot, "list": ls, "revoke": rv}.items():
+        settings.add_for(p, f"clients {name}")
 
     use = sub.add_parser("usage", help="your budget and quotas, as the service counts them")
-    use.add_argument("--target", default="127.0.0.1:50051", help="any CryptoRec service")
-    settings.add(use, "token", "tls_ca", "client_tls_cert", "client_tls_key")
+    settings.add_for(use, "usage")
     use.set_defaults(func=_usage)
 
     data = _choose_one(sub.add_parser("data", help="datasets"), "data")
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")
-    dl.add_argument("datasets", nargs="+", choices=MOVIELENS_DATASETS)
-    settings.add(dl, "data_dir", "download_url")
+    dl.add_argument("datasets", nargs="+", choices=MOVIELENS_DATASETS, help="the releases to fetch")
+    settings.add_for(dl, "data download")
     dl.set_defaults(func=_data_download)
     return parser
 

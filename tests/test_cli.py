@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cryptorec.services import settings
-from cryptorec.services.cli import build_parser, main
+from cryptorec.services.cli import build_parser, main, server_config
 from cryptorec.services.store.redis_store import RedisStore
 from libcryptorec.data import synthetic
 
@@ -159,8 +159,7 @@ def test_every_command_reads_each_setting_from_its_variable(
         "data_dir": "/srv/movielens",
         "retain": "9",
         "work_slots": "7",
-        "key_ttl": "60",
-        "paillier_workers": "3",
+        "key_ttl_seconds": "60",
         "tls_ca": "/etc/ca.pem",
     }
     for name, value in values.items():
@@ -191,10 +190,68 @@ def test_help_names_each_default_and_variable(capsys: pytest.CaptureFixture[str]
         "store_prefix",
         "work_slots",
         "cache_bytes",
-        "key_ttl",
-        "paillier_workers",
+        "key_ttl_seconds",
+        "paillier_workers",  # Paillier's own Option, offered by serve like the rest
     ):
-        assert f"env {settings.SETTINGS[name].env}; default" in text
+        assert f"env {settings.taken_by('serve')[name].env}; default" in text
+
+
+def test_every_flag_of_every_command_says_what_it_does() -> None:
+    """--help explains every flag and argument of every command (a setting's also names its
+    variable and default)."""
+    silent = [
+        f"{command} {action.option_strings or [action.dest]}"
+        for command, parser in _subparsers(build_parser()).items()
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction)
+        and not action.help
+    ]
+    assert silent == []
+
+
+def test_a_setting_declared_once_reaches_help_config_and_consumer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One declaration (name, type, default, variable, help, commands) and nothing else:
+    `serve --help` shows it, its variable sets it, the typed config built from the parsed
+    arguments carries it, typed, for whoever reads it."""
+    knob = settings.declare(
+        "toy_knob",
+        settings.Setting(
+            "--toy-knob", "CRYPTOREC_TOY_KNOB", "3", "a toy's knob", int, commands=("serve",)
+        ),
+    )
+    try:
+        with pytest.raises(SystemExit):
+            main(["serve", "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "--toy-knob TOY_KNOB a toy's knob [env CRYPTOREC_TOY_KNOB; default 3]" in shown
+        assert server_config(build_parser().parse_args(["serve"])).options["toy_knob"] == 3
+        monkeypatch.setenv("CRYPTOREC_TOY_KNOB", "7")
+        config = server_config(build_parser().parse_args(["serve"]))
+        assert config.options["toy_knob"] == 7
+        config = server_config(build_parser().parse_args(["serve", "--toy-knob", "9"]))
+        assert config.options["toy_knob"] == 9
+        assert knob.default_value == 3
+        with pytest.raises(ValueError, match="declared already"):
+            settings.declare("toy_knob", knob)
+    finally:
+        settings.withdraw("toy_knob")
+    assert "--toy-knob" not in build_parser().format_help()
+
+
+def test_serve_settings_land_in_the_typed_config() -> None:
+    """Every ServerConfig and Limits field named after a setting takes the parsed value:
+    no hand copy in between."""
+    args = build_parser().parse_args(
+        ["serve", "--work-slots", "5", "--cache-bytes", "1G", "--key-ttl", "60", "--auth"]
+    )
+    config = server_config(args)
+    assert config.limits.work_slots == 5
+    assert config.cache_bytes == 1 << 30
+    assert config.key_ttl_seconds == 60
+    assert config.auth is True
+    assert config.options["paillier_workers"] == 1  # a backend's own option, by default
 
 
 def test_train_honours_the_store_prefix_like_serve(

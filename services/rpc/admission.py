@@ -64,9 +64,9 @@ class Limits:
     max_calls_per_host: int = default_of("max_calls_per_host")
     max_calls_per_client: int = default_of("max_calls_per_client")
     work_slots: int = default_of("work_slots")
-    transfer_grace_seconds: float = default_of("transfer_grace")
-    transfer_min_bytes_per_second: float = default_of("transfer_min_rate")
-    upload_budget_bytes: int = default_of("upload_budget")
+    transfer_grace_seconds: float = default_of("transfer_grace_seconds")
+    transfer_min_bytes_per_second: float = default_of("transfer_min_bytes_per_second")
+    upload_budget_bytes: int = default_of("upload_budget_bytes")
 
     @property
     def threads(self) -> int:
