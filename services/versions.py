@@ -62,8 +62,9 @@ class ModelVersion:
         return int(self.summary.get("shards", 1))
 
     def shard_runs(self, spec: SchemeSpec) -> list[range]:
-        """The item blocks of each shard of a shardable (scheme, mode)."""
-        blocks = spec.plan().blocks
+        """The item blocks of each shard of a shardable (scheme, mode): the backend plans its
+        own blocks."""
+        blocks = registry.get(spec.scheme, spec.mode).blocks(spec.items, spec.dim)
         return shard_blocks(blocks, min(self.shards, blocks))
 
     def quote(self, spec: SchemeSpec) -> dict[str, float]:
@@ -94,7 +95,8 @@ def publish(
     if not 1 <= shards <= blocks:
         raise ValueError(f"cannot split a catalogue of {blocks} item blocks into {shards} shards")
     for backend in shardable if shards > 1 else ():  # one shard is computed where it lands
-        check_shards(backend.blocks(m, d), min(shards, blocks), backend.query_block_bytes())
+        own = backend.blocks(m, d)  # each backend shards its own blocks (shard_runs)
+        check_shards(own, min(shards, own), backend.query_block_bytes())
     data, digest = artifact.dumps(packed)
     artifact.loads(data, label=f"model {version}")  # ArtifactError: never becomes current
     model = packed.model

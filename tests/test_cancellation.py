@@ -51,7 +51,7 @@ def test_cancelled_computation_stops_within_100_ms(
     model.A *= 0.05
     model.Q *= 0.05
     packed = compress(model, 0.0, 256)
-    client, evaluator = registry.open_local(packed, scheme, mode, workers=workers)
+    client, evaluator = registry.open_local(packed, scheme, mode, {"paillier_workers": workers})
     try:
         cts, _ = client.encrypt(random_ratings(1, items, 0.05, 2))
         counter = _Counter()

@@ -58,9 +58,9 @@ def test_two_versions_in_one_process_each_answer_from_their_own(
 ) -> None:
     v1, v2 = _versions()
     ratings = random_ratings(1, ITEMS, 0.3, 5)
-    client1, evaluator1 = registry.open_local(v1, scheme, mode, workers=workers)
+    client1, evaluator1 = registry.open_local(v1, scheme, mode, {"paillier_workers": workers})
     try:
-        client2, evaluator2 = registry.open_local(v2, scheme, mode, workers=workers)
+        client2, evaluator2 = registry.open_local(v2, scheme, mode, {"paillier_workers": workers})
         try:
             # Version 2 was bound last; version 1's queries must still use version 1 only.
             for client, evaluator, packed in (

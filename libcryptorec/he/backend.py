@@ -36,6 +36,9 @@ from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyEr
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.model import MODEL_KINDS, STARS, CryptoRecModel, ModelKind, scaled_inputs
 
+# No options given: every Option at its default.
+EMPTY: Mapping[str, Any] = {}
+
 # A key blob as a backend reads it: its bytes, or a view of the buffer they arrived in (a
 # registration checks its blobs without copying them out).
 Blob = bytes | memoryview
@@ -199,6 +202,18 @@ class Bound(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Option:
+    """A setting a backend declares for itself: the services offer it on `serve` (flag
+    --NAME-WITH-DASHES, variable CRYPTOREC_NAME) and hand its value to `bind`, so nothing
+    outside the backend names it. `default` is as typed on a command line."""
+
+    name: str
+    default: str
+    help: str
+    type: Callable[[str], Any] = str
+
+
 class Backend(ABC):
     """One (scheme, mode). Subclasses set the class attributes and implement the methods."""
 
@@ -214,6 +229,12 @@ class Backend(ABC):
     shardable: ClassVar[bool] = False
     # The kinds of model it computes: every fast mode serves both (the same two products).
     kinds: ClassVar[tuple[ModelKind, ...]] = MODEL_KINDS
+    # Settings of its own (Option); their values reach `bind` as `options`, by name.
+    options: ClassVar[tuple[Option, ...]] = ()
+    # Server seconds one query of the ml-1m stars model takes on one 2-core node, about: what
+    # latency alerts compare with when a model version was published without a measured
+    # quote (a new backend declares its own; no alert rule names a scheme).
+    nominal_seconds: ClassVar[float] = 1.0
 
     @property
     @abstractmethod
@@ -261,10 +282,20 @@ class Backend(ABC):
 
     @abstractmethod
     def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+        self,
+        prepared: PreparedModel,
+        keys: KeySet,
+        blobs: dict[str, bytes],
+        options: Mapping[str, Any] = EMPTY,
     ) -> Bound:
-        """An evaluator for one registered key set (validated). `workers`: processes per query,
-        for backends that use them."""
+        """An evaluator for one registered key set (validated). `options`: values of the
+        backend's own Options by name (absent: their defaults; `option_value`)."""
+
+    def option_value(self, options: Mapping[str, Any], name: str) -> Any:
+        """The value of this backend's Option `name` in `options`, else its default."""
+        (option,) = [o for o in self.options if o.name == name]
+        value = options.get(name)
+        return option.type(option.default) if value is None else value
 
     @abstractmethod
     def validate_keys(self, keys: KeySet, blobs: Mapping[str, Blob]) -> None:

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he.backend import Backend, Bound, Client, ClientInputs, KeySet, SchemeSpec
+from libcryptorec.he.backend import (
+    EMPTY,
+    Backend,
+    Bound,
+    Client,
+    ClientInputs,
+    KeySet,
+    SchemeSpec,
+)
 
 BUILT_IN = (
     "libcryptorec.he.ckks",
@@ -105,15 +115,15 @@ def key_set_for(spec: SchemeSpec, blobs: dict[str, bytes]) -> KeySet:
 
 
 def open_local(
-    packed: CompressedModel, scheme: str, mode: str, workers: int = 1
+    packed: CompressedModel, scheme: str, mode: str, options: Mapping[str, Any] = EMPTY
 ) -> tuple[Client, Bound]:
     """A matched client and evaluator in this process (tests, benchmarks): what the services
-    do across the network, without it."""
+    do across the network, without it. `options`: the backend's own (Backend.options)."""
     backend = get(scheme, mode)
     if packed.model.kind not in backend.kinds:
         raise ValueError(f"{scheme}/{mode} does not compute {packed.model.kind} models")
     spec = backend.spec(packed)
     client = backend.new_client(spec, ClientInputs.of(packed.model))
     blobs = client.key_blobs()
-    bound = backend.bind(backend.prepare(packed, spec), key_set_for(spec, blobs), blobs, workers)
+    bound = backend.bind(backend.prepare(packed, spec), key_set_for(spec, blobs), blobs, options)
     return client, bound

@@ -16,6 +16,7 @@ from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import seal_format
 from libcryptorec.he.backend import (
+    EMPTY,
     Backend,
     Blob,
     KeySet,
@@ -558,7 +559,11 @@ class FastSealBackend(SealBackend):
         return ciphertext_bytes(self.n, self.reply_limbs)
 
     def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: dict[str, bytes], workers: int = 1
+        self,
+        prepared: PreparedModel,
+        keys: KeySet,
+        blobs: dict[str, bytes],
+        options: Mapping[str, Any] = EMPTY,
     ) -> ShardBound:
         kernel: FastKernel = self.load(self.public_keys(keys, blobs))
         shard = prepared.encoded

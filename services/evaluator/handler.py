@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,7 +46,7 @@ from cryptorec.services.store.base import (
 from cryptorec.services.versions import ModelVersion, Versions
 from cryptorec.services.work import WorkSlots
 from libcryptorec.he import registry
-from libcryptorec.he.backend import Backend, Bound, PreparedModel, SchemeSpec, ShardBound
+from libcryptorec.he.backend import EMPTY, Backend, Bound, PreparedModel, SchemeSpec, ShardBound
 from libcryptorec.he.cancel import StopCheck
 from libcryptorec.model import STARS, ModelKind
 
@@ -138,15 +138,15 @@ class EvaluatorHandler:
         store: Store,
         work: WorkSlots,
         cache_bytes: int,
-        paillier_workers: int = 1,
+        options: Mapping[str, Any] = EMPTY,
         on_cache_lookup: Callable[[tuple[Any, ...], bool], None] | None = None,
         peers: Peers | None = None,
     ) -> None:
         """`cache_bytes`: memory for models, their encodings and clients' loaded keys, shared
-        by all three; `paillier_workers`: processes per Paillier query; `on_cache_lookup(key,
+        by all three; `options`: the backends' own settings (Backend.options); `on_cache_lookup(key,
         hit)` hears of every cache lookup; `peers`: the evaluators that compute item shards
         (None: every shard is computed here)."""
-        self.store, self.work, self.paillier_workers = store, work, paillier_workers
+        self.store, self.work, self.options = store, work, options
         self.peers = peers
         self.cache: ByteBudgetCache[tuple[Any, ...], Any] = ByteBudgetCache(
             cache_bytes, lambda value: int(value.nbytes), on_lookup=on_cache_lookup
@@ -187,7 +187,7 @@ class EvaluatorHandler:
             mode=backend.mode,
             model_version=version.version,
             kind=version.kind,
-            quoted_seconds=version.quote(spec).get("server_seconds"),
+            quoted_seconds=version.quote(spec).get("server_seconds", backend.nominal_seconds),
         )
         return Query(version, spec, backend, key, bill)
 
@@ -383,7 +383,7 @@ class EvaluatorHandler:
         record = self.store.get_key(key_id)
         keys, blobs = record.keys, record.keys.split(record.blob)
         del record  # the blobs are copies: let the whole go before the keys are loaded
-        return backend.bind(prepared, keys, blobs, workers=self.paillier_workers)
+        return backend.bind(prepared, keys, blobs, self.options)
 
     def _combine(self, backend: Backend, partials: list[bytes]) -> bytes:
         return backend.combine(partials, self._context(backend))

@@ -109,8 +109,8 @@ class Metrics:
         self.quoted = Gauge(
             "cryptorec_quoted_seconds",
             "What one query costs the server, as measured when the model version was published "
-            "(GetModel's quote), for the version last served per scheme, mode and kind: "
-            "latency alerts compare the evaluate phase with it.",
+            "(GetModel's quote; else the backend's own nominal cost), for the version last "
+            "served per scheme, mode and kind: latency alerts compare the evaluate phase with it.",
             ("scheme", "mode", "kind"),
             registry=r,
         )

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,12 +97,11 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     auth: bool = default_of("auth")
     cache_bytes: int = default_of("cache_bytes")
-    key_ttl_seconds: int = default_of("key_ttl")
+    key_ttl_seconds: int = default_of("key_ttl_seconds")
     # New key sets per client address and rolling day without authentication.
     registrations_per_address: int = default_of("registrations_per_address")
     # Store memory key sets may not take: room for the next model version.
-    model_reserve_bytes: int = default_of("model_reserve")
-    paillier_workers: int = default_of("paillier_workers")
+    model_reserve_bytes: int = default_of("model_reserve_bytes")
     # "scheme/mode" backends each served model is encoded for before the evaluator is ready.
     warm: tuple[str, ...] = default_of("warm")
     drain_seconds: float = default_of("drain_seconds")
@@ -116,6 +115,9 @@ class ServerConfig:
     # and Prometheus exporters conventionally use; embedded servers and tests need none.)
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"
+    # Every `serve` setting's value by name (services/settings.py), for whoever declared one
+    # and reads it here: a backend's own option, a plug-in's.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _add_keys(server: grpc.Server, p: Parts) -> None:
@@ -146,7 +148,7 @@ def _add_evaluator(server: grpc.Server, p: Parts) -> None:
         p.store,
         p.admission.work,
         c.cache_bytes,
-        c.paillier_workers,
+        c.options,
         on_cache_lookup=p.metrics.cache_lookup,
         peers=peers,
     )
