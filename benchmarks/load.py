@@ -96,7 +96,7 @@ def _drive(
     def once() -> tuple[float, str]:
         t0 = time.perf_counter()
         try:
-            client._evaluate(
+            client.evaluate(
                 info.version,
                 keys,
                 "ckks",

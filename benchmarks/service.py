@@ -102,7 +102,7 @@ def _measure(
         for t in evaluators
     ]
     for c in clients[1:]:
-        c._keys = clients[0]._keys  # register once, use on every replica
+        c.share_keys(clients[0])  # register once, use on every replica
     for c in clients:
         c.predict(users[0])  # warm-up: each replica loads and encodes the model once
     latencies = []
@@ -194,7 +194,7 @@ def _paired(
         CryptoRecClient(f"127.0.0.1:{front_port}", evaluator_target=t, token=token, timeout=300)
         for _, t in procs
     ]
-    clients[1]._keys = clients[0]._keys  # one key set, used by both
+    clients[1].share_keys(clients[0])  # one key set, used by both
     try:
         for c in clients:
             c.predict(users[0])  # warm-up: each loads and encodes the model once

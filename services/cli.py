@@ -162,7 +162,7 @@ def _web_config(args: argparse.Namespace) -> Any:
 
 def _peer_tls(args: argparse.Namespace) -> Any:
     """How shard calls reach peers over TLS (None: plaintext)."""
-    from cryptorec.services.evaluator.peers import PeerTls
+    from cryptorec.services.evaluator.shards.peers import PeerTls
     from cryptorec.services.rpc.tls import ClientTls
 
     if not args.peer_tls_ca:

@@ -93,7 +93,7 @@ def test_key_sets_belong_to_whoever_registered_them(server) -> None:  # type: ig
     try:
         predictions, _ = alice.predict(RATINGS)
         np.testing.assert_allclose(predictions, _library_prediction("fast"), atol=1e-3)
-        (key_id,) = [k.key_id for k in alice._keys.values()]
+        (key_id,) = [k.key_id for k in alice.key_sets()]
         listed = alice.keys.ListKeys(key_pb.ListKeysRequest()).keys
         assert [k.key_id for k in listed] == [key_id]
         assert bob.keys.ListKeys(key_pb.ListKeysRequest()).keys == []
@@ -101,13 +101,11 @@ def test_key_sets_belong_to_whoever_registered_them(server) -> None:  # type: ig
         for call in (
             lambda: bob.keys.GetKeyInfo(request),
             lambda: bob.keys.DeleteKeys(key_pb.DeleteKeysRequest(key_id=key_id)),
-            lambda: bob._evaluate(
-                "v1", next(iter(alice._keys.values())), "ckks", "fast", [b"x"] * 1, ITEMS
-            ),
+            lambda: bob.evaluate("v1", alice.key_sets()[0], "ckks", "fast", [b"x"] * 1, ITEMS),
         ):
             assert _code(call).code() == grpc.StatusCode.PERMISSION_DENIED
         # Bob registering the very same public keys: the same id, a second ownership.
-        keys = next(iter(alice._keys.values()))
+        keys = alice.key_sets()[0]
         assert bob.register(keys.client.spec, keys.client.key_blobs()) == key_id
         assert bob.keys.GetKeyInfo(request).key_id == key_id
         alice.keys.DeleteKeys(key_pb.DeleteKeysRequest(key_id=key_id))
@@ -171,8 +169,8 @@ def test_refused_queries_spend_no_budget_and_say_why(server, monkeypatch) -> Non
             assert refused.reason == "OVERLOADED"
             assert 0 < (refused.retry_after or 0) <= 10
         assert store.usage(name).queries_today == 1
-        keys = next(iter(heidi._keys.values()))
-        bad = _refusal(lambda: heidi._evaluate("v1", keys, "ckks", "fast", [b"x"] * 2, ITEMS))
+        keys = heidi.key_sets()[0]
+        bad = _refusal(lambda: heidi.evaluate("v1", keys, "ckks", "fast", [b"x"] * 2, ITEMS))
         assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad.reason == "BAD_REQUEST"
         assert [f for f, _ in bad.error_details.fields] == ["header.ciphertext_count"]
@@ -244,11 +242,11 @@ def test_budget_and_ownership_hold_across_two_evaluator_processes(
             refused = _code(lambda: frank.predict(RATINGS))
             assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert (retry_after(refused) or 0) > DAY_SECONDS - 300
-        keys = next(iter(frank._keys.values()))
+        keys = frank.key_sets()[0]
         for _ in range(2):
-            refused = _code(lambda: grace._evaluate("v1", keys, "ckks", "fast", [b"x"], ITEMS))
+            refused = _code(lambda: grace.evaluate("v1", keys, "ckks", "fast", [b"x"], ITEMS))
             assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
-            refused = _code(lambda: anonymous._evaluate("v1", keys, "ckks", "fast", [b"x"], ITEMS))
+            refused = _code(lambda: anonymous.evaluate("v1", keys, "ckks", "fast", [b"x"], ITEMS))
             assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
         grace.predict(RATINGS)
         store.remove_client("grace")

@@ -108,7 +108,7 @@ def test_partials_of_a_query_differ_from_its_replies(packed, seed: int) -> None:
 def test_shards_spread_evenly_and_every_router_agrees(
     shards: int, peers: int, version: str
 ) -> None:
-    from cryptorec.services.evaluator.peers import assign
+    from cryptorec.services.evaluator.shards.peers import assign
 
     addresses = [f"10.0.0.{i}:50051" for i in range(peers)]
     keys = [f"{version}|ckks|fast|{s}|{shards}" for s in range(shards)]

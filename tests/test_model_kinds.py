@@ -138,7 +138,7 @@ def test_a_client_that_does_not_know_kinds_is_refused_by_a_ranking_model(
         query, _ = keys.client.encrypt(ratings_row(info, USER))
 
         def ask(info=info, keys=keys, query=query, kind=kind):  # type: ignore[no-untyped-def]
-            return client._evaluate(
+            return client.evaluate(
                 info.version, keys, "ckks", "fast", query, ITEMS, info.inputs.input_offset, kind
             )
 
@@ -175,5 +175,5 @@ def test_a_nan_input_offset_does_not_pass_for_the_models(client: CryptoRecClient
     keys = client.ensure_keys(info, "ckks", "fast", {}, {})
     query, _ = keys.client.encrypt(ratings_row(info, USER))
     with pytest.raises(grpc.RpcError) as refused:
-        client._evaluate(info.version, keys, "ckks", "fast", query, ITEMS, float("nan"), "stars")
+        client.evaluate(info.version, keys, "ckks", "fast", query, ITEMS, float("nan"), "stars")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

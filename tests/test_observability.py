@@ -424,9 +424,9 @@ def test_every_call_has_a_trace_id_the_caller_may_give(tmp_path: Path) -> None:
 def test_shard_calls_carry_the_query_s_trace_context() -> None:
     """An evaluator's calls to its shard peers send the query's traceparent (and request id),
     so the peers' log lines join the query's."""
-    from cryptorec.services.evaluator.handler import ShardTask
-    from cryptorec.services.evaluator.peers import Peers
-    from cryptorec.services.evaluator.remote_shards import RemoteShards
+    from cryptorec.services.evaluator.shards.peers import Peers
+    from cryptorec.services.evaluator.shards.remote import RemoteShards
+    from cryptorec.services.evaluator.shards.task import ShardTask
     from cryptorec.services.observability.tracing import incoming_context, tracer
     from libcryptorec.he import registry
 

@@ -445,13 +445,13 @@ def test_keys_are_generated_once_and_cached_privately(
     np.testing.assert_allclose(predictions, expected, atol=1e-2)
     # the registration expired: the same public keys re-register under the same id
     info = second.model_info()
-    key_id = next(iter(second._keys.values())).key_id
+    key_id = second.key_sets()[0].key_id
     server.store.delete_key(key_id)
     third = CryptoRecClient(f"127.0.0.1:{server.port}", key_dir=key_dir)
     predictions, result = third.predict(RATINGS, scheme=scheme, mode=mode)
     assert "register" in result.timings
     assert "keygen" not in result.timings
-    assert next(iter(third._keys.values())).key_id == key_id
+    assert third.key_sets()[0].key_id == key_id
     assert info.version == "v1"
     second.close()
     third.close()

@@ -86,7 +86,7 @@ def test_two_evaluator_processes_serve_interleaved_requests(published: tuple[str
             )
             for _, port in procs[2:]
         ]
-        clients[1]._keys = clients[0]._keys  # one client's keys, used on both replicas
+        clients[1].share_keys(clients[0])  # one client's keys, used on both replicas
         expected = _library_prediction("fast")
         for i in range(6):
             predictions, _ = clients[i % 2].predict(RATINGS)

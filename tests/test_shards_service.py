@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.evaluator.peers import assign
+from cryptorec.services.evaluator.shards.peers import assign
 from cryptorec.services.rpc.health import wait_for
 from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import shard_service_pb2 as shard_pb

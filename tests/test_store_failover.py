@@ -60,7 +60,7 @@ def test_queries_resume_after_the_primary_dies_and_nothing_acknowledged_is_lost(
         client.predict(RATINGS)
         client.predict(RATINGS, scheme="bfv")  # a second key set, acknowledged just now
         answered, failed = 2, 0
-        key_ids = sorted(k.key_id for k in client._keys.values())
+        key_ids = sorted(k.key_id for k in client.key_sets())
         victim = _victim(kind, topology, store, "ivan")
 
         outcomes: list[grpc.StatusCode] = []

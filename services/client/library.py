@@ -348,7 +348,7 @@ class CryptoRecClient:
         ciphertexts, rbar = keys.client.encrypt(ratings_row(info, ratings))
         timings["encrypt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        received = self._evaluate(
+        received = self.evaluate(
             info.version,
             keys,
             result.scheme,
@@ -367,7 +367,16 @@ class CryptoRecClient:
         sizes["down"] = received.bytes
         return np.asarray(rbar + received.values, dtype=np.float64)
 
-    def _evaluate(
+    def key_sets(self) -> list[Any]:
+        """The key sets this client registered (or loaded), as `ensure_keys` returns them."""
+        return list(self._keys.values())
+
+    def share_keys(self, other: CryptoRecClient) -> None:
+        """Use `other`'s key sets from now on (several clients of one deployment, each aimed
+        at another evaluator replica, registering once: benchmarks and fault tests)."""
+        self._keys = other._keys
+
+    def evaluate(
         self,
         version: str,
         keys: _Keys,
@@ -378,9 +387,10 @@ class CryptoRecClient:
         input_offset: float = 0.0,
         kind: ModelKind | None = None,
     ) -> Received:
-        """Send one query and take in its reply (retried on another replica if one fails);
-        `input_offset` and `kind` are echoed from GetModel (None: as a client older than
-        API 1.4.0, which sends no kind)."""
+        """Send one query already encrypted under `keys` (from `ensure_keys`) and take in its
+        reply (retried on another replica if one fails); `input_offset` and `kind` are echoed
+        from GetModel (None: as a client older than API 1.4.0, which sends no kind). `predict`
+        does all of it; this is for load tests and probes that encrypt once."""
         header = ev_pb.PredictHeader(
             model_version=version,
             key_id=keys.key_id,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import grpc
 
 from cryptorec.services.errors import BadRequestError, about
-from cryptorec.services.evaluator.handler import EvaluatorHandler, Query, QueryHeader
-from cryptorec.services.evaluator.scatter import ReplyBlock
+from cryptorec.services.evaluator.handler import EvaluatorHandler
+from cryptorec.services.evaluator.query import Query, QueryHeader
+from cryptorec.services.evaluator.shards.scatter import ReplyBlock
 from cryptorec.services.observability.current import Timer, phase
 from cryptorec.services.rpc.admission import UploadBudget, current_upload
 from cryptorec.services.rpc.auth import current_client

@@ -6,11 +6,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from cryptorec.services.evaluator.handler import (
-    SHARD_SLOT_WAIT_SECONDS,
-    EvaluatorHandler,
-    ShardTask,
-)
+from cryptorec.services.evaluator.handler import EvaluatorHandler
+from cryptorec.services.evaluator.shards.task import SHARD_SLOT_WAIT_SECONDS, ShardTask
 from cryptorec.services.observability.current import note, phase
 from cryptorec.services.rpc.convert import backend_for
 from cryptorec.services.rpc.errors import streaming, unary

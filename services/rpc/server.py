@@ -20,9 +20,9 @@ from grpc_reflection.v1alpha import reflection
 from cryptorec.services.accounts.servicer import AccountServicer
 from cryptorec.services.clients import token_sha256
 from cryptorec.services.evaluator.handler import EvaluatorHandler
-from cryptorec.services.evaluator.peers import Peers, PeerTls
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
 from cryptorec.services.evaluator.shard_servicer import ShardServicer
+from cryptorec.services.evaluator.shards.peers import Peers, PeerTls
 from cryptorec.services.keys.handler import KeyHandler
 from cryptorec.services.keys.servicer import KeyServicer
 from cryptorec.services.models.handler import ModelHandler
@@ -152,7 +152,7 @@ def _add_evaluator(server: grpc.Server, p: Parts) -> None:
         on_cache_lookup=p.metrics.cache_lookup,
         peers=peers,
     )
-    p.metrics.cache_bytes.set_function(lambda: handler.cache.total)
+    p.metrics.cache_bytes.set_function(lambda: handler.engine.cache.total)
     p.on_model.append(_warming(handler, c.warm))
     servicer = EvaluatorServicer(handler, p.admission.budget)
     ev_grpc.add_EvaluatorServiceServicer_to_server(servicer, server)
@@ -170,7 +170,7 @@ def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[str
 
     def warm(current: str) -> None:
         started = time.perf_counter()
-        served = served_versions(handler.versions)
+        served = served_versions(handler.engine.versions)
         encoded = {v: handler.warm(v, backends) for v in served}
         log.info(
             "prepared %s in %.1f s",

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import grpc
 
 from cryptorec.services.errors import PeerError
-from cryptorec.services.evaluator.peers import Peers
+from cryptorec.services.evaluator.shards.peers import Peers
+from cryptorec.services.evaluator.shards.task import ShardTask
 from cryptorec.services.observability.tracing import outgoing_metadata
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum
 from cryptorec.services.rpc.request_id import REQUEST_ID
@@ -19,9 +19,6 @@ from cryptorec.v1 import shard_service_pb2 as pb
 from cryptorec.v1 import shard_service_pb2_grpc as pb_grpc
 from libcryptorec.he.cancel import StopCheck
 from libcryptorec.he.errors import CancelledError
-
-if TYPE_CHECKING:
-    from cryptorec.services.evaluator.handler import ShardTask
 
 log = logging.getLogger("cryptorec.shards")
 
