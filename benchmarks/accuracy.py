@@ -38,7 +38,7 @@ from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings, load_movielens
 from libcryptorec.download import download
-from libcryptorec.model import rmse
+from libcryptorec.model import CryptoRecModel, rmse
 from libcryptorec.ranking import ranking_scores
 from libcryptorec.ranking_model import RankingConfig, train_ranking
 from libcryptorec.splits import paper_split, split_matrices
@@ -115,19 +115,10 @@ def run_repeat(
         + ", ".join(f"{k} {_rmse_at(v, test, ratings.scale):.4f}" for k, v in full.items())
     )
 
-    packed = compress(model, compression.threshold, compression.clusters)
-    before = _rmse_at(full["CryptoRec-f"], test, ratings.scale)
-    after = _rmse_at(packed.model.predict(feed), test, ratings.scale)
-    comp = {
-        "pruning_ratio": packed.stats.pruning_ratio,
-        "reuse_ratio": packed.stats.reuse_ratio,
-        "reuse_ratio_products": packed.stats.reuse_ratio_products,
-        "rmse_before": before,
-        "rmse_after": after,
-    }
+    comp = _compressed(model, compression, feed, test, ratings.scale)
     log(
         f"seed {seed}: compressed: pruning {comp['pruning_ratio']:.3f}, reuse "
-        f"{comp['reuse_ratio']:.3f}, RMSE {after:.4f}"
+        f"{comp['reuse_ratio']:.3f}, RMSE {comp['rmse_after']:.4f}"
     )
 
     ranked, ranking_model = _served_ranking_model(R_train, feed, test, seed, ratings.scale)
@@ -162,6 +153,25 @@ def run_repeat(
         ranking_model=ranking_model,
         baseline_tuning=tuning,
     )
+
+
+def _compressed(
+    model: CryptoRecModel,
+    compression: CompressionSetting,
+    feed: sp.csr_matrix,
+    test: sp.csr_matrix,
+    scale: Scale,
+) -> dict[str, float]:
+    """What compressing `model` keeps: its pruning and reuse ratios, and the fast-mode RMSE
+    on the new users' test ratings before and after."""
+    packed = compress(model, compression.threshold, compression.clusters)
+    return {
+        "pruning_ratio": packed.stats.pruning_ratio,
+        "reuse_ratio": packed.stats.reuse_ratio,
+        "reuse_ratio_products": packed.stats.reuse_ratio_products,
+        "rmse_before": _rmse_at(model.predict(feed), test, scale),
+        "rmse_after": _rmse_at(packed.model.predict(feed), test, scale),
+    }
 
 
 def _served_ranking_model(

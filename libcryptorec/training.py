@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from libcryptorec.model import CryptoRecModel, FineTuning, Matrix, rmse
-from libcryptorec.optim import make_optimizer
+from libcryptorec.optim import Optimizer, make_optimizer
 from libcryptorec.sparse_ops import sampled_product, with_data
 from libcryptorec.splits import holdout_mask
 
@@ -169,14 +169,7 @@ def train(
     fit, valid = split_validation(R, config.validation_fraction, rng)
     mu = float(fit.data.mean())
     means = item_means(fit, mu, config.item_mean_damping)
-    m = R.shape[1]
-    if init is not None:
-        if init.A.shape != (m, config.dim):
-            raise ValueError(f"init model is {init.A.shape}; need ({m}, {config.dim})")
-        A, Q = init.A.copy(), init.Q.copy()
-    else:
-        A = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
-        Q = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
+    A, Q = _initial_factors(R.shape[1], config, rng, init)
     model = CryptoRecModel(
         A=A,
         Q=Q,
@@ -194,34 +187,12 @@ def train(
     history: list[EpochReport] = []
     best = (np.inf, 0, [p.copy() for p in params])
     decays_left, since_best = config.lr_decays, 0
-    n_fit = fit.shape[0]
     bar = tqdm(range(1, config.epochs + 1), disable=not show_progress, desc="train", unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
-        sq_err, count = 0.0, 0
-        order = rng.permutation(n_fit)
-        for start in range(0, n_fit, config.batch_users):
-            batch = fit[order[start : start + config.batch_users]]
-            R_in, kept = _drop_inputs(batch, config.input_dropout, rng)
-            weights = None
-            if config.seen_weight != 1.0:
-                weights = np.where(kept, np.float32(config.seen_weight), np.float32(1.0))
-            _, grad_A, grad_Q, err = loss_and_grads(
-                model, R_in, batch, config.l2 * batch.shape[0] / n_fit, weights
-            )
-            grads = [grad_A, grad_Q]
-            if config.learn_item_bias:
-                weighted = err if weights is None else err * weights
-                lam = np.float32(config.l2 * batch.shape[0] / n_fit)
-                per_item = np.bincount(batch.indices, weights=weighted, minlength=m)
-                grads.append(per_item.astype(np.float32) + lam * (model.item_means - mu))
-            opt.step(grads)
-            sq_err += float(err @ err)
-            count += len(err)
+        train_rmse = _epoch(model, fit, config, rng, opt)
         valid_rmse = rmse(model.predict_at(valid.feed, valid.test), valid.test.data)
-        report = EpochReport(
-            epoch, float(np.sqrt(sq_err / count)), valid_rmse, time.perf_counter() - t0
-        )
+        report = EpochReport(epoch, train_rmse, valid_rmse, time.perf_counter() - t0)
         history.append(report)
         bar.set_postfix(train=f"{report.train_rmse:.4f}", valid=f"{valid_rmse:.4f}")
         if callback:
@@ -254,6 +225,51 @@ def train(
         "n_train_ratings": int(R.nnz),
     }
     return TrainResult(model, history, best[1], time.perf_counter() - started)
+
+
+def _initial_factors(
+    m: int, config: TrainConfig, rng: np.random.Generator, init: CryptoRecModel | None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A and Q (m, d) to start from: `init`'s (transfer), else small random values."""
+    if init is not None:
+        if init.A.shape != (m, config.dim):
+            raise ValueError(f"init model is {init.A.shape}; need ({m}, {config.dim})")
+        return init.A.copy(), init.Q.copy()
+    A = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
+    Q = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
+    return A, Q
+
+
+def _epoch(
+    model: CryptoRecModel,
+    fit: sp.csr_matrix,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    opt: Optimizer,
+) -> float:
+    """One pass over the (n, m) ratings `fit` in shuffled mini-batches of users, `opt`
+    stepping A, Q (and the item biases if learnt); the epoch's training RMSE."""
+    n_fit, m, mu = fit.shape[0], fit.shape[1], model.global_mean
+    sq_err, count = 0.0, 0
+    order = rng.permutation(n_fit)
+    for start in range(0, n_fit, config.batch_users):
+        batch = fit[order[start : start + config.batch_users]]
+        R_in, kept = _drop_inputs(batch, config.input_dropout, rng)
+        weights = None
+        if config.seen_weight != 1.0:
+            weights = np.where(kept, np.float32(config.seen_weight), np.float32(1.0))
+        l2 = config.l2 * batch.shape[0] / n_fit
+        _, grad_A, grad_Q, err = loss_and_grads(model, R_in, batch, l2, weights)
+        grads = [grad_A, grad_Q]
+        if config.learn_item_bias:
+            weighted = err if weights is None else err * weights
+            lam = np.float32(l2)
+            per_item = np.bincount(batch.indices, weights=weighted, minlength=m)
+            grads.append(per_item.astype(np.float32) + lam * (model.item_means - mu))
+        opt.step(grads)
+        sq_err += float(err @ err)
+        count += len(err)
+    return float(np.sqrt(sq_err / count))
 
 
 def tune_finetuning(

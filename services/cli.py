@@ -447,16 +447,7 @@ def _choose_one(parser: argparse.ArgumentParser, dest: str) -> Any:
     return group
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="cryptorec",
-        description="Privacy-preserving recommendation with CryptoRec.",
-        epilog="Exit codes: 0 done, 2 bad input, 3 something unavailable (network, store, "
-        "service), 1 anything else. CRYPTOREC_DEBUG=1 shows tracebacks.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_bench(sub: Any) -> None:
     bench = _choose_one(sub.add_parser("bench", help="benchmarks"), "bench")
     for name, module_name in DRIVERS.items():
         driver = importlib.import_module(module_name)
@@ -465,10 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
         driver.add_arguments(p)
         p.set_defaults(func=driver.main)
 
+
+def _add_serve(sub: Any) -> None:
     srv = sub.add_parser("serve", help="run services: key, model, evaluator or all")
     settings.add_for(srv, "serve")
     srv.set_defaults(func=_serve)
 
+
+def _add_train(sub: Any) -> None:
     tr = sub.add_parser("train", help="train, evaluate, compress and publish a model version")
     cli_args.add_dataset(tr, "ml-1m")
     settings.add_for(tr, "train")
@@ -492,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_train)
 
+
+def _add_recommend(sub: Any) -> None:
     rec = sub.add_parser("recommend", help="encrypted recommendations for your ratings")
     rec.add_argument("--ratings", type=Path, required=True, help="CSV of item,rating rows")
     rec.add_argument("--key-target", help="the key service, if not at --target")
@@ -515,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.set_defaults(func=_recommend)
 
+
+def _add_demo(sub: Any) -> None:
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
     cli_args.add_dataset(demo, "ml-100k")
     settings.add_for(demo, "demo")
@@ -543,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
+
+def _add_clients(sub: Any) -> None:
     cl = sub.add_parser(
         "clients", help="who may ask (with serve --auth): add, rotate, list, revoke"
     )
@@ -596,15 +597,38 @@ def build_parser() -> argparse.ArgumentParser:
     for name, p in {"add": add, "rotate": rot, "list": ls, "revoke": rv}.items():
         settings.add_for(p, f"clients {name}")
 
+
+def _add_usage(sub: Any) -> None:
     use = sub.add_parser("usage", help="your budget and quotas, as the service counts them")
     settings.add_for(use, "usage")
     use.set_defaults(func=_usage)
 
+
+def _add_data(sub: Any) -> None:
     data = _choose_one(sub.add_parser("data", help="datasets"), "data")
     dl = data.add_parser("download", help="fetch and verify official GroupLens archives")
     dl.add_argument("datasets", nargs="+", choices=MOVIELENS_DATASETS, help="the releases to fetch")
     settings.add_for(dl, "data download")
     dl.set_defaults(func=_data_download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="cryptorec",
+        description="Privacy-preserving recommendation with CryptoRec.",
+        epilog="Exit codes: 0 done, 2 bad input, 3 something unavailable (network, store, "
+        "service), 1 anything else. CRYPTOREC_DEBUG=1 shows tracebacks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_bench(sub)
+    _add_serve(sub)
+    _add_train(sub)
+    _add_recommend(sub)
+    _add_demo(sub)
+    _add_clients(sub)
+    _add_usage(sub)
+    _add_data(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ path across evaluators and the alert rules run it with no edit anywhere else
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,8 +147,8 @@ class ToyBackend(api.Backend):
         self,
         prepared: api.PreparedModel,
         keys: api.KeySet,
-        blobs: dict[str, bytes],
-        options: Mapping[str, Any] = api.EMPTY,
+        blobs: api.Blobs,
+        options: api.Options = api.EMPTY,
     ) -> api.ShardBound:
         self.validate_keys(keys, blobs)
         model: ToyModel = prepared.encoded

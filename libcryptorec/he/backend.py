@@ -36,8 +36,11 @@ from libcryptorec.he.errors import HEError, InvalidCiphertextError, InvalidKeyEr
 from libcryptorec.he.layout import DiagonalPlan
 from libcryptorec.model import MODEL_KINDS, STARS, CryptoRecModel, ModelKind, scaled_inputs
 
+# A key set's blobs by name, and a backend's options by name (Backend.options).
+Blobs = dict[str, bytes]
+Options = Mapping[str, Any]
 # No options given: every Option at its default.
-EMPTY: Mapping[str, Any] = {}
+EMPTY: Options = {}
 
 # A key blob as a backend reads it: its bytes, or a view of the buffer they arrived in (a
 # registration checks its blobs without copying them out).
@@ -282,11 +285,7 @@ class Backend(ABC):
 
     @abstractmethod
     def bind(
-        self,
-        prepared: PreparedModel,
-        keys: KeySet,
-        blobs: dict[str, bytes],
-        options: Mapping[str, Any] = EMPTY,
+        self, prepared: PreparedModel, keys: KeySet, blobs: Blobs, options: Options = EMPTY
     ) -> Bound:
         """An evaluator for one registered key set (validated). `options`: values of the
         backend's own Options by name (absent: their defaults; `option_value`)."""

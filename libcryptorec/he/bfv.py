@@ -143,7 +143,7 @@ class BfvModel:
         )
 
 
-class BfvClient:
+class BfvClient(seal.SealClientKeys):
     """Holds the secret key; encrypts fixed-point inputs and decrypts exact integers."""
 
     def __init__(
@@ -155,22 +155,10 @@ class BfvClient:
         keys: dict[str, bytes] | None = None,
     ) -> None:
         """New keys, or the client's own saved `keys` (from `export_keys`)."""
-        self.params, self.plan = params, plan
+        self.params, self.plan, self.scheme = params, plan, SCHEME
         self.input_bits, self.result_bits = input_bits, result_bits
         self._he = _context(self.params)
         seal.make_or_load_keys(self._he, self.plan, keys)
-
-    def export_keys(self) -> dict[str, bytes]:
-        """All keys, the secret one included, for the client's local key cache."""
-        return seal.export_all_keys(self._he, relin=False)
-
-    def public_material(self) -> seal.SealPublicKeys:
-        """Serialized public and Galois keys; never the secret key."""
-        return seal.export_public(self._he, SCHEME, self.params.name, self.plan)
-
-    def public_blobs(self) -> dict[str, bytes]:
-        """The key set to register, by blob name."""
-        return self.public_material().blobs()
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt round(x 2^input_bits) as `plan.blocks` ciphertexts."""

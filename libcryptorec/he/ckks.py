@@ -41,7 +41,7 @@ def _context(params: CkksParams) -> Pyfhel:
         return seal.new_context(SCHEME, params.n, params.primes, scale=2.0**params.input_bits)
 
 
-class CkksClient:
+class CkksClient(seal.SealClientKeys):
     """Holds the secret key; encrypts rating vectors and decrypts predictions."""
 
     def __init__(
@@ -50,21 +50,9 @@ class CkksClient:
         """New keys, or the client's own saved `keys` (from `export_keys`)."""
         if plan.slots != params.slots:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
-        self.params, self.plan = params, plan
+        self.params, self.plan, self.scheme = params, plan, SCHEME
         self._he = _context(params)
         seal.make_or_load_keys(self._he, plan, keys)
-
-    def export_keys(self) -> dict[str, bytes]:
-        """All keys, the secret one included, for the client's local key cache."""
-        return seal.export_all_keys(self._he, relin=False)
-
-    def public_material(self) -> seal.SealPublicKeys:
-        """Serialized public and Galois keys; never the secret key."""
-        return seal.export_public(self._he, SCHEME, self.params.name, self.plan)
-
-    def public_blobs(self) -> dict[str, bytes]:
-        """The key set to register, by blob name."""
-        return self.public_material().blobs()
 
     def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
         """Encrypt the (m,) input vector as `plan.blocks` serialized ciphertexts."""

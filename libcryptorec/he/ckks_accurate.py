@@ -24,7 +24,6 @@ distance from 2^40 (a relative 1e-6) they are set equal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +35,7 @@ from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
 from libcryptorec.he import seal
+from libcryptorec.he.backend import EMPTY, Blobs, KeySet, Options, PreparedModel
 from libcryptorec.he.cancel import StopCheck, never
 from libcryptorec.he.errors import InvalidCiphertextError
 from libcryptorec.he.layout import DiagonalPlan
@@ -384,11 +384,7 @@ class CkksAccurateBackend(seal.SealBackend):
         return AccurateEvaluator(public, self.params)
 
     def bind(
-        self,
-        prepared: api.PreparedModel,
-        keys: api.KeySet,
-        blobs: dict[str, bytes],
-        options: Mapping[str, Any] = api.EMPTY,
+        self, prepared: PreparedModel, keys: KeySet, blobs: Blobs, options: Options = EMPTY
     ) -> api.Bound:
         """An evaluator for one key set: a query is the five input vectors; one fine-tuning
         step, then the prediction."""

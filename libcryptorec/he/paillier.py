@@ -36,6 +36,7 @@ from phe import paillier
 
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import backend as api
+from libcryptorec.he.backend import EMPTY, Blobs, KeySet, Options, PreparedModel
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
 from libcryptorec.he.fixed_point import FixedPoint, weight_grid
@@ -773,11 +774,7 @@ class PaillierFastBackend(api.Backend):
         validate_modulus(self.public_key(keys, blobs))
 
     def bind(
-        self,
-        prepared: api.PreparedModel,
-        keys: api.KeySet,
-        blobs: dict[str, bytes],
-        options: Mapping[str, Any] = api.EMPTY,
+        self, prepared: PreparedModel, keys: KeySet, blobs: Blobs, options: Options = EMPTY
     ) -> api.Bound:
         workers = self.option_value(options, "paillier_workers")
         evaluator = PaillierEvaluator(self.public_key(keys, blobs), prepared.encoded, workers)

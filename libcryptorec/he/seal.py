@@ -19,7 +19,9 @@ from libcryptorec.he.backend import (
     EMPTY,
     Backend,
     Blob,
+    Blobs,
     KeySet,
+    Options,
     PreparedModel,
     SchemeSpec,
     ShardBound,
@@ -139,6 +141,28 @@ def export_all_keys(he: Pyfhel, relin: bool) -> dict[str, bytes]:
     if relin:
         keys["relin_key"] = he.to_bytes_relin_key(compr_mode="none")
     return keys
+
+
+class SealClientKeys:
+    """Key export shared by the SEAL fast-mode clients: each holds its context with keys
+    (`_he`), its parameter set (`params`), its plan and its scheme's name."""
+
+    _he: Pyfhel
+    params: Any
+    plan: DiagonalPlan
+    scheme: str
+
+    def export_keys(self) -> dict[str, bytes]:
+        """All keys, the secret one included, for the client's local key cache."""
+        return export_all_keys(self._he, relin=False)
+
+    def public_material(self) -> SealPublicKeys:
+        """Serialized public and Galois keys; never the secret key."""
+        return export_public(self._he, self.scheme, self.params.name, self.plan)
+
+    def public_blobs(self) -> dict[str, bytes]:
+        """The key set to register, by blob name."""
+        return self.public_material().blobs()
 
 
 def import_all_keys(he: Pyfhel, keys: dict[str, bytes]) -> None:
@@ -559,11 +583,7 @@ class FastSealBackend(SealBackend):
         return ciphertext_bytes(self.n, self.reply_limbs)
 
     def bind(
-        self,
-        prepared: PreparedModel,
-        keys: KeySet,
-        blobs: dict[str, bytes],
-        options: Mapping[str, Any] = EMPTY,
+        self, prepared: PreparedModel, keys: KeySet, blobs: Blobs, options: Options = EMPTY
     ) -> ShardBound:
         kernel: FastKernel = self.load(self.public_keys(keys, blobs))
         shard = prepared.encoded

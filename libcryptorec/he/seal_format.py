@@ -77,6 +77,15 @@ def _header(blob: bytes, offset: int) -> tuple[int, int]:
     """Check the header at `offset`; returns (object end, offset after the header)."""
     if len(blob) - offset < HEADER.size:
         raise FormatError("truncated SEAL header")
+    size = _declared_size(blob, offset)
+    if size < HEADER.size or offset + size > len(blob):
+        raise FormatError("SEAL object size does not match the bytes sent")
+    return offset + size, offset + HEADER.size
+
+
+def _declared_size(blob: bytes, offset: int) -> int:
+    """The size the SEAL header at `offset` declares (FormatError unless it is the header of
+    an uncompressed SEAL 4 object; the caller checks there are HEADER.size bytes)."""
     magic, header_size, major, _minor, compression, reserved, size = HEADER.unpack_from(
         blob, offset
     )
@@ -88,9 +97,7 @@ def _header(blob: bytes, offset: int) -> tuple[int, int]:
         raise FormatError("compressed SEAL objects are not accepted (send them uncompressed)")
     if reserved != 0:
         raise FormatError("non-zero reserved header bytes")
-    if size < HEADER.size or offset + size > len(blob):
-        raise FormatError("SEAL object size does not match the bytes sent")
-    return offset + size, offset + HEADER.size
+    return int(size)
 
 
 def check_object_start(start: bytes, size: int) -> None:
@@ -99,15 +106,7 @@ def check_object_start(start: bytes, size: int) -> None:
     `size` bytes: what can be known of a key blob before the rest of it arrives."""
     if len(start) < HEADER.size:
         raise FormatError("truncated SEAL header")
-    magic, header_size, major, _minor, compression, reserved, declared = HEADER.unpack_from(start)
-    if magic != MAGIC or header_size != HEADER.size:
-        raise FormatError("not a SEAL object")
-    if major != 4:
-        raise FormatError(f"SEAL version {major}.x objects are not accepted (4.x only)")
-    if compression != 0:
-        raise FormatError("compressed SEAL objects are not accepted (send them uncompressed)")
-    if reserved != 0:
-        raise FormatError("non-zero reserved header bytes")
+    declared = _declared_size(start, 0)
     if declared != size:
         raise FormatError(f"the SEAL object declares {declared} bytes; the key set header {size}")
 

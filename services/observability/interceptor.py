@@ -17,6 +17,7 @@ from cryptorec.services.observability.current import Call, serving
 from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.observability.tracing import incoming_context, tracer
 from cryptorec.services.rpc.handlers import wrap_behaviour
+from cryptorec.services.rpc.intercept import Continuation, Handler
 from cryptorec.services.rpc.request_id import REQUEST_ID, request_id_from
 
 log = logging.getLogger("cryptorec.access")
@@ -30,10 +31,8 @@ class Observer(grpc.ServerInterceptor):
         self.metrics = metrics
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler:
         handler = continuation(details)
         if handler is None:
             return None

@@ -29,6 +29,12 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+# The grpc_ prefix (as in go-grpc-prometheus) keeps them clear of the `service` and `method`
+# labels a Prometheus scrape config may attach to the target.
+CALL = ("grpc_service", "grpc_method")
+TYPED = ("grpc_type", *CALL)
+
+
 class Metrics:
     """Every instrument a server updates. Creating one registers them in a new registry."""
 
@@ -36,48 +42,52 @@ class Metrics:
         self.registry = r = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             r.register(collector)
-        # The grpc_ prefix (as in go-grpc-prometheus) keeps them clear of the `service` and
-        # `method` labels a Prometheus scrape config may attach to the target.
-        call = ("grpc_service", "grpc_method")
-        # The standard gRPC server metrics, by the names (and labels) of go-grpc-prometheus and
-        # py-grpc-prometheus, so that off-the-shelf gRPC dashboards and alerts read them.
-        typed = ("grpc_type", *call)
+        self._add_grpc(r)
+        self._add_service(r)
+        self._add_readiness(r)
+
+    def _add_grpc(self, r: CollectorRegistry) -> None:
+        """The standard gRPC server metrics, by the names (and labels) of go-grpc-prometheus
+        and py-grpc-prometheus, so that off-the-shelf gRPC dashboards and alerts read them."""
         self.started = Counter(
-            "grpc_server_started", "Calls started on the server.", typed, registry=r
+            "grpc_server_started", "Calls started on the server.", TYPED, registry=r
         )
         self.handled = Counter(
             "grpc_server_handled",
             "Calls completed on the server, whatever their status.",
-            (*typed, "grpc_code"),
+            (*TYPED, "grpc_code"),
             registry=r,
         )
         self.handling = Histogram(
             "grpc_server_handling_seconds",
             "Time from a call's start to its status.",
-            typed,
+            TYPED,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.msg_received = Counter(
-            "grpc_server_msg_received", "Request messages received.", typed, registry=r
+            "grpc_server_msg_received", "Request messages received.", TYPED, registry=r
         )
         self.msg_sent = Counter(
-            "grpc_server_msg_sent", "Response messages sent.", typed, registry=r
+            "grpc_server_msg_sent", "Response messages sent.", TYPED, registry=r
         )
         self.in_flight = Gauge(
-            "cryptorec_rpc_in_flight", "Calls being served now.", call, registry=r
+            "cryptorec_rpc_in_flight", "Calls being served now.", CALL, registry=r
         )
         self.refused = Counter(
             "cryptorec_rpc_refused",
             "Calls refused with RESOURCE_EXHAUSTED, by why: overload (streams, work slots), "
             "quota (key sets, query budget), too_large, store_full.",
-            (*call, "reason"),
+            (*CALL, "reason"),
             registry=r,
         )
+
+    def _add_service(self, r: CollectorRegistry) -> None:
+        """What the service does: bytes, phases, the model served, its cache."""
         self.received = Counter(
-            "cryptorec_rpc_received_bytes", "Request message bytes.", call, registry=r
+            "cryptorec_rpc_received_bytes", "Request message bytes.", CALL, registry=r
         )
-        self.sent = Counter("cryptorec_rpc_sent_bytes", "Response message bytes.", call, registry=r)
+        self.sent = Counter("cryptorec_rpc_sent_bytes", "Response message bytes.", CALL, registry=r)
         self.phase = Histogram(
             "cryptorec_predict_phase_seconds",
             "Predict by phase: receive (the upload), evaluate (the encrypted work), send.",
@@ -95,6 +105,9 @@ class Metrics:
         self.cache_bytes = Gauge(
             "cryptorec_cache_bytes", "Bytes the evaluator's cache holds.", registry=r
         )
+
+    def _add_readiness(self, r: CollectorRegistry) -> None:
+        """Readiness, the store's state, what queries are quoted to cost, key registrations."""
         self.ready = Gauge(
             "cryptorec_ready",
             "1 while the server is ready to serve its role (its readiness), else 0.",

@@ -43,6 +43,7 @@ from cryptorec.services.errors import RefusedError, StreamCutError, TooLargeErro
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
+from cryptorec.services.rpc.intercept import Continuation, Handler
 from cryptorec.services.settings import default_of
 from cryptorec.services.work import WorkSlots
 
@@ -259,10 +260,8 @@ class Admission(grpc.ServerInterceptor):
         self._watchdog = _Watchdog()
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler:
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(HEALTH):
             return handler

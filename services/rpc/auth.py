@@ -27,6 +27,7 @@ from cryptorec.services.errors import UnauthenticatedError
 from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
+from cryptorec.services.rpc.intercept import Continuation, Handler
 from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
 
 log = logging.getLogger("cryptorec.auth")
@@ -59,10 +60,8 @@ class Authenticator(grpc.ServerInterceptor):
         self.store, self.clients, self.peer_secret = store, clients, peer_secret
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler:
         handler = continuation(details)
         if handler is None or details.method.startswith(OPEN_SERVICES):
             return handler

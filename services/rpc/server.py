@@ -289,25 +289,9 @@ def start(
             "shard peers need the peers' secret (--peer-secret): without it anyone could ask "
             "an evaluator for partial products, which decrypt to rows of the model"
         )
-    admission = Admission(config.limits)
-    metrics = Metrics()
-    # Observation outermost, so refused calls are counted and logged too; then authentication,
-    # so a refused caller never holds one of the calls admission allows.
-    interceptors: list[grpc.ServerInterceptor] = [Observer(metrics)] if config.observe else []
-    if config.auth or config.peer_secret:
-        interceptors.append(
-            Authenticator(store, clients=config.auth, peer_secret=config.peer_secret)
-        )
-    interceptors.append(admission)
-    server = grpc.server(
-        # Threads for every admitted call and then some, so health checks always find one;
-        # beyond them, calls are refused at once rather than queued.
-        futures.ThreadPoolExecutor(max_workers=config.limits.threads),
-        options=options.SERVER_OPTIONS,
-        interceptors=interceptors,
-        maximum_concurrent_rpcs=config.limits.threads,
-    )
-    parts = Parts(store, admission, config, metrics)
+    parts = Parts(store, Admission(config.limits), config, Metrics())
+    server = _grpc_server(parts)
+    admission, metrics = parts.admission, parts.metrics
     for role in roles:
         ROLES[role].add(server, parts)
     # Every role tells a client its own usage: whichever replica it reaches reads the store.
@@ -343,14 +327,45 @@ def start(
     if config.observe and config.metrics_port:
         running.metrics_server = metrics.serve(config.metrics_port, config.metrics_host)
     if tls is not None and health_port is not None:
-        probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
-        running.health_port = probe.add_insecure_port(f"{host}:{health_port}")
-        probe.start()
-        running.health_server = probe
+        running.health_server, running.health_port = _probe_server(
+            health_servicer, f"{host}:{health_port}"
+        )
     health_servicer.set(LIVENESS, _SERVING)
     check_store(running)
     return running
+
+
+def _grpc_server(parts: Parts) -> grpc.Server:
+    """A gRPC server with the interceptors `parts` call for: observation outermost, so
+    refused calls are counted and logged too; then authentication, so a refused caller never
+    holds one of the calls admission allows; then admission."""
+    config = parts.config
+    interceptors: list[grpc.ServerInterceptor] = []
+    if config.observe:
+        interceptors.append(Observer(parts.metrics))
+    if config.auth or config.peer_secret:
+        interceptors.append(
+            Authenticator(parts.store, clients=config.auth, peer_secret=config.peer_secret)
+        )
+    interceptors.append(parts.admission)
+    return grpc.server(
+        # Threads for every admitted call and then some, so health checks always find one;
+        # beyond them, calls are refused at once rather than queued.
+        futures.ThreadPoolExecutor(max_workers=config.limits.threads),
+        options=options.SERVER_OPTIONS,
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=config.limits.threads,
+    )
+
+
+def _probe_server(servicer: health.HealthServicer, address: str) -> tuple[grpc.Server, int]:
+    """Health checking alone, in plaintext, on `address` (kubelet's gRPC probes speak no
+    TLS); the server and its port."""
+    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    port = probe.add_insecure_port(address)
+    probe.start()
+    return probe, port
 
 
 def _token_check(store: Store) -> Callable[[str | None], bool]:

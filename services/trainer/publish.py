@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from cryptorec.services import versions
 from cryptorec.services.store.base import Store
 from cryptorec.services.trainer.quote import quote
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
-from libcryptorec.model import RANKING, ModelKind
+from libcryptorec.model import RANKING, CryptoRecModel, ModelKind
 from libcryptorec.ranking_model import RankingConfig, train_ranking
 from libcryptorec.training import EpochReport, TrainConfig, train
 
@@ -73,23 +75,7 @@ def train_and_publish(
         },
     )
     started = time.perf_counter()
-    if kind == RANKING:
-        model = train_ranking(R, ranking_config, scale=ratings.scale, log=_log_step).model
-        scores = {
-            "valid_ndcg": round(float(model.meta["valid_ndcg"]), 4),
-            "dim": model.dim,
-            "l2": round(float(model.meta["l2"]), 1),
-        }
-        summary = "validation NDCG@10 {valid_ndcg:.4f} at rank {dim} (lambda {l2:g})"
-    else:
-        result = train(R, config, scale=ratings.scale, callback=_log_epoch)
-        model = result.model
-        scores = {
-            "best_epoch": model.meta["best_epoch"],
-            "valid_rmse_fast": round(float(model.meta["valid_rmse_fast"]), 4),
-            "valid_rmse_accurate": round(float(model.meta["valid_rmse_accurate"]), 4),
-        }
-        summary = "validation RMSE fast {valid_rmse_fast:.4f}, accurate {valid_rmse_accurate:.4f}"
+    model, scores, summary = _trained(R, kind, config, ranking_config, ratings.scale)
     seconds = time.perf_counter() - started
     model.meta = {**model.meta, "dataset": ratings.name, "train_seconds": seconds}
     packed = compress(model, threshold_for_fraction(model, prune_fraction), 512)
@@ -124,6 +110,36 @@ def train_and_publish(
             extra={"removed": list(removed), "retain": retain},
         )
     return version
+
+
+def _trained(
+    R: sp.csr_matrix,
+    kind: ModelKind,
+    config: TrainConfig,
+    ranking_config: RankingConfig,
+    scale: tuple[float, float],
+) -> tuple[CryptoRecModel, dict[str, Any], str]:
+    """A model of `kind` trained on the (n, m) ratings R, its validation figures and the
+    sentence that reports them (a format string over the figures)."""
+    if kind == RANKING:
+        model = train_ranking(R, ranking_config, scale=scale, log=_log_step).model
+        scores = {
+            "valid_ndcg": round(float(model.meta["valid_ndcg"]), 4),
+            "dim": model.dim,
+            "l2": round(float(model.meta["l2"]), 1),
+        }
+        return model, scores, "validation NDCG@10 {valid_ndcg:.4f} at rank {dim} (lambda {l2:g})"
+    model = train(R, config, scale=scale, callback=_log_epoch).model
+    scores = {
+        "best_epoch": model.meta["best_epoch"],
+        "valid_rmse_fast": round(float(model.meta["valid_rmse_fast"]), 4),
+        "valid_rmse_accurate": round(float(model.meta["valid_rmse_accurate"]), 4),
+    }
+    return (
+        model,
+        scores,
+        "validation RMSE fast {valid_rmse_fast:.4f}, accurate {valid_rmse_accurate:.4f}",
+    )
 
 
 def _log_step(line: str) -> None:
