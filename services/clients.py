@@ -21,6 +21,7 @@ import time
 from cryptorec.services.errors import BadRequestError
 from cryptorec.services.store.base import (
     ClientRecord,
+    ClientStore,
     NotFoundError,
     Quotas,
     Store,
@@ -56,7 +57,9 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def add_client(store: Store, name: str, quotas: Quotas, expires_in: float | None = None) -> str:
+def add_client(
+    store: ClientStore, name: str, quotas: Quotas, expires_in: float | None = None
+) -> str:
     """Let `name` in with `quotas` (its token expiring after `expires_in` seconds; None:
     never); returns its new bearer token (the only time it is seen)."""
     token, now = new_token(), time.time()
@@ -74,7 +77,7 @@ def add_client(store: Store, name: str, quotas: Quotas, expires_in: float | None
 
 
 def rotate_client(
-    store: Store, name: str, grace_seconds: float, expires_in: float | None = None
+    store: ClientStore, name: str, grace_seconds: float, expires_in: float | None = None
 ) -> tuple[str, ClientRecord]:
     """Give `name` a new token (expiring after `expires_in` seconds; None: never); its current
     one keeps working for `grace_seconds` more (0: stops at once). The new token and record."""
@@ -92,7 +95,7 @@ def rotate_client(
     return token, record
 
 
-def revoke_client(store: Store, name: str) -> None:
+def revoke_client(store: ClientStore, name: str) -> None:
     """Shut `name` out: its tokens stop at once and its key sets go (the store's
     remove_client)."""
     record = client_named(store, name)
@@ -100,7 +103,7 @@ def revoke_client(store: Store, name: str) -> None:
     _audit("revoke", record)
 
 
-def client_named(store: Store, name: str) -> ClientRecord:
+def client_named(store: ClientStore, name: str) -> ClientRecord:
     """The record of client `name`; NotFoundError if there is none."""
     check_client_name(name)
     for record in store.clients():

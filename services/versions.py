@@ -15,8 +15,8 @@ from cryptorec.services.errors import PreconditionError
 from cryptorec.services.store.base import (
     CorruptError,
     ModelNotFoundError,
+    ModelStore,
     NotFoundError,
-    Store,
     check_version_id,
     version_kind,
 )
@@ -74,7 +74,7 @@ class ModelVersion:
 
 
 def publish(
-    store: Store,
+    store: ModelStore,
     version: str,
     packed: CompressedModel,
     catalogue: list[tuple[int, str]],
@@ -113,7 +113,7 @@ def publish(
     store.publish(version, parts, summary)
 
 
-def load(store: Store, version: str) -> ModelVersion:
+def load(store: ModelStore, version: str) -> ModelVersion:
     """Read and verify a version (raises NotFoundError, CorruptError, ArtifactError)."""
     info, parts = store.read(version)
     packed = artifact.loads(parts["model"], label=f"model {version}")
@@ -133,7 +133,7 @@ class Versions:
     previous version keeps serving; asked for by name, it is refused (FAILED_PRECONDITION,
     DATA_LOSS). Whether a version loads is learnt once per process."""
 
-    def __init__(self, store: Store, cache: ByteBudgetCache[tuple[str, ...], Any]) -> None:
+    def __init__(self, store: ModelStore, cache: ByteBudgetCache[tuple[str, ...], Any]) -> None:
         self.store, self.cache = store, cache
         self._loads: dict[str, bool] = {}
 

@@ -10,13 +10,13 @@ import grpc
 from cryptorec.services.errors import PreconditionError
 from cryptorec.services.rpc.auth import current_client, current_token_sha256
 from cryptorec.services.rpc.errors import unary
-from cryptorec.services.store.base import Store
+from cryptorec.services.store.base import ClientStore
 from cryptorec.v1 import account_service_pb2 as pb
 from cryptorec.v1 import account_service_pb2_grpc as pb_grpc
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ClientStore) -> None:
         self.store = store
 
     @unary

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from cryptorec.services.store.base import ClientRecord, KeyInfo, Store, StoreError
+from cryptorec.services.store.base import ClientRecord, ClientStore, KeyInfo, StoreError
 from cryptorec.services.versions import ModelVersion
 from libcryptorec.he.backend import Backend, SchemeSpec
 from libcryptorec.model import ModelKind
@@ -34,7 +34,7 @@ class Bill:
     refused for overload costs nothing), and nothing in the end unless it is answered
     (`answered`, as its first reply chunk goes; `close` refunds it otherwise)."""
 
-    def __init__(self, store: Store, client: ClientRecord) -> None:
+    def __init__(self, store: ClientStore, client: ClientRecord) -> None:
         self.store, self.client = store, client
         self._receipt: str | None = None
         self._answered = False

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptorec.services.cache import ByteBudgetCache
-from cryptorec.services.store.base import Store, VersionInfo
+from cryptorec.services.store.base import ModelStore, VersionInfo
 from cryptorec.services.versions import Versions
 from libcryptorec.compression import CompressionStats
 from libcryptorec.he.backend import ClientInputs, SchemeSpec
@@ -33,7 +33,7 @@ class ModelDescription:
 class ModelHandler:
     """Reads only the store; any replica answers the same."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ModelStore) -> None:
         self.store = store
         # Models are loaded only to be described, once per version: none is kept.
         self.versions = Versions(

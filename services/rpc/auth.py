@@ -28,7 +28,7 @@ from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
 from cryptorec.services.rpc.intercept import Continuation, Handler
-from cryptorec.services.store.base import ClientRecord, NotFoundError, Store
+from cryptorec.services.store.base import ClientRecord, ClientStore, NotFoundError
 
 log = logging.getLogger("cryptorec.auth")
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
@@ -56,7 +56,7 @@ class Authenticator(grpc.ServerInterceptor):
     """Refuses calls without a known client's token (with `clients`), and shard calls without
     the peers' secret (with `clients` or a `peer_secret`): UNAUTHENTICATED."""
 
-    def __init__(self, store: Store, *, clients: bool = True, peer_secret: str | None = None):
+    def __init__(self, store: ClientStore, *, clients: bool = True, peer_secret: str | None = None):
         self.store, self.clients, self.peer_secret = store, clients, peer_secret
 
     def intercept_service(

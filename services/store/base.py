@@ -127,7 +127,7 @@ def version_kind(info: VersionInfo) -> str:
     return str(info.summary.get("kind", STARS))
 
 
-def versions_to_drop(store: Store, keep: int) -> list[str]:
+def versions_to_drop(store: ModelStore, keep: int) -> list[str]:
     """The complete versions `retain(keep)` deletes: all but the newest `keep`, never the
     current one nor the newest of each kind (a deployment serves one of each at once)."""
     current = store.current()
@@ -330,8 +330,8 @@ def key_quota_full(client: str, q: Quotas, by_count: bool, frees: float) -> Quot
     )
 
 
-class Store(Protocol):
-    """Everything services keep: model versions, registered keys, clients and their use."""
+class ModelStore(Protocol):
+    """Model versions: published whole or not at all, the current one, old ones retained."""
 
     def publish(self, version: str, parts: dict[str, bytes], summary: dict[str, Any]) -> None:
         """Write an immutable version, verify it, then make it current."""
@@ -353,6 +353,10 @@ class Store(Protocol):
         """Delete all but the newest `keep` versions (never the current one) and orphans."""
         ...
 
+
+class KeyStore(Protocol):
+    """Registered key sets by key id (public keys only), expiring after their TTL."""
+
     def put_key(self, keys: KeySet, blob: Blob, ttl_seconds: int) -> KeyRecord:
         """Store a key set under sha256(keys, blob); re-registering refreshes the TTL."""
         ...
@@ -367,13 +371,10 @@ class Store(Protocol):
 
     def delete_key(self, key_id: str) -> None: ...
 
-    def ping(self) -> None:
-        """Raise StoreError unless the backend answers."""
-        ...
 
-    def space(self) -> Space | None:
-        """What the store holds and may hold, None if it is not bounded."""
-        ...
+class ClientStore(Protocol):
+    """Clients with their tokens and quotas, the key sets each owns, and their budgets of
+    queries (counted atomically across replicas)."""
 
     def add_client(self, record: ClientRecord) -> None:
         """Let a client in; ValueError if the name is taken."""
@@ -432,6 +433,23 @@ class Store(Protocol):
     def usage(self, client: str) -> Usage:
         """What `client` holds and has asked now."""
         ...
+
+
+class StoreHealth(Protocol):
+    """Whether the store answers and how full it is."""
+
+    def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+        ...
+
+    def space(self) -> Space | None:
+        """What the store holds and may hold, None if it is not bounded."""
+        ...
+
+
+class Store(ModelStore, KeyStore, ClientStore, StoreHealth, Protocol):
+    """Everything services keep: model versions, registered keys, clients and their use. A
+    backend (FileStore, RedisStore) implements all of it; a caller names the roles it uses."""
 
 
 def key_id_for(keys: KeySet, blob: Blob) -> str:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from cryptorec.services import versions
-from cryptorec.services.store.base import Store
+from cryptorec.services.store.base import ModelStore
 from cryptorec.services.trainer.quote import quote
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import Ratings
@@ -38,7 +38,7 @@ def new_version_id() -> str:
 
 def train_and_publish(
     ratings: Ratings,
-    store: Store,
+    store: ModelStore,
     *,
     kind: ModelKind = RANKING,
     rows: npt.NDArray[np.int64] | None = None,
