@@ -24,8 +24,8 @@ import numpy as np
 from cryptorec.benchmarks.processes import free_port, rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import cli_args, versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.compression import CompressedModel, CompressionStats, QuantizedMatrix
 from libcryptorec.model import CryptoRecModel
@@ -35,7 +35,7 @@ DIM = 500
 PROCESSES = (1, 2)
 
 
-def synthetic_packed(items: int, dim: int = DIM, seed: int = 0) -> CompressedModel:
+def codebook_packed(items: int, dim: int = DIM, seed: int = 0) -> CompressedModel:
     """A compressed model of `items` x `dim` weights drawn from a 512-level codebook (as the
     trainer's quantisation leaves them; k-means on 10^8 weights would take minutes)."""
     rng = np.random.default_rng(seed)
@@ -176,7 +176,7 @@ def run(
     rows: list[dict[str, Any]] = []
     for items in sizes:
         catalogue = [(i + 1, f"item {i + 1}") for i in range(items)]
-        rows += measure(f"synthetic-{items}", synthetic_packed(items), catalogue, queries)
+        rows += measure(f"synthetic-{items}", codebook_packed(items), catalogue, queries)
     real = _ml_latest_small(data_dir)
     if real is not None:
         rows += measure("ml-latest-small", real[0], real[1], queries)

@@ -21,8 +21,8 @@ from cryptorec.benchmarks.models import synthetic_packed
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, table, write_json
 from cryptorec.services import cli_args, versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry
 

@@ -26,8 +26,8 @@ from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
 from cryptorec.services import cli_args, versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient, model_kind, ratings_row
-from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.splits import split_matrices
 

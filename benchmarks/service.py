@@ -22,9 +22,9 @@ from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import free_port, start_evaluator, stop
 from cryptorec.benchmarks.report import log, write_json
 from cryptorec.services import cli_args, versions
+from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.clients import add_client
-from cryptorec.services.rpc.server import ServerConfig, start
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry

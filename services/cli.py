@@ -19,8 +19,8 @@ from typing import Any
 
 from cryptorec.benchmarks import DRIVERS
 from cryptorec.services import cli_args, settings
+from cryptorec.services.app.server import ROLES
 from cryptorec.services.cli_errors import CliError, explain
-from cryptorec.services.rpc.server import ROLES
 from cryptorec.services.store.base import Quotas
 from libcryptorec.data import MOVIELENS_DATASETS
 from libcryptorec.model import MODEL_KINDS, RANKING, STARS, ModelKind
@@ -53,8 +53,8 @@ def _configure_logging(args: argparse.Namespace, service_name: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from cryptorec.services.app.server import serve_forever, start
     from cryptorec.services.memory import limit_malloc_arenas
-    from cryptorec.services.rpc.server import serve_forever, start
     from cryptorec.services.rpc.tls import ServerTls
 
     _configure_logging(args, f"cryptorec-{args.role}")
@@ -97,8 +97,8 @@ def _serve(args: argparse.Namespace) -> int:
 def server_config(args: argparse.Namespace) -> Any:
     """The ServerConfig of parsed `serve` arguments: every field named after a setting takes
     its value, and `options` holds every setting's (a backend's own among them)."""
+    from cryptorec.services.app.server import ServerConfig
     from cryptorec.services.rpc.admission import Limits
-    from cryptorec.services.rpc.server import ServerConfig
 
     values = settings.values_for("serve", args)
     return settings.config_from(
@@ -368,7 +368,7 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from cryptorec.services.client.demo import run_demo
+    from cryptorec.services.app.demo import run_demo
     from cryptorec.services.store.base import StoreError
 
     _demo_logging(args)
@@ -399,7 +399,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _web_demo(args: argparse.Namespace) -> None:
-    from cryptorec.services.client.demo import run_web_demo
+    from cryptorec.services.app.demo import run_web_demo
 
     try:
         run_web_demo(args.data_dir, args.dataset, args.redis, args.web_port)

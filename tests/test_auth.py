@@ -21,12 +21,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import Running, ServerConfig, start
 from cryptorec.services.client import library
 from cryptorec.services.client.errors import ServiceError, reported
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.clients import add_client, revoke_client, rotate_client, token_sha256
 from cryptorec.services.rpc.details import retry_after
-from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.base import DAY_SECONDS, Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore

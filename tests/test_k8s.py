@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptorec.services.rpc.server import LIVENESS
+from cryptorec.services.app.server import LIVENESS
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/external", "overlays/web"]

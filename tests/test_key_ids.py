@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cryptorec.services.app.server import Running, ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.v1 import key_service_pb2 as key_pb
 from libcryptorec.he import registry

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.health import SERVING, wait_for
-from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from tests.redis_server import free_port
 from tests.test_service_e2e import ITEMS, RATINGS, _library_prediction, _packed

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import Running, start
 from cryptorec.services.client.library import CryptoRecClient, ratings_row
-from cryptorec.services.rpc.server import Running, start
 from cryptorec.services.store.base import Store
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore

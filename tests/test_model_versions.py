@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import start
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
 from libcryptorec import artifact

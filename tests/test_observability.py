@@ -18,11 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import Running, ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.clients import add_client
 from cryptorec.services.observability import logs
 from cryptorec.services.observability.metrics import Metrics
-from cryptorec.services.rpc.server import Running, ServerConfig, start
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.v1 import model_service_pb2 as model_pb

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cryptorec.services import versions
-from cryptorec.services.rpc.server import start
+from cryptorec.services.app.server import start
 from cryptorec.services.store.file_store import FileStore
 from tests.test_service_e2e import ITEMS, _packed
 

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import Running, start
 from cryptorec.services.client.library import (
     CryptoRecClient,
     ReplyError,
@@ -25,7 +26,6 @@ from cryptorec.services.client.library import (
 )
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.options import MAX_MESSAGE_BYTES
-from cryptorec.services.rpc.server import Running, start
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb

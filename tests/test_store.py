@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptorec.services.rpc.server import store_reachable
+from cryptorec.services.app.server import store_reachable
 from cryptorec.services.store import open_store
 from cryptorec.services.store.base import (
     DAY_SECONDS,

@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import ServerConfig, check_store, start
 from cryptorec.services.observability import logs
 from cryptorec.services.rpc.health import NOT_SERVING, SERVING, status
-from cryptorec.services.rpc.server import ServerConfig, check_store, start
 from cryptorec.services.store.redis_store import RedisStore
 from cryptorec.v1 import model_service_pb2 as model_pb
 from cryptorec.v1 import model_service_pb2_grpc as model_grpc

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.rpc.health import SERVING, status
-from cryptorec.services.rpc.server import start
 from cryptorec.services.rpc.tls import ClientTls, ServerTls
 from cryptorec.services.store.base import StoreError
 from cryptorec.services.store.file_store import FileStore

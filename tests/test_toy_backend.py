@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from cryptorec.services import versions
+from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.cli import build_parser, main, server_config
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.rpc.server import ServerConfig, start
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry
 from libcryptorec.he.backend import Backend

@@ -152,7 +152,7 @@ def test_only_browser_callable_rpcs_are_offered(served: Served) -> None:
 
 
 def test_a_single_role_web_port_offers_only_its_service(tmp_path: Path) -> None:
-    from cryptorec.services.rpc.server import start
+    from cryptorec.services.app.server import start
     from cryptorec.services.store.file_store import FileStore
     from cryptorec.services.web.server import WebConfig
     from tests.web_front import publish_model

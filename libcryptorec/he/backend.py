@@ -504,11 +504,6 @@ def unsharded(backend: Backend, blocks: range | None) -> None:
         raise ValueError(f"{backend.scheme}/{backend.mode} evaluates whole models only")
 
 
-def item_ranges(items: int, per_reply: int, replies: int) -> list[tuple[int, int]]:
-    """(first_item, count) covered by each of `replies` reply ciphertexts, in order."""
-    return [(i * per_reply, max(0, min(per_reply, items - i * per_reply))) for i in range(replies)]
-
-
 def expect_count(ciphertexts: list[bytes], spec: SchemeSpec) -> None:
     """InvalidCiphertextError unless the query holds the spec's number of ciphertexts."""
     if len(ciphertexts) != spec.ciphertexts_per_query:

@@ -86,7 +86,7 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         `answered()` as the first goes (the query is then charged)."""
         first_reply = Timer("first_reply")
         blocks = self.handler.evaluate(query, ciphertexts, lambda: not context.is_active())
-        layout = ReplyLayout.of(query)
+        layout = ChunkLayout.of(query)
         sending: Timer | None = None
         for chunk in reply_chunks(blocks, layout, query.version.version, context):
             if sending is None:
@@ -140,7 +140,7 @@ def exactly(ciphertexts: list[bytes], expected: int) -> list[bytes]:
 
 
 @dataclass(frozen=True)
-class ReplyLayout:
+class ChunkLayout:
     """How a query's reply travels: `replies` ciphertexts, `per_chunk` to a chunk (one when
     shards may send them out of item order, so a chunk is always one run of items)."""
 
@@ -148,7 +148,7 @@ class ReplyLayout:
     per_chunk: int
 
     @classmethod
-    def of(cls, query: Query) -> ReplyLayout:
+    def of(cls, query: Query) -> ChunkLayout:
         backend, spec = query.backend, query.spec
         replies = -(-spec.items // backend.items_per_reply(spec))
         per_chunk = 1 if backend.shardable else REPLY_CHUNK_BYTES // backend.reply_bytes(spec)
@@ -160,7 +160,7 @@ class ReplyLayout:
 
 
 def reply_chunks(
-    blocks: Iterator[ReplyBlock], layout: ReplyLayout, version: str, context: grpc.ServicerContext
+    blocks: Iterator[ReplyBlock], layout: ChunkLayout, version: str, context: grpc.ServicerContext
 ) -> Iterator[pb.PredictResponse]:
     """Reply blocks as indexed, checksummed chunks of `layout.per_chunk` blocks, each sent as
     soon as its blocks are computed; stops if the client goes."""

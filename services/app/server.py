@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cryptorec.services.accounts.servicer import AccountServicer
+from cryptorec.services.app.readiness import StoreWatch, look
 from cryptorec.services.clients import token_sha256
 from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
@@ -32,7 +33,6 @@ from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.rpc import options
 from cryptorec.services.rpc.admission import Admission, Limits
 from cryptorec.services.rpc.auth import Authenticator
-from cryptorec.services.rpc.readiness import StoreWatch, look
 from cryptorec.services.rpc.tls import ServerTls
 from cryptorec.services.settings import default_of
 from cryptorec.services.store.base import NotFoundError, Store, StoreError
@@ -392,7 +392,7 @@ def store_reachable(store: Store) -> bool:
 
 
 def check_store(running: Running) -> None:
-    """Readiness follows the store (services/rpc/readiness.py): NOT_SERVING while it is
+    """Readiness follows the store (services/app/readiness.py): NOT_SERVING while it is
     unreachable, and for roles that serve a model while it holds none."""
     if running.watch is None:
         running.watch = StoreWatch(

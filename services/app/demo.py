@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from cryptorec.services.app.server import ServerConfig, serve_forever, start
 from cryptorec.services.client.library import (
     CryptoRecClient,
     RecommendResult,
     recommendations_text,
 )
 from cryptorec.services.clients import add_client
-from cryptorec.services.rpc.server import ServerConfig, serve_forever, start
 from cryptorec.services.store.base import Quotas, Store
 from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens
