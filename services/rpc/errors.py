@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -203,7 +204,7 @@ def unary(
         try:
             return fn(self, request, context)
         except Exception as exc:
-            abort_for(context, exc)
+            abort_for(context, _judged(exc, request, context))
 
     return wrapper
 
@@ -218,6 +219,26 @@ def streaming(
         try:
             yield from fn(self, request, context)
         except Exception as exc:
-            abort_for(context, exc)
+            abort_for(context, _judged(exc, request, context))
 
     return wrapper
+
+
+# How long a request stream that ended short may take to show it was cancelled: gRPC can hand
+# the server the empty read of a cancelled stream before the cancellation itself.
+CUT_GRACE_SECONDS = 0.25
+
+
+def _judged(exc: Exception, request: object, context: grpc.ServicerContext) -> Exception:
+    """`exc`, unless it blames the input of a request stream whose client left (cancelled):
+    then what it is, a cut stream (CANCELLED), not bad input. Only failures wait, and only
+    for request streams (`request` an iterator)."""
+    if not isinstance(exc, BadRequestError) or not hasattr(request, "__next__"):
+        return exc
+    ended = threading.Event()
+    left = not context.is_active() or not context.add_callback(ended.set)
+    if not left and not ended.wait(CUT_GRACE_SECONDS):
+        return exc
+    cut = StreamCutError(f"the client left before its request was complete ({exc})", False)
+    cut.__cause__ = exc
+    return cut
