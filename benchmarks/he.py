@@ -210,7 +210,7 @@ def run_he(
         entry: dict[str, Any] = {"dim": packed.model.dim, "items": packed.model.n_items}
         for backend in registry.serving(kind):
             if backend.scheme in schemes and backend.mode in modes:
-                name = f"{backend.scheme}/{backend.mode}"
+                name = str(backend.id)
                 users = max(queries, (agreement_users or {}).get(name, 0))
                 m = measure(
                     backend.scheme, backend.mode, packed, feed, test, users=users, progress=log
@@ -323,7 +323,7 @@ def main(args: argparse.Namespace) -> int:
         [args.mode] if args.mode else registry.mode_names(),
         args.prune_threshold,
         {
-            f"{b.scheme}/{b.mode}": args.agreement_users
+            str(b.id): args.agreement_users
             if (b.scheme, b.mode) == ("ckks", "fast")
             else args.agreement_slow_users
             for b in registry.backends()

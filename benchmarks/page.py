@@ -22,7 +22,7 @@ import numpy as np
 from cryptorec.benchmarks.report import log, table, write_json
 from cryptorec.services import cli_args
 from cryptorec.services.app.server import ServerConfig, start
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.trainer.publish import train_and_publish

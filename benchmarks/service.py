@@ -24,7 +24,7 @@ from cryptorec.benchmarks.report import log, write_json
 from cryptorec.services import cli_args, versions
 from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry

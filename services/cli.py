@@ -272,7 +272,7 @@ def _item_ratings(path: Path) -> list[tuple[int, float]]:
 
 
 def _clients_add(args: argparse.Namespace) -> int:
-    from cryptorec.services.clients import add_client, key_allowance
+    from cryptorec.services.credentials import add_client, key_allowance
     from cryptorec.services.errors import BadRequestError
     from cryptorec.services.store.base import Quotas
 
@@ -297,7 +297,7 @@ def _clients_add(args: argparse.Namespace) -> int:
 
 
 def _clients_rotate(args: argparse.Namespace) -> int:
-    from cryptorec.services.clients import rotate_client
+    from cryptorec.services.credentials import rotate_client
 
     _configure_logging(args, "cryptorec-clients")
     token, record = rotate_client(_open_store(args), args.name, args.grace, args.expires_in)
@@ -326,7 +326,7 @@ def _clients_list(args: argparse.Namespace) -> int:
 
 
 def _clients_revoke(args: argparse.Namespace) -> int:
-    from cryptorec.services.clients import revoke_client
+    from cryptorec.services.credentials import revoke_client
 
     _configure_logging(args, "cryptorec-clients")
     revoke_client(_open_store(args), args.name)

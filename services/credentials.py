@@ -1,4 +1,5 @@
-"""Who may ask: clients, their bearer tokens and quotas (the operator's `cryptorec clients`).
+"""Credentials: who may ask. Clients, their bearer tokens and quotas (the operator's
+`cryptorec clients`; `services/client/` is the client library, the other side).
 
 A token is 32 random bytes, URL-safe base64, shown once when the client is added or its token
 rotated; the store keeps only its sha256 (a random 256-bit secret needs no slow hash: there is

@@ -70,7 +70,7 @@ class ModelVersion:
     def quote(self, spec: SchemeSpec) -> dict[str, float]:
         """The cost of one (scheme, mode) query measured at publication ({} if none was)."""
         quotes: dict[str, dict[str, float]] = self.summary.get("quote", {})
-        return quotes.get(f"{spec.scheme}/{spec.mode}", {})
+        return quotes.get(str(spec.backend_id), {})
 
 
 def publish(

@@ -25,7 +25,7 @@ from cryptorec.services.app.server import Running, ServerConfig, start
 from cryptorec.services.client import library
 from cryptorec.services.client.errors import ServiceError, reported
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.clients import add_client, revoke_client, rotate_client, token_sha256
+from cryptorec.services.credentials import add_client, revoke_client, rotate_client, token_sha256
 from cryptorec.services.rpc.details import retry_after
 from cryptorec.services.store.base import DAY_SECONDS, Quotas
 from cryptorec.services.store.file_store import FileStore

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from cryptorec.services import versions
 from cryptorec.services.app.server import Running, ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient, ratings_row
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.v1 import evaluator_service_pb2 as ev_pb

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cryptorec.services import versions
 from cryptorec.services.client.library import CryptoRecClient, model_kind, ratings_row
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.rpc.convert import kind_enum, mode_enum, scheme_enum
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore

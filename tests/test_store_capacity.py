@@ -12,7 +12,7 @@ import pytest
 from cryptorec.services import versions
 from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.clients import key_allowance
+from cryptorec.services.credentials import key_allowance
 from cryptorec.services.rpc.details import details_of
 from cryptorec.services.store.redis_store import RedisStore
 from tests.redis_server import start_redis

@@ -16,7 +16,7 @@ import pytest
 from cryptorec.services import versions
 from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.redis_store import RedisStore
 from tests.redis_server import Topology, current_primary, start_cluster, start_sentinel_group

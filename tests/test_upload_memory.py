@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from cryptorec.services import versions
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.rpc.convert import mode_enum, scheme_enum
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore

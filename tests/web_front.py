@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptorec.services import versions
 from cryptorec.services.app.server import Running, ServerConfig, start
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from cryptorec.services.web.server import WebConfig

@@ -24,7 +24,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,25 @@ EMPTY: Options = {}
 Blob = bytes | memoryview
 
 
+class BackendId(NamedTuple):
+    """A backend's identity, one value wherever a backend is named: its scheme and mode
+    ("ckks", "fast"), written and parsed as "ckks/fast" (quotes, settings, messages)."""
+
+    scheme: str
+    mode: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}/{self.mode}"
+
+    @classmethod
+    def parse(cls, text: str) -> BackendId:
+        """The id written `text` ("scheme/mode"; ValueError otherwise)."""
+        scheme, slash, mode = text.partition("/")
+        if not (scheme and slash and mode):
+            raise ValueError(f"{text!r}: expected scheme/mode, as in ckks/fast")
+        return cls(scheme, mode)
+
+
 @dataclass(frozen=True)
 class SchemeSpec:
     """Public parameters of one (scheme, mode) for one model version: all a client needs to
@@ -65,6 +84,11 @@ class SchemeSpec:
     reply_slot_bits: int = 0
     reply_per_ciphertext: int = 0
     ciphertexts_per_query: int = 0
+
+    @property
+    def backend_id(self) -> BackendId:
+        """The backend these parameters are for."""
+        return BackendId(self.scheme, self.mode)
 
     def plan(self) -> DiagonalPlan:
         """The slot layout of the SEAL backends' diagonal products."""
@@ -128,6 +152,11 @@ class KeySet:
     parameter_set: str
     rotation_steps: tuple[int, ...]
     blobs: tuple[tuple[str, int], ...]
+
+    @property
+    def backend_id(self) -> BackendId:
+        """The backend the keys are for."""
+        return BackendId(self.scheme, self.mode)
 
     @property
     def size(self) -> int:
@@ -240,6 +269,11 @@ class Backend(ABC):
     nominal_seconds: ClassVar[float] = 1.0
 
     @property
+    def id(self) -> BackendId:
+        """This backend's identity (scheme and mode)."""
+        return BackendId(self.scheme, self.mode)
+
+    @property
     @abstractmethod
     def parameter_set(self) -> str:
         """The allow-listed parameter set clients make keys for."""
@@ -265,11 +299,11 @@ class Backend(ABC):
     def combine(self, partials: list[bytes], context: Any = None) -> bytes:
         """A shardable backend's first product: the sum of the shards' partials (under
         `context`, from `context()`, to reuse one)."""
-        raise ValueError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+        raise ValueError(f"{self.id} is not evaluated by shards")
 
     def context(self) -> Any:
         """What `combine` needs of the parameter set (no keys); worth caching."""
-        raise ValueError(f"{self.scheme}/{self.mode} is not evaluated by shards")
+        raise ValueError(f"{self.id} is not evaluated by shards")
 
     def blocks(self, items: int, dim: int) -> int:
         """Item blocks of an (items, dim) model: the unit shards are made of."""
@@ -334,7 +368,7 @@ class Backend(ABC):
     def check_key_header(self, rotation_steps: tuple[int, ...]) -> None:
         """InvalidKeyError unless the declared rotation steps can be this backend's."""
         if rotation_steps:
-            raise InvalidKeyError(f"{self.scheme}/{self.mode} keys have no rotation steps")
+            raise InvalidKeyError(f"{self.id} keys have no rotation steps")
 
     def items_per_reply(self, spec: SchemeSpec) -> int:
         """Catalogue items each reply ciphertext carries, in order."""
@@ -343,9 +377,7 @@ class Backend(ABC):
     def check_keys_for(self, keys: KeySet) -> None:
         """InvalidKeyError unless `keys` were registered for this backend's parameter set."""
         if (keys.scheme, keys.mode) != (self.scheme, self.mode):
-            raise InvalidKeyError(
-                f"keys are for {keys.scheme}/{keys.mode}, not {self.scheme}/{self.mode}"
-            )
+            raise InvalidKeyError(f"keys are for {keys.backend_id}, not {self.id}")
         if keys.parameter_set != self.parameter_set:
             raise InvalidKeyError(f"keys are for {keys.parameter_set}, not {self.parameter_set}")
         unexpected = {name for name, _ in keys.blobs} - set(self.key_blob_names)
@@ -501,7 +533,7 @@ class ShardBound:
 def unsharded(backend: Backend, blocks: range | None) -> None:
     """ValueError if a backend that is not shardable is asked for a shard."""
     if blocks is not None:
-        raise ValueError(f"{backend.scheme}/{backend.mode} evaluates whole models only")
+        raise ValueError(f"{backend.id} evaluates whole models only")
 
 
 def expect_count(ciphertexts: list[bytes], spec: SchemeSpec) -> None:

@@ -16,6 +16,7 @@ from libcryptorec.compression import CompressedModel
 from libcryptorec.he.backend import (
     EMPTY,
     Backend,
+    BackendId,
     Bound,
     Client,
     ClientInputs,
@@ -31,15 +32,15 @@ BUILT_IN = (
 )
 
 _lock = threading.Lock()
-_backends: dict[tuple[str, str], Backend] = {}
+_backends: dict[BackendId, Backend] = {}
 
 
 def register(backend: Backend) -> Backend:
     """Offer `backend` from now on; ValueError if its (scheme, mode) or wire numbers are taken."""
     with _lock:
-        key = (backend.scheme, backend.mode)
+        key = backend.id
         if key in _backends:
-            raise ValueError(f"{key[0]}/{key[1]} is registered already")
+            raise ValueError(f"{key} is registered already")
         if any(b.wire == backend.wire for b in _backends.values()):
             raise ValueError(f"wire numbers {backend.wire} are taken")
         _backends[key] = backend
@@ -49,7 +50,7 @@ def register(backend: Backend) -> Backend:
 def unregister(scheme: str, mode: str) -> None:
     """Stop offering (scheme, mode) (tests that register a backend of their own)."""
     with _lock:
-        _backends.pop((scheme, mode), None)
+        _backends.pop(BackendId(scheme, mode), None)
 
 
 for _module in BUILT_IN:
@@ -65,9 +66,14 @@ def backends() -> list[Backend]:
 def get(scheme: str, mode: str) -> Backend:
     """The backend for (scheme, mode); ValueError if none is registered."""
     try:
-        return _backends[(scheme, mode)]
+        return _backends[BackendId(scheme, mode)]
     except KeyError:
-        raise ValueError(f"unsupported scheme/mode {scheme}/{mode}") from None
+        raise ValueError(f"unsupported scheme/mode {BackendId(scheme, mode)}") from None
+
+
+def named(text: str) -> Backend:
+    """The backend written `text` ("ckks/fast"); ValueError if none is registered."""
+    return get(*BackendId.parse(text))
 
 
 def serving(kind: str) -> list[Backend]:
@@ -99,8 +105,10 @@ def find_spec(all_specs: list[SchemeSpec], scheme: str, mode: str) -> SchemeSpec
     for s in all_specs:
         if (s.scheme, s.mode) == (scheme, mode):
             return s
-    offered = ", ".join(f"{s.scheme}/{s.mode}" for s in all_specs)
-    raise ValueError(f"{scheme}/{mode} is not offered for this model (it offers {offered})")
+    offered = ", ".join(str(s.backend_id) for s in all_specs)
+    raise ValueError(
+        f"{BackendId(scheme, mode)} is not offered for this model (it offers {offered})"
+    )
 
 
 def key_set_for(spec: SchemeSpec, blobs: dict[str, bytes]) -> KeySet:
@@ -121,7 +129,7 @@ def open_local(
     do across the network, without it. `options`: the backend's own (Backend.options)."""
     backend = get(scheme, mode)
     if packed.model.kind not in backend.kinds:
-        raise ValueError(f"{scheme}/{mode} does not compute {packed.model.kind} models")
+        raise ValueError(f"{backend.id} does not compute {packed.model.kind} models")
     spec = backend.spec(packed)
     client = backend.new_client(spec, ClientInputs.of(packed.model))
     blobs = client.key_blobs()

@@ -462,7 +462,9 @@ def load_ciphertext(he: Pyfhel, blob: bytes, *, limbs: int, scale: float | None)
     if not isinstance(blob, bytes | bytearray) or len(blob) > ciphertext_bytes(he.n, limbs):
         raise InvalidCiphertextError("ciphertext larger than the parameter set allows")
     blob = bytes(blob)
-    ntt = he.scheme.name == "ckks"
+    # SEAL keeps CKKS ciphertexts in NTT form and BFV ones not: a property of SEAL's scheme
+    # type (Pyfhel's Scheme_t), not of which backend is asking.
+    ntt = he.scheme is type(he.scheme).ckks
     seal_format.check_ciphertext(blob, degree=he.n, limbs=limbs, ntt=ntt, scale=scale)
     ct = PyCtxt(pyfhel=he)
     try:

@@ -33,7 +33,7 @@ from cryptorec.services.client.library import (
     RecommendResult,
     recommendations_text,
 )
-from cryptorec.services.clients import add_client
+from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas, Store
 from cryptorec.services.trainer.publish import small_config, train_and_publish
 from libcryptorec.data import load_movielens

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cryptorec.services.accounts.servicer import AccountServicer
 from cryptorec.services.app.readiness import StoreWatch, look
-from cryptorec.services.clients import token_sha256
+from cryptorec.services.credentials import token_sha256
 from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.servicer import EvaluatorServicer
 from cryptorec.services.evaluator.shard_servicer import ShardServicer
@@ -166,7 +166,7 @@ def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[str
     """What the evaluator does when `current` becomes the current model: encode the served
     models (services/versions.py: served_versions) for the `names` ("scheme/mode") backends,
     so no client's first query pays for the encoding."""
-    backends = [registry.get(*name.split("/", 1)) for name in names]
+    backends = [registry.named(name) for name in names]
 
     def warm(current: str) -> None:
         started = time.perf_counter()

@@ -48,10 +48,9 @@ class Engine:
         """The key set `key_id`'s metadata (NotFoundError; BadRequestError if it is for
         another backend)."""
         key = self.store.key_info(key_id)
-        if (key.keys.scheme, key.keys.mode) != (backend.scheme, backend.mode):
+        if key.keys.backend_id != backend.id:
             raise BadRequestError(
-                f"key {key_id} is for {key.keys.scheme}/{key.keys.mode}, the request is "
-                f"{backend.scheme}/{backend.mode}"
+                f"key {key_id} is for {key.keys.backend_id}, the request is {backend.id}"
             )
         return key
 
@@ -90,13 +89,13 @@ class Engine:
         version = self.versions.load(check_version_id(task.version))
         backend = task.backend
         if not backend.shardable:
-            raise BadRequestError(f"{backend.scheme}/{backend.mode} is not evaluated by shards")
+            raise BadRequestError(f"{backend.id} is not evaluated by shards")
         spec = spec_of(version, backend)
         runs = version.shard_runs(spec)
         if task.shard_count != len(runs):
             raise PreconditionError(
-                f"model {version.version} has {len(runs)} shards for {backend.scheme}/"
-                f"{backend.mode}, the caller counts {task.shard_count}"
+                f"model {version.version} has {len(runs)} shards for {backend.id}, the caller "
+                f"counts {task.shard_count}"
             )
         if not 0 <= task.shard < len(runs):
             raise BadRequestError(f"no shard {task.shard} of {len(runs)}")
@@ -122,10 +121,10 @@ class Engine:
         `with_peers`: sharded versions go to peers, each encoding its own on first call, so
         this process encodes only what it computes whole. The "scheme/mode" names done."""
         version = self.versions.load(check_version_id(version_id))
-        offered = {(s.scheme, s.mode) for s in version.specs}
+        offered = {s.backend_id for s in version.specs}
         done = []
         for backend in backends:
-            if (backend.scheme, backend.mode) not in offered:
+            if backend.id not in offered:
                 continue
             spec = spec_of(version, backend)
             runs: list[range | None] = (
@@ -135,7 +134,7 @@ class Engine:
                 self.prepared(version, spec, backend, run)
             if backend.shardable:
                 self.context(backend)
-            done.append(f"{backend.scheme}/{backend.mode}")
+            done.append(str(backend.id))
         return done
 
     def _bind(self, backend: Backend, prepared: PreparedModel, key_id: str) -> Bound:

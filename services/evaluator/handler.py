@@ -83,7 +83,7 @@ class EvaluatorHandler:
         with about("header.model_version"):
             version = self.engine.versions.load(self.engine.versions.resolve(header.model_version))
         spec = spec_of(version, backend)
-        name = f"{backend.scheme}/{backend.mode}"
+        name = backend.id
         if header.ciphertext_count != spec.ciphertexts_per_query:
             raise BadRequestError(
                 f"{name} on model {version.version} takes {spec.ciphertexts_per_query} "

@@ -95,7 +95,7 @@ class KeyHandler:
         quotas included; the key set the bytes must then fill."""
         backend = upload.backend
         note(scheme=backend.scheme, mode=backend.mode)
-        name = f"{backend.scheme}/{backend.mode}"
+        name = backend.id
         if upload.parameter_set != backend.parameter_set:
             raise BadRequestError(
                 f"parameter set {shown(upload.parameter_set)} is not offered for {name}",

@@ -62,5 +62,5 @@ class ModelHandler:
             specs=loaded.specs,
             compression=loaded.packed.stats,
             provenance=dict(loaded.summary.get("provenance", {})),
-            quotes={f"{s.scheme}/{s.mode}": loaded.quote(s) for s in loaded.specs},
+            quotes={str(s.backend_id): loaded.quote(s) for s in loaded.specs},
         )

@@ -34,7 +34,7 @@ def to_message(d: ModelDescription) -> pb.GetModelResponse:
             input_offset=d.inputs.input_offset,
             rating_weight=d.inputs.rating_weight,
         ),
-        schemes=[scheme_parameters(s, d.quotes.get(f"{s.scheme}/{s.mode}", {})) for s in d.specs],
+        schemes=[scheme_parameters(s, d.quotes.get(str(s.backend_id), {})) for s in d.specs],
         compression=pb.CompressionStats(
             threshold=d.compression.threshold,
             clusters=d.compression.clusters,

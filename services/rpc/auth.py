@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from cryptorec.services.clients import parse_bearer, token_sha256
+from cryptorec.services.credentials import parse_bearer, token_sha256
 from cryptorec.services.errors import UnauthenticatedError
 from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for

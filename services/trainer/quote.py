@@ -35,7 +35,7 @@ def quote(packed: CompressedModel) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     ratings = typical_ratings(packed.model.n_items)
     for backend in registry.serving(packed.model.kind):
-        name = f"{backend.scheme}/{backend.mode}"
+        name = str(backend.id)
         client, bound = registry.open_local(packed, backend.scheme, backend.mode)
         try:
             ciphertexts, _ = client.encrypt(ratings)

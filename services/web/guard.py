@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cryptorec.services.clients import parse_bearer
+from cryptorec.services.credentials import parse_bearer
 from cryptorec.services.errors import RefusedError
 from cryptorec.services.rpc.admission import CLIENT_ADDRESS, Limits, UploadBudget
 from cryptorec.services.rpc.options import MAX_MESSAGE_BYTES
