@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import time
 import traceback
@@ -640,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if os.environ.get("CRYPTOREC_DEBUG"):
+        if getattr(args, "debug", False):
             traceback.print_exc()
         message, code = explain(exc)
         print(f"cryptorec: {message}", file=sys.stderr)

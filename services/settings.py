@@ -148,6 +148,14 @@ def _role(text: str) -> str:
 
 
 SETTINGS: dict[str, Setting[Any]] = {
+    "debug": Setting(
+        "--debug",
+        "CRYPTOREC_DEBUG",
+        "false",
+        "on failure, print the traceback too (for a bug report)",
+        bool,
+        commands=("bench", "serve", "train", "recommend", "demo", "clients", "usage", "data"),
+    ),
     "role": Setting(
         "--role",
         "CRYPTOREC_ROLE",

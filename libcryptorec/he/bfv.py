@@ -201,10 +201,7 @@ class BfvEvaluator(seal.FastKernel):
     def load_query(self, blobs: list[bytes], shard: BfvModel) -> list[PyCtxt]:
         """Validate the client's input blocks for `shard`: count, then each as
         `seal.load_ciphertext` does."""
-        if len(blobs) != len(shard.blocks):
-            raise InvalidCiphertextError(
-                f"expected {len(shard.blocks)} input blocks, got {len(blobs)}"
-            )
+        self.expect_blocks(blobs, shard)
         limbs = len(self.params.primes) - 1
         return [seal.load_ciphertext(self._he, b, limbs=limbs, scale=1.0) for b in blobs]
 

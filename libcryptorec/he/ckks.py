@@ -91,10 +91,7 @@ class CkksEvaluator(seal.FastKernel):
     def load_query(self, blobs: list[bytes], shard: CkksModel) -> list[PyCtxt]:
         """Validate the client's input blocks for `shard`: count, then each as
         `seal.load_ciphertext` does."""
-        if len(blobs) != len(shard.blocks):
-            raise InvalidCiphertextError(
-                f"expected {len(shard.blocks)} input blocks, got {len(blobs)}"
-            )
+        self.expect_blocks(blobs, shard)
         scale = 2.0**self.params.input_bits
         return [seal.load_ciphertext(self._he, b, limbs=2, scale=scale) for b in blobs]
 

@@ -395,6 +395,14 @@ class FastKernel(SealEvaluator, ABC):
     def load_query(self, blobs: list[bytes], shard: Any) -> list[PyCtxt]:
         """Validated input blocks of `shard` (InvalidCiphertextError otherwise)."""
 
+    @staticmethod
+    def expect_blocks(blobs: list[bytes], shard: Any) -> None:
+        """InvalidCiphertextError unless there is one input block per block of `shard`."""
+        if len(blobs) != len(shard.blocks):
+            raise InvalidCiphertextError(
+                f"expected {len(shard.blocks)} input blocks, got {len(blobs)}"
+            )
+
     @abstractmethod
     def load_partial(self, blob: bytes) -> PyCtxt:
         """A validated partial first product."""
