@@ -215,12 +215,14 @@ async function recommend(): Promise<void> {
   try {
     const result = await recommender.recommend(ratings, 10);
     renderResult(result, await recommender.model());
+    await renderKeys();
     status(`done: ${result.recommendations.length} recommendations from model ${result.modelVersion}`);
   } catch (error) {
+    // The keys may have been made and registered even if the query then failed: show them
+    // before the failure, which is the last thing this request changes on the page.
+    await renderKeys();
     failed("The recommendation failed", error, recommend);
   } finally {
-    // The keys may have been made and registered even if the query then failed.
-    await renderKeys();
     button.disabled = ratings.size === 0;
   }
 }
