@@ -1,311 +1,37 @@
-"""Paillier (python-paillier keys, raw gmpy2 arithmetic) for CryptoRec's fast mode.
-
-Everything is fixed point (`he.fixed_point`): x_int = round(x 2^16) and the weights at the bits
-of their compression grid, which holds them exactly (or rounded to 12 bits off a grid), so the
-decrypted result equals the integer computation b_int + x_int A_int Q_int^T exactly.
-
-Server kernels (Enc is additive: Enc(a)Enc(b) = Enc(a+b), Enc(a)^k = Enc(k a)):
-* First product, per output column j (bucket / Pippenger): multiply the inputs that share a
-  weight value into one bucket, then fold the buckets from the largest value down with a running
-  product S_t, raising it only to the gap w_t - w_{t-1}: sum_t w_t B_t = sum_t (w_t - w_{t-1})
-  S_t. Gaps between 512 shared values are small, so this is mostly plain multiplications.
-  Negative weights are folded separately and inverted once per column.
-* Second product, per input p_j: walk the sorted distinct weights of column j of Q, each power
-  from the previous one by its gap (the paper's reuse, as a chain), then multiply each output's
-  power in.
-* Replies: each result is offset to non-negative, `per_reply` of them are packed into one
-  plaintext by Horner with 2^slot_bits, and each reply is re-randomised by a fresh r^n.
-The columns (first product) and inputs (second) are split across worker processes.
-"""
+"""The server's Paillier kernels: the model as integers grouped for the bucket method, the first
+and second products across worker processes, packing and re-randomising the replies."""
 
 from __future__ import annotations
 
-import functools
 import math
 import multiprocessing as mp
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gmpy2
 import numpy as np
 import numpy.typing as npt
-from phe import paillier
 
 from libcryptorec.compression import CompressedModel
-from libcryptorec.he import backend as api
-from libcryptorec.he.backend import EMPTY, Blobs, KeySet, Options, PreparedModel
 from libcryptorec.he.cancel import StopCheck, check, never
 from libcryptorec.he.errors import CancelledError, InvalidCiphertextError, InvalidKeyError
-from libcryptorec.he.fixed_point import FixedPoint, weight_grid
+from libcryptorec.he.fixed_point import FixedPoint
+from libcryptorec.he.paillier.encoding import (
+    PaillierEncoding,
+    ReplyLayout,
+    fixed_point_for,
+    reply_layout,
+)
+from libcryptorec.he.paillier.keys import Mpz, PaillierPublicKey, to_bytes, validate_modulus
 from libcryptorec.norms import max_image_norm
 
-SCHEME = "paillier"
-# NIST SP 800-57 Part 1: 2048-bit factoring moduli give 112-bit security, 3072-bit give 128.
-MIN_KEY_BITS = 2048
-MAX_KEY_BITS = 4096
-DEFAULT_KEY_BITS = 2048
-# A registered modulus must have no prime factor below this bound (checked with one gcd against
-# the product of those primes: 24 Mbit, built in 0.8 s once per process, 11 ms a check) and no
-# two factors close enough for Fermat's method to find in FERMAT_STEPS steps (|p - q| below
-# about sqrt(8 FERMAT_STEPS) n^(1/4), so p * nextprime(p) at the first step). It cannot prove
-# n = pq with p, q near 2^(bits/2): that is factoring. It refuses the cheap mistakes and
-# forgeries: even or prime moduli, perfect powers, small or close factors. A factor of 30 to
-# 100 bits would need the elliptic-curve method (tens of seconds per modulus): not checked;
-# it weakens only the registering client's own key.
-TRIAL_DIVISION_BOUND = 1 << 24
-FERMAT_STEPS = 10_000
 # Resident memory of one bound evaluator: the key and the re-randomisers it keeps (worker
 # processes, if any, are processes of their own).
 PAILLIER_EVALUATOR_BYTES = 1 << 20
-Mpz = Any  # gmpy2.mpz has no type stubs
 Kernel = Callable[[range, list[Mpz], Mpz, Callable[[], bool]], list[Mpz]]
-
-
-@dataclass(frozen=True)
-class PaillierEncoding:
-    """The client's fixed point, public: inputs at 2^input_bits, within max_abs_input (the
-    results' scale comes with the reply layout)."""
-
-    input_bits: int = 16
-    max_abs_input: float = 8.0
-
-
-# Weights off a compression grid are rounded to this many bits.
-ROUNDED_WEIGHT_BITS = 12
-
-
-def fixed_point_for(packed: CompressedModel, encoding: PaillierEncoding) -> FixedPoint:
-    """The model's fixed point: the client's input bits, the weights' grid bits (exact) when
-    they have a grid, else ROUNDED_WEIGHT_BITS."""
-    a, q = weight_grid(packed.A), weight_grid(packed.Q)
-    if a is None or q is None:
-        return FixedPoint(encoding.input_bits, ROUNDED_WEIGHT_BITS, ROUNDED_WEIGHT_BITS)
-    return FixedPoint(encoding.input_bits, a, q, exact=True)
-
-
-@dataclass(frozen=True)
-class PaillierPublicKey:
-    """A Paillier public key: the modulus n (g = n + 1). Nothing else leaves the client."""
-
-    scheme: str
-    key_bits: int
-    n: api.Blob
-
-    @property
-    def size(self) -> int:
-        return len(self.n)
-
-
-def _to_bytes(value: int, length: int) -> bytes:
-    return int(value).to_bytes(length, "big")
-
-
-@functools.cache
-def _small_primes_product() -> Mpz:
-    """The product of every prime below TRIAL_DIVISION_BOUND (about 1.4 Mbit), built once."""
-    sieve = np.ones(TRIAL_DIVISION_BOUND, dtype=bool)
-    sieve[:2] = False
-    for p in range(2, int(TRIAL_DIVISION_BOUND**0.5) + 1):
-        if sieve[p]:
-            sieve[p * p :: p] = False
-    values = [gmpy2.mpz(int(p)) for p in np.flatnonzero(sieve)]
-    while len(values) > 1:  # balanced product tree: fast multiplication on equal sizes
-        pairs = [a * b for a, b in zip(values[::2], values[1::2], strict=False)]
-        values = pairs + ([values[-1]] if len(values) % 2 else [])
-    return values[0]
-
-
-def validate_modulus(material: PaillierPublicKey) -> Mpz:
-    """Check a registered modulus and return it: declared size within the floor and cap, odd,
-    composite (Miller-Rabin), not a perfect power, no prime factor below
-    TRIAL_DIVISION_BOUND, no two factors Fermat's method finds in FERMAT_STEPS steps.
-    InvalidKeyError otherwise."""
-    if material.scheme != SCHEME:
-        raise InvalidKeyError(f"keys are for {material.scheme}, not {SCHEME}")
-    if not MIN_KEY_BITS <= material.key_bits <= MAX_KEY_BITS:
-        raise InvalidKeyError(
-            f"Paillier keys must have {MIN_KEY_BITS}..{MAX_KEY_BITS} bits, not {material.key_bits}"
-        )
-    if len(material.n) != (material.key_bits + 7) // 8:
-        raise InvalidKeyError("modulus length does not match the declared key size")
-    n = gmpy2.mpz(int.from_bytes(material.n, "big"))
-    if n.bit_length() != material.key_bits or n % 2 == 0:
-        raise InvalidKeyError("modulus is not an odd number of the declared size")
-    if gmpy2.is_prime(n, 40):
-        raise InvalidKeyError("modulus is prime: not a product of two primes")
-    if gmpy2.is_power(n):
-        raise InvalidKeyError("modulus is a perfect power: not an RSA modulus")
-    if gmpy2.gcd(n, _small_primes_product()) != 1:
-        raise InvalidKeyError(
-            f"modulus has a prime factor below {TRIAL_DIVISION_BOUND}: not an RSA modulus"
-        )
-    if fermat_factor(n, FERMAT_STEPS) is not None:
-        raise InvalidKeyError("modulus has two factors too close to each other: not an RSA modulus")
-    return n
-
-
-def fermat_factor(n: Mpz, steps: int) -> Mpz | None:
-    """A factor of the odd composite n from Fermat's method (n = a^2 - b^2 for a from
-    ceil(sqrt(n)) on, `steps` values of a), or None if none is found."""
-    a = gmpy2.isqrt(n)
-    if a * a < n:
-        a += 1
-    for _ in range(steps):
-        b2 = a * a - n
-        if gmpy2.is_square(b2):
-            return a - gmpy2.isqrt(b2)
-        a += 1
-    return None
-
-
-class PaillierClient:
-    """Holds the private key; encrypts with precomputed randomness, decrypts packed replies."""
-
-    def __init__(
-        self,
-        key_bits: int = DEFAULT_KEY_BITS,
-        encoding: PaillierEncoding | None = None,
-        keys: dict[str, bytes] | None = None,
-        layout: ReplyLayout | None = None,
-    ) -> None:
-        """New keys, or the client's own saved `keys` (p and q, from `export_keys`);
-        `layout`: how the server packs replies (the default for `decrypt`)."""
-        self.layout = layout
-        if key_bits < MIN_KEY_BITS:
-            raise ValueError(f"Paillier keys below {MIN_KEY_BITS} bits are not offered")
-        self.encoding = encoding or PaillierEncoding()
-        if keys is not None:
-            p, q = (int.from_bytes(keys[k], "big") for k in ("p", "q"))
-            public = paillier.PaillierPublicKey(p * q)
-            self._private = paillier.PaillierPrivateKey(public, p, q)
-        else:
-            public, self._private = paillier.generate_paillier_keypair(n_length=key_bits)
-        self.key_bits = key_bits
-        self.n = gmpy2.mpz(public.n)
-        self.n2 = self.n * self.n
-        self._p, self._q = gmpy2.mpz(self._private.p), gmpy2.mpz(self._private.q)
-        self._pool: list[Mpz] = []
-
-    @property
-    def ciphertext_bytes(self) -> int:
-        return 2 * ((self.key_bits + 7) // 8)
-
-    def export_keys(self) -> dict[str, bytes]:
-        """p and q, for the client's local key cache only."""
-        size = (self.key_bits + 15) // 16
-        return {"p": int(self._p).to_bytes(size, "big"), "q": int(self._q).to_bytes(size, "big")}
-
-    def public_material(self) -> PaillierPublicKey:
-        """The modulus n; never p, q or lambda."""
-        return PaillierPublicKey(SCHEME, self.key_bits, _to_bytes(self.n, (self.key_bits + 7) // 8))
-
-    def _random_rn(self) -> Mpz:
-        """r^n mod n^2 for a fresh random r, by CRT over p^2 and q^2 (about 4x faster)."""
-        p2, q2 = self._p * self._p, self._q * self._q
-        while True:
-            r = gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1)
-            if gmpy2.gcd(r, self.n) == 1:
-                break
-        a = gmpy2.powmod(r, self.n % (self._p * (self._p - 1)), p2)
-        b = gmpy2.powmod(r, self.n % (self._q * (self._q - 1)), q2)
-        return (a + p2 * ((b - a) * gmpy2.invert(p2, q2) % q2)) % self.n2
-
-    def precompute(self, count: int) -> None:
-        """Offline phase: prepare `count` encryption randomisers r^n (the expensive part)."""
-        self._pool.extend(self._random_rn() for _ in range(count))
-
-    def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
-        """Online phase: Enc(round(x_i 2^input_bits)) for each entry of the (m,) vector x."""
-        values = np.asarray(x, dtype=np.float64)
-        limit = self.encoding.max_abs_input
-        if values.ndim != 1 or not np.all(np.abs(values) <= limit):
-            raise ValueError(f"x must be a vector with |x_i| <= {limit}")
-        ints = np.rint(values * 2.0**self.encoding.input_bits).astype(np.int64)
-        if len(self._pool) < len(ints):
-            self.precompute(len(ints) - len(self._pool))
-        pool, self._pool = self._pool[: len(ints)], self._pool[len(ints) :]
-        n, n2, size = self.n, self.n2, self.ciphertext_bytes
-        return [
-            _to_bytes((1 + (int(v) % n) * n) * rn % n2, size)
-            for v, rn in zip(ints, pool, strict=True)
-        ]
-
-    def public_blobs(self) -> dict[str, bytes]:
-        """The key set to register, by blob name: the modulus."""
-        return {"modulus": bytes(self.public_material().n)}
-
-    def decrypt(
-        self, blobs: list[bytes], layout: ReplyLayout | None = None
-    ) -> npt.NDArray[np.float64]:
-        """Decrypt packed replies into the (m,) predictions (real numbers)."""
-        layout = layout or self.layout
-        if layout is None:
-            raise ValueError("the reply layout is needed to decrypt")
-        if len(blobs) != layout.replies:
-            raise InvalidCiphertextError(f"expected {layout.replies} replies, got {len(blobs)}")
-        values = np.concatenate([self.decrypt_block(b, layout) for b in blobs])
-        return np.asarray(values[: layout.items], dtype=np.float64)
-
-    def decrypt_block(
-        self, blob: bytes, layout: ReplyLayout | None = None
-    ) -> npt.NDArray[np.float64]:
-        """The `per_reply` values one packed reply carries (real numbers)."""
-        layout = layout or self.layout
-        if layout is None:
-            raise ValueError("the reply layout is needed to decrypt")
-        c = int.from_bytes(blob, "big")
-        if not 0 < c < self.n2:
-            raise InvalidCiphertextError("reply out of range")
-        packed = int(self._private.raw_decrypt(c))
-        mask = (1 << layout.slot_bits) - 1
-        ints = np.array(
-            [
-                ((packed >> (layout.slot_bits * s)) & mask) - layout.offset
-                for s in range(layout.per_reply)
-            ],
-            dtype=object,
-        )
-        return np.asarray(ints / float(2**layout.result_bits), dtype=np.float64)
-
-    def decrypt_ints(self, blobs: list[bytes], layout: ReplyLayout) -> list[int]:
-        """Decrypt packed replies into the exact integer results (for exactness checks)."""
-        mask = (1 << layout.slot_bits) - 1
-        out: list[int] = []
-        for blob in blobs:
-            packed = int(self._private.raw_decrypt(int.from_bytes(blob, "big")))
-            out.extend(
-                ((packed >> (layout.slot_bits * s)) & mask) - layout.offset
-                for s in range(layout.per_reply)
-            )
-        return out[: layout.items]
-
-
-@dataclass(frozen=True)
-class ReplyLayout:
-    """How results are packed: `per_reply` slots of `slot_bits`, each holding value + offset,
-    the value an integer at 2^result_bits."""
-
-    items: int
-    slot_bits: int
-    per_reply: int
-    result_bits: int
-
-    @property
-    def offset(self) -> int:
-        return 1 << (self.slot_bits - 1)
-
-    @property
-    def replies(self) -> int:
-        return -(-self.items // self.per_reply)
-
-
-def reply_layout(items: int, bound_bits: int, key_bits: int, result_bits: int) -> ReplyLayout:
-    """Slots of bound_bits + 1 bits, as many as fit below n."""
-    slot_bits = bound_bits + 1
-    return ReplyLayout(items, slot_bits, max(1, (key_bits - 2) // slot_bits), result_bits)
 
 
 @dataclass
@@ -694,107 +420,10 @@ class PaillierEvaluator:
         }
         rns = [self._randomiser() for _ in starts]
         return [
-            _to_bytes(by_start[s] * rn % n2, self.ciphertext_bytes)
+            to_bytes(by_start[s] * rn % n2, self.ciphertext_bytes)
             for s, rn in zip(starts, rns, strict=True)
         ]
 
     def _randomiser(self) -> Mpz:
         """A fresh r^n mod n^2 (the server has no factorisation: a full exponentiation)."""
         return gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(self.n) - 1) + 1), self.n, self.n2)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
-    return value
-
-
-class PaillierFastBackend(api.Backend):
-    """Paillier fast mode (2048-bit keys): fixed point, exact up to rounding (within 1e-2 of
-    the plaintext model); the server's work shrinks with every pruned weight."""
-
-    scheme, mode, wire = "paillier", "fast", (3, 1)
-    tolerance = 1e-2
-    nominal_seconds = 6.9  # README: ml-1m stars model, 2 cores
-    key_blob_names = ("modulus",)
-    key_bits = DEFAULT_KEY_BITS
-    options = (
-        api.Option(
-            "paillier_workers",
-            "1",
-            "worker processes per Paillier query (HE work holds the GIL)",
-            _positive_int,
-        ),
-    )
-
-    @property
-    def parameter_set(self) -> str:
-        return f"paillier-{self.key_bits}"
-
-    def spec(self, packed: CompressedModel) -> api.SchemeSpec:
-        fixed, m = fixed_point_for(packed, PaillierEncoding()), packed.model.n_items
-        bound_bits = PaillierModel.result_bound_bits(packed, fixed)
-        layout = reply_layout(m, bound_bits, self.key_bits, fixed.result_bits)
-        return api.SchemeSpec(
-            self.scheme,
-            self.mode,
-            self.parameter_set,
-            m,
-            packed.model.dim,
-            input_bits=fixed.input_bits,
-            result_bits=fixed.result_bits,
-            reply_slot_bits=layout.slot_bits,
-            reply_per_ciphertext=layout.per_reply,
-            ciphertexts_per_query=m,
-        )
-
-    def new_client(
-        self, spec: api.SchemeSpec, inputs: api.ClientInputs, keys: dict[str, bytes] | None = None
-    ) -> api.VectorClient:
-        layout = ReplyLayout(
-            spec.items, spec.reply_slot_bits, spec.reply_per_ciphertext, spec.result_bits
-        )
-        encoding = PaillierEncoding(input_bits=spec.input_bits)
-        return api.VectorClient(
-            spec, inputs, PaillierClient(self.key_bits, encoding, keys=keys, layout=layout)
-        )
-
-    def prepare(
-        self, packed: CompressedModel, spec: api.SchemeSpec, blocks: range | None = None
-    ) -> api.PreparedModel:
-        api.unsharded(self, blocks)
-        return api.PreparedModel(spec, PaillierModel.encode(packed))
-
-    def public_key(self, keys: api.KeySet, blobs: Mapping[str, api.Blob]) -> PaillierPublicKey:
-        self.check_keys_for(keys)
-        return PaillierPublicKey(SCHEME, self.key_bits, self.blob(blobs, "modulus"))
-
-    def validate_keys(self, keys: api.KeySet, blobs: Mapping[str, api.Blob]) -> None:
-        validate_modulus(self.public_key(keys, blobs))
-
-    def bind(
-        self, prepared: PreparedModel, keys: KeySet, blobs: Blobs, options: Options = EMPTY
-    ) -> api.Bound:
-        workers = self.option_value(options, "paillier_workers")
-        evaluator = PaillierEvaluator(self.public_key(keys, blobs), prepared.encoded, workers)
-
-        def run(ciphertexts: list[bytes], should_stop: StopCheck) -> list[bytes]:
-            return evaluator.fast(evaluator.load_query(ciphertexts), should_stop)
-
-        return api.BoundEvaluator(prepared.spec, run, evaluator.nbytes, evaluator.close)
-
-    def key_set_cap(self) -> int:
-        return (MAX_KEY_BITS + 7) // 8
-
-    def query_bytes(self, spec: api.SchemeSpec) -> int:
-        return spec.ciphertexts_per_query * 2 * ((MAX_KEY_BITS + 7) // 8)
-
-    def bound_bytes(self, spec: api.SchemeSpec, key_set_bytes: int) -> int:
-        return PAILLIER_EVALUATOR_BYTES
-
-    def items_per_reply(self, spec: api.SchemeSpec) -> int:
-        return spec.reply_per_ciphertext
-
-
-BACKEND = PaillierFastBackend()
