@@ -6,6 +6,7 @@ the query's bill as its computation starts (QuotaExceededError if the budget is 
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -41,7 +42,7 @@ def _spend(query: Query) -> None:
         query.bill.spend()
 
 
-class _InASlot:
+class _InASlot(ABC):
     """Computed here, in a work slot taken now (RefusedError at once if none is free) and
     released when the computation ends, off the serving thread."""
 
@@ -66,10 +67,11 @@ class _InASlot:
 
         return merged([compute], should_stop)
 
+    @abstractmethod
     def compute(
         self, query: Query, ciphertexts: list[bytes], should_stop: StopCheck
     ) -> Iterator[ReplyBlock]:
-        raise NotImplementedError
+        """The reply blocks, computed in the slot `replies` took."""
 
 
 class Whole(_InASlot):
