@@ -172,12 +172,21 @@ class KeySet:
             offset += size
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as plain JSON-ready values."""
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Canonical JSON (sorted keys): what a key id hashes."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> KeySet:
-        raw = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> KeySet:
+        """The KeySet of `to_dict`'s values (types checked by conversion)."""
         return cls(
             scheme=str(raw["scheme"]),
             mode=str(raw["mode"]),

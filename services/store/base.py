@@ -468,7 +468,7 @@ def record_json(record: KeyRecord) -> str:
     return json.dumps(
         {
             "key_id": record.key_id,
-            "meta": json.loads(record.keys.to_json()),
+            "meta": record.keys.to_dict(),
             "size": len(record.blob),
             "expires_unix": record.expires_unix,
         }
@@ -478,5 +478,5 @@ def record_json(record: KeyRecord) -> str:
 def info_from_record(key_id: str, stored: str | bytes) -> KeyInfo:
     """The KeyInfo of a stored `record_json`."""
     raw = json.loads(stored)
-    keys = KeySet.from_json(json.dumps(raw["meta"]))
+    keys = KeySet.from_dict(raw["meta"])
     return KeyInfo(key_id, keys, int(raw["size"]), float(raw["expires_unix"]))
