@@ -30,6 +30,8 @@ from cryptorec.services.web.server import WebConfig, built_page
 from libcryptorec.data import Ratings, load_movielens
 from libcryptorec.splits import paper_split
 
+# What Chromium needs here: no sandbox as root, and none of its calls home (this network
+# refuses them, many at a time). The browser tests launch it the same way.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -561,7 +561,9 @@ def declare(name: str, setting: Setting[T]) -> Setting[T]:
     """Add a setting (a plug-in's, a backend's option, a test's); ValueError if `name` or its
     flag is taken by a command that takes this one too."""
     for other_name, other in SETTINGS.items():
-        shared = [c for c in setting.commands if other.taken_by(c) or setting.taken_by(c)]
+        shared = any(other.taken_by(c) for c in setting.commands) or any(
+            setting.taken_by(c) for c in other.commands
+        )
         if other_name == name or (other.flag == setting.flag and shared):
             raise ValueError(f"setting {name} ({setting.flag}) is declared already")
     SETTINGS[name] = setting
@@ -578,7 +580,7 @@ def default_of(name: str) -> Any:
     return SETTINGS[name].default_value
 
 
-def taken_by(command: str) -> dict[str, Setting[Any]]:
+def settings_for(command: str) -> dict[str, Setting[Any]]:
     """Every setting `command` ("serve", "clients add", "bench he") takes, by name: those
     declared here and, for `serve`, every registered backend's own Options."""
     taken = {n: s for n, s in SETTINGS.items() if s.taken_by(command)}
@@ -603,14 +605,14 @@ def _backend_setting(option: Any) -> Setting[Any]:
 
 
 def add_for(parser: argparse.ArgumentParser, command: str) -> None:
-    """Add every setting `command` takes (`taken_by`) to `parser`."""
-    for name, setting in taken_by(command).items():
+    """Add every setting `command` takes (`settings_for`) to `parser`."""
+    for name, setting in settings_for(command).items():
         setting.add_to(parser, name)
 
 
 def values_for(command: str, args: argparse.Namespace) -> dict[str, Any]:
     """The parsed value of every setting `command` takes, by name."""
-    return {n: getattr(args, n) for n in taken_by(command)}
+    return {n: getattr(args, n) for n in settings_for(command)}
 
 
 C = TypeVar("C")

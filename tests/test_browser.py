@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cryptorec.benchmarks.page import CHROMIUM_ARGS
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.web.server import built_page
 from tests.web_front import Served, serve
@@ -23,18 +24,6 @@ from tests.web_front import Served, serve
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.he]
 
 CHROMIUM = Path(os.environ.get("CRYPTOREC_CHROMIUM", "/usr/bin/chromium"))
-# What Chromium needs here: no sandbox as root, and none of its calls home (this network
-# refuses them, many at a time).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RATINGS = {1: 5.0, 7: 4.0, 13: 2.0, 21: 5.0, 42: 3.0, 100: 1.0, 250: 4.5}
 QUERY_BYTES_MAX = 0.27e6  # one fast-mode query, up and down
 # Seeded keys carry one polynomial and a seed where Pyfhel's carry two polynomials: the page's
@@ -72,8 +61,9 @@ def browser() -> Iterator[Any]:
 class Page:
     """The page in a fresh browser profile, with every request it sends recorded."""
 
-    def __init__(self, browser: Any, served: Served) -> None:
-        self.context = browser.new_context()
+    def __init__(self, browser: Any, served: Served, **context: Any) -> None:
+        """`context`: Playwright's new_context options (a viewport, touch)."""
+        self.context = browser.new_context(**context)
         self.page = self.context.new_page()
         self.requests: list[Any] = []
         self.errors: list[str] = []
@@ -400,11 +390,7 @@ def test_axe_core_finds_no_serious_violation(page: Page) -> None:
 def test_the_page_works_390_pixels_wide(browser: Any, served: Served) -> None:
     """A phone: nothing wider than the screen, the rating buttons big enough to touch, and a
     recommendation end to end."""
-    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
-    phone = Page.__new__(Page)
-    phone.context, phone.served, phone.requests, phone.errors = context, served, [], []
-    phone.page = context.new_page()
-    phone.page.on("pageerror", lambda e: phone.errors.append(str(e)))
+    phone = Page(browser, served, viewport={"width": 390, "height": 844}, has_touch=True)
     try:
         phone.open()
         phone.page.fill("#search", "Item 1")
@@ -418,4 +404,4 @@ def test_the_page_works_390_pixels_wide(browser: Any, served: Served) -> None:
         assert width <= 390, width
         assert phone.errors == []
     finally:
-        context.close()
+        phone.close()

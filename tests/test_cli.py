@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,7 @@ def test_help_names_each_default_and_variable(capsys: pytest.CaptureFixture[str]
         "key_ttl_seconds",
         "paillier_workers",  # Paillier's own Option, offered by serve like the rest
     ):
-        assert f"env {settings.taken_by('serve')[name].env}; default" in text
+        assert f"env {settings.settings_for('serve')[name].env}; default" in text
 
 
 def test_every_flag_of_every_command_says_what_it_does() -> None:
@@ -235,8 +236,15 @@ def test_a_setting_declared_once_reaches_help_config_and_consumer(
         assert knob.default_value == 3
         with pytest.raises(ValueError, match="declared already"):
             settings.declare("toy_knob", knob)
+        # A flag may be reused by commands that do not share it (serve's --tls-cert is the
+        # server's, recommend's the client's), never by one that does.
+        clash = settings.Setting("--toy-knob", "CRYPTOREC_TOY_KNOB_2", None, "a clash")
+        with pytest.raises(ValueError, match="declared already"):
+            settings.declare("toy_clash", replace(clash, commands=("serve",)))
+        settings.declare("toy_elsewhere", replace(clash, commands=("train",)))
     finally:
         settings.withdraw("toy_knob")
+        settings.withdraw("toy_elsewhere")
     assert "--toy-knob" not in build_parser().format_help()
 
 

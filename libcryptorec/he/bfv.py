@@ -146,6 +146,8 @@ class BfvModel:
 class BfvClient(seal.SealClientKeys):
     """Holds the secret key; encrypts fixed-point inputs and decrypts exact integers."""
 
+    scheme = SCHEME
+
     def __init__(
         self,
         params: BfvParams,
@@ -155,7 +157,7 @@ class BfvClient(seal.SealClientKeys):
         keys: dict[str, bytes] | None = None,
     ) -> None:
         """New keys, or the client's own saved `keys` (from `export_keys`)."""
-        self.params, self.plan, self.scheme = params, plan, SCHEME
+        self.params, self.plan = params, plan
         self.input_bits, self.result_bits = input_bits, result_bits
         self._he = _context(self.params)
         seal.make_or_load_keys(self._he, self.plan, keys)

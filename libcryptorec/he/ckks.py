@@ -44,13 +44,15 @@ def _context(params: CkksParams) -> Pyfhel:
 class CkksClient(seal.SealClientKeys):
     """Holds the secret key; encrypts rating vectors and decrypts predictions."""
 
+    scheme = SCHEME
+
     def __init__(
         self, params: CkksParams, plan: DiagonalPlan, keys: dict[str, bytes] | None = None
     ) -> None:
         """New keys, or the client's own saved `keys` (from `export_keys`)."""
         if plan.slots != params.slots:
             raise ValueError(f"plan has {plan.slots} slots; {params.name} has {params.slots}")
-        self.params, self.plan, self.scheme = params, plan, SCHEME
+        self.params, self.plan = params, plan
         self._he = _context(params)
         seal.make_or_load_keys(self._he, plan, keys)
 

@@ -150,7 +150,7 @@ class SealClientKeys:
     _he: Pyfhel
     params: Any
     plan: DiagonalPlan
-    scheme: str
+    scheme: ClassVar[str]
 
     def export_keys(self) -> dict[str, bytes]:
         """All keys, the secret one included, for the client's local key cache."""

@@ -48,9 +48,9 @@ class StoreWatch:
         store: Store,
         metrics: Metrics,
         set_ready: Callable[[bool, bool], None],
-        on_model: Sequence[Callable[[str], None]] = (),
+        on_model: Sequence[Callable[[], None]] = (),
     ) -> None:
-        """`on_model(version)`: each is called when `version` becomes the current model,
+        """`on_model()`: each is called when another version becomes the current model,
         before readiness follows (the evaluator encodes it then)."""
         self.store, self.metrics, self.set_ready = store, metrics, set_ready
         self.on_model = on_model
@@ -71,7 +71,7 @@ class StoreWatch:
         if state.current is not None and state.current != self.prepared:
             for prepare in self.on_model:
                 try:
-                    prepare(state.current)
+                    prepare()
                 except Exception as exc:  # queries prepare on demand and fail precisely
                     log.warning("could not prepare the served models: %s", exc)
             self.prepared = state.current

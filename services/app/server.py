@@ -69,8 +69,8 @@ class Parts:
     metrics: Metrics
     # What to close when the server stops (peers' channels).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
-    # What to do with a model that became current, before readiness says so (warm caches).
-    on_model: list[Callable[[str], None]] = field(default_factory=list)
+    # What to do when the current model changes, before readiness says so (warm caches).
+    on_model: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -162,13 +162,13 @@ def _add_evaluator(server: grpc.Server, p: Parts) -> None:
         shard_grpc.add_ShardServiceServicer_to_server(ShardServicer(handler), server)
 
 
-def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[str], None]:
-    """What the evaluator does when `current` becomes the current model: encode the served
-    models (services/versions.py: served_versions) for the `names` ("scheme/mode") backends,
-    so no client's first query pays for the encoding."""
+def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[], None]:
+    """What the evaluator does when the current model changes: encode the served models
+    (services/versions.py: served_versions) for the `names` ("scheme/mode") backends, so no
+    client's first query pays for the encoding."""
     backends = [registry.named(name) for name in names]
 
-    def warm(current: str) -> None:
+    def warm() -> None:
         started = time.perf_counter()
         served = served_versions(handler.engine.versions)
         encoded = {v: handler.warm(v, backends) for v in served}
@@ -217,7 +217,7 @@ class Running:
     work: WorkSlots | None = None  # the process' work slots (HE work holds one)
     watch: StoreWatch | None = None  # what readiness follows
     on_stop: list[Callable[[], None]] = field(default_factory=list)
-    on_model: list[Callable[[str], None]] = field(default_factory=list)
+    on_model: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def metrics_port(self) -> int:

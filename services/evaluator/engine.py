@@ -130,8 +130,9 @@ class Engine:
             runs: list[range | None] = (
                 list(version.shard_runs(spec)) if backend.shardable else [None]
             )
-            for run in runs if len(runs) == 1 or not with_peers else []:
-                self.prepared(version, spec, backend, run)
+            if len(runs) == 1 or not with_peers:  # else peers compute (and encode) the shards
+                for run in runs:
+                    self.prepared(version, spec, backend, run)
             if backend.shardable:
                 self.context(backend)
             done.append(str(backend.id))

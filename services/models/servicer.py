@@ -53,8 +53,8 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             cache_bytes, lambda response: response.ByteSize()
         )
 
-    def warm(self, current: str) -> None:
-        """Describe the served models (`current` became current) before readiness says so:
+    def warm(self) -> None:
+        """Describe the served models before readiness says so (the current model changed):
         the first GetModel then answers from the cache, like every later one."""
         for version in served_versions(self.handler.versions):
             self._described(version)

@@ -18,7 +18,8 @@ export function retryAfter(error: unknown): number | undefined {
 
 /** What the page tells the user about a failure. */
 export interface Explained {
-  /** One or two sentences: what happened and what the user (or the page) does about it. */
+  /** One or two sentences: what happened and what the user does about it (when the page
+   * retries by itself, the page adds when). */
   readonly sentence: string;
   /** The control that fixes it: "token" (enter one), "retry" (the page retries by itself
    * after `retryIn` seconds) or "none" (the user decides). */
@@ -40,8 +41,6 @@ function unreachable(error: ConnectError): boolean {
   return error.code === Code.Unknown && /failed to fetch|networkerror|load failed/i.test(error.rawMessage);
 }
 
-const RETRY = (seconds: number) => `The page tries again in ${duration(seconds)}.`;
-
 /** The sentence for `error`; `hasToken`: whether the page sent a token. */
 export function explain(error: unknown, hasToken: boolean): Explained {
   if (!(error instanceof ConnectError)) {
@@ -52,9 +51,7 @@ export function explain(error: unknown, hasToken: boolean): Explained {
   const wait = retryAfter(error);
   const fields = error.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
   const raw = `[${Code[error.code]}${reason ? ` ${reason}` : ""}] ${error.rawMessage}${fields.length ? ` (field ${fields.join(", ")})` : ""}`;
-  const retry = (sentence: string, seconds: number): Explained => ({
-    sentence: `${sentence} ${RETRY(seconds)}`, fix: "retry", retryIn: seconds, raw,
-  });
+  const retry = (sentence: string, seconds: number): Explained => ({ sentence, fix: "retry", retryIn: seconds, raw });
   if (unreachable(error)) {
     return retry("The server cannot be reached: it may be down or restarting, or this computer is offline.", 5);
   }

@@ -54,7 +54,7 @@ function countdown(what: string, e: Explained, at: number): void {
     void retryPending();
     return;
   }
-  $("status").textContent = `${what}: ${e.sentence.replace(/The page tries again in .*$/, `The page tries again in ${duration(left)}.`)}`;
+  $("status").textContent = `${what}: ${e.sentence} The page tries again in ${duration(left)}.`;
   retryTimer = window.setTimeout(() => countdown(what, e, at), Math.min(1000, left * 1000));
 }
 
