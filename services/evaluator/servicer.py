@@ -15,7 +15,7 @@ from cryptorec.services.evaluator.handler import EvaluatorHandler
 from cryptorec.services.evaluator.query import Query, QueryHeader
 from cryptorec.services.evaluator.shards.scatter import ReplyBlock
 from cryptorec.services.observability.current import Timer, phase
-from cryptorec.services.rpc.admission import UploadBudget, current_upload
+from cryptorec.services.rpc.admission import UploadBudget, UploadShare, pause_upload
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.checksum import chunk_checksum
 from cryptorec.services.rpc.convert import backend_for, kind_of
@@ -25,16 +25,15 @@ from cryptorec.services.rpc.streams import header_then_chunks
 from cryptorec.v1 import evaluator_service_pb2 as pb
 from cryptorec.v1 import evaluator_service_pb2_grpc as pb_grpc
 
-# Memory a query holds per byte of its ciphertexts while it is received and computed: the
-# bytes received, and the ciphertexts loaded from them.
-QUERY_MEMORY = 2
-
 
 class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
+    """Predict and PredictWhole: receive a query's ciphertexts, answer chunk by chunk."""
+
     def __init__(self, handler: EvaluatorHandler, budget: UploadBudget) -> None:
-        """`budget`: the process' upload budget, which every query holds while its
-        ciphertexts are received and computed."""
-        self.handler, self.budget = handler, budget
+        self.handler = handler
+        # A query holds two bytes of memory per byte of its ciphertexts while it is received
+        # and computed: the bytes received, and the ciphertexts loaded from them.
+        self.uploads = UploadShare(budget, per_byte=2, what="this query")
 
     @streaming
     def Predict(
@@ -43,14 +42,10 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
         with contextlib.ExitStack() as held:
             with phase("receive"):
                 header, chunks = header_then_chunks(request_iterator)
-                deadline = current_upload()
-                if deadline is not None:
-                    deadline.pause()
+                pause_upload()
                 query = self.handler.admit(query_header(header), current_client())
                 answered = held.enter_context(self.handler.billing(query))
-                held.enter_context(self._memory(query))
-                if deadline is not None:
-                    deadline.expect(query.upload_bytes)
+                held.enter_context(self.uploads.holding(query.upload_bytes))
                 ciphertexts = receive(chunks, query.spec.ciphertexts_per_query)
             yield from self._answer(query, ciphertexts, context, answered)
 
@@ -68,12 +63,8 @@ class EvaluatorServicer(pb_grpc.EvaluatorServiceServicer):
                     ciphertexts = exactly(
                         list(request.ciphertexts), query.spec.ciphertexts_per_query
                     )
-            held.enter_context(self._memory(query))
+            held.enter_context(self.uploads.holding(query.upload_bytes))
             yield from self._answer(query, ciphertexts, context, answered)
-
-    def _memory(self, query: Query) -> contextlib.AbstractContextManager[None]:
-        """The share of the upload budget a query holds while received and computed."""
-        return self.budget.reserve(QUERY_MEMORY * query.upload_bytes, "this query")
 
     def _answer(
         self,

@@ -9,7 +9,12 @@ import grpc
 from cryptorec.services.errors import BadRequestError, about
 from cryptorec.services.keys.handler import KeyHandler, KeyUpload
 from cryptorec.services.keys.receive import receive_key_bytes
-from cryptorec.services.rpc.admission import UploadBudget, current_address, current_upload
+from cryptorec.services.rpc.admission import (
+    UploadBudget,
+    UploadShare,
+    current_address,
+    pause_upload,
+)
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.convert import backend_for, mode_enum, scheme_enum
 from cryptorec.services.rpc.errors import unary
@@ -18,17 +23,16 @@ from cryptorec.services.store.base import KeyInfo
 from cryptorec.v1 import key_service_pb2 as pb
 from cryptorec.v1 import key_service_pb2_grpc as pb_grpc
 
-# Memory a registration holds per declared byte while received and checked: the buffer, one
-# blob's bytes copy and the keys SEAL loads from it (a CKKS accurate key set of 105 MB, 88 MB
-# of it rotation keys, peaks near 2.7 times its size).
-KEY_UPLOAD_MEMORY = 3
-
 
 class KeyServicer(pb_grpc.KeyServiceServicer):
+    """Key sets: registered (streamed or whole), described, listed and deleted."""
+
     def __init__(self, handler: KeyHandler, budget: UploadBudget) -> None:
-        """`budget`: the process' upload budget, which every registration holds while its
-        bytes are received and checked."""
-        self.handler, self.budget = handler, budget
+        self.handler = handler
+        # A registration holds three bytes per declared byte while received and checked: the
+        # buffer, one blob's bytes copy and the keys SEAL loads from it (a CKKS accurate key
+        # set of 105 MB, 88 MB of it rotation keys, peaks near 2.7 times its size).
+        self.uploads = UploadShare(budget, per_byte=3, what="this key set")
 
     @unary
     def RegisterKeys(
@@ -47,9 +51,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
 
     def _register(self, header: pb.KeyHeader, chunks: Iterator[bytes]) -> pb.RegisterKeysResponse:
         """Check the header (before any key byte is read), collect the bytes, register."""
-        deadline = current_upload()
-        if deadline is not None:
-            deadline.pause()
+        pause_upload()
         with about("header.scheme"):
             backend = backend_for(header.scheme, header.mode)
         upload = KeyUpload(
@@ -60,9 +62,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         )
         caller = current_client()
         keys = self.handler.check(upload, caller)
-        with self.budget.reserve(KEY_UPLOAD_MEMORY * upload.total, "this key set"):
-            if deadline is not None:
-                deadline.expect(upload.total)
+        with self.uploads.holding(upload.total):
             with about("chunk"):
                 data = receive_key_bytes(chunks, upload)
             record = self.handler.register(

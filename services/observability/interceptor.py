@@ -17,29 +17,26 @@ from cryptorec.services.observability.current import Call, serving
 from cryptorec.services.observability.metrics import Metrics
 from cryptorec.services.observability.tracing import incoming_context, tracer
 from cryptorec.services.rpc.handlers import wrap_behaviour
-from cryptorec.services.rpc.intercept import Continuation, Handler
+from cryptorec.services.rpc.intercept import CallInterceptor, Handler, Metadata
 from cryptorec.services.rpc.request_id import REQUEST_ID, request_id_from
 
 log = logging.getLogger("cryptorec.access")
 QUIET = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # logged at DEBUG only
 
 
-class Observer(grpc.ServerInterceptor):
+class Observer(CallInterceptor):
     """The outermost interceptor: every call, refused or served, is counted, timed and logged."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    def intercept(
+        self, handler: grpc.RpcMethodHandler[Any, Any], full_method: str, metadata: Metadata
     ) -> Handler:
-        handler = continuation(details)
-        if handler is None:
-            return None
-        _, service, method = [*details.method.split("/"), "", ""][:3]
-        request_id = request_id_from(details.invocation_metadata)
-        carrier = {k: v for k, v in details.invocation_metadata or () if isinstance(v, str)}
-        quiet = details.method.startswith(QUIET)
+        _, service, method = [*full_method.split("/"), "", ""][:3]
+        request_id = request_id_from(metadata.items())
+        carrier = {k: v for k, v in metadata.items() if isinstance(v, str)}
+        quiet = full_method.startswith(QUIET)
         kind = grpc_type(handler.request_streaming, handler.response_streaming)
 
         def observed(behaviour: Callable[..., Any], streams: bool) -> Callable[..., Any]:

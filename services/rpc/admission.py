@@ -43,7 +43,7 @@ from cryptorec.services.errors import RefusedError, StreamCutError, TooLargeErro
 from cryptorec.services.rpc.auth import current_client
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
-from cryptorec.services.rpc.intercept import Continuation, Handler
+from cryptorec.services.rpc.intercept import CallInterceptor, Handler, Metadata
 from cryptorec.services.settings import default_of
 from cryptorec.services.work import WorkSlots
 
@@ -221,9 +221,34 @@ _current_upload: contextvars.ContextVar[Transfer | None] = contextvars.ContextVa
 )
 
 
-def current_upload() -> Transfer | None:
-    """The upload of the request-streaming call this thread is serving, if any."""
-    return _current_upload.get()
+def pause_upload() -> None:
+    """Stop the transfer deadline of the upload this thread serves (if it serves one) while
+    the server, not the client, is working: checking a header before the bytes come."""
+    upload = _current_upload.get()
+    if upload is not None:
+        upload.pause()
+
+
+@dataclass(frozen=True)
+class UploadShare:
+    """How one service's uploads hold the process' upload budget: `per_byte` bytes of memory
+    for each byte an upload declares (what is received and what is loaded from it), named
+    `what` in refusals."""
+
+    budget: UploadBudget
+    per_byte: int
+    what: str
+
+    @contextlib.contextmanager
+    def holding(self, declared: int) -> Iterator[None]:
+        """Hold the memory an upload of `declared` bytes needs for the block (refused at once
+        if it does not fit), and give a streamed upload's transfer deadline those bytes to
+        expect."""
+        with self.budget.reserve(self.per_byte * declared, self.what):
+            upload = _current_upload.get()
+            if upload is not None:
+                upload.expect(declared)
+            yield
 
 
 _current_address: contextvars.ContextVar[str] = contextvars.ContextVar("address", default="")
@@ -245,10 +270,12 @@ class _Holder:
     client: str | None
 
 
-class Admission(grpc.ServerInterceptor):
+class Admission(CallInterceptor):
     """Caps on calls in flight and transfer deadlines for every call but health checks (an
     interceptor, after authentication), and the process's work slots (`work`) and upload
     budget (`budget`), which the handlers hold."""
+
+    passes = (HEALTH,)
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -259,13 +286,9 @@ class Admission(grpc.ServerInterceptor):
         self.budget = UploadBudget(limits.upload_budget_bytes)
         self._watchdog = _Watchdog()
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    def intercept(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, metadata: Metadata
     ) -> Handler:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(HEALTH):
-            return handler
-        metadata = dict(handler_call_details.invocation_metadata or ())
         value = metadata.get(CLIENT_ADDRESS)
         forwarded = value if isinstance(value, str) else None
         uploads = handler.request_streaming

@@ -27,7 +27,7 @@ from cryptorec.services.errors import UnauthenticatedError
 from cryptorec.services.observability.current import note
 from cryptorec.services.rpc.errors import abort_for
 from cryptorec.services.rpc.handlers import wrap_behaviour
-from cryptorec.services.rpc.intercept import Continuation, Handler
+from cryptorec.services.rpc.intercept import CallInterceptor, Handler, Metadata
 from cryptorec.services.store.base import ClientRecord, ClientStore, NotFoundError
 
 log = logging.getLogger("cryptorec.auth")
@@ -52,22 +52,20 @@ def current_client() -> ClientRecord | None:
     return caller[0] if caller is not None else None
 
 
-class Authenticator(grpc.ServerInterceptor):
+class Authenticator(CallInterceptor):
     """Refuses calls without a known client's token (with `clients`), and shard calls without
     the peers' secret (with `clients` or a `peer_secret`): UNAUTHENTICATED."""
+
+    passes = OPEN_SERVICES
 
     def __init__(self, store: ClientStore, *, clients: bool = True, peer_secret: str | None = None):
         self.store, self.clients, self.peer_secret = store, clients, peer_secret
 
-    def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    def intercept(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, metadata: Metadata
     ) -> Handler:
-        handler = continuation(details)
-        if handler is None or details.method.startswith(OPEN_SERVICES):
-            return handler
-        metadata = dict(details.invocation_metadata or ())
         token = parse_bearer(str(metadata.get("authorization", "")))
-        if details.method.startswith(PEER_SERVICES):
+        if method.startswith(PEER_SERVICES):
             if self.peer_secret is None and not self.clients:
                 return handler  # nothing is authenticated on this server
             if self._is_peer(token):

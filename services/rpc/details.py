@@ -47,23 +47,11 @@ class ErrorDetails:
             delay.FromNanoseconds(int(max(0.0, self.retry_after) * 1e9))
             out.append(error_details_pb2.RetryInfo(retry_delay=delay))
         if self.quotas:
-            out.append(
-                error_details_pb2.QuotaFailure(
-                    violations=[
-                        error_details_pb2.QuotaFailure.Violation(subject=s, description=d)
-                        for s, d in self.quotas
-                    ]
-                )
-            )
+            quotas = [{"subject": s, "description": d} for s, d in self.quotas]
+            out.append(error_details_pb2.QuotaFailure(violations=quotas))
         if self.fields:
-            out.append(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                        for f, d in self.fields
-                    ]
-                )
-            )
+            fields = [{"field": f, "description": d} for f, d in self.fields]
+            out.append(error_details_pb2.BadRequest(field_violations=fields))
         return out
 
 
