@@ -22,7 +22,7 @@ from cryptorec.services.app.server import ROLES
 from cryptorec.services.cli_errors import CliError, explain
 from cryptorec.services.store.base import Quotas
 from libcryptorec.data import MOVIELENS_DATASETS
-from libcryptorec.model import MODEL_KINDS, RANKING, STARS, ModelKind
+from libcryptorec.model import RANKING, STARS, ModelKind
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -427,12 +427,6 @@ def _data_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_download(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--download", action="store_true", help="fetch missing datasets from GroupLens first"
-    )
-
-
 def _choose_one(parser: argparse.ArgumentParser, dest: str) -> Any:
     """Subcommands of `parser` (stored in `dest`); naming none is a one-line error that lists
     them, not argparse's "the following arguments are required"."""
@@ -450,8 +444,9 @@ def _add_bench(sub: Any) -> None:
     bench = _choose_one(sub.add_parser("bench", help="benchmarks"), "bench")
     for name, module_name in DRIVERS.items():
         driver = importlib.import_module(module_name)
-        p = bench.add_parser(name, help=driver.HELP, description=driver.__doc__)
+        p = bench.add_parser(name, help=driver.DRIVER.help, description=driver.__doc__)
         settings.add_for(p, f"bench {name}")
+        driver.DRIVER.add_arguments(p)
         driver.add_arguments(p)
         p.set_defaults(func=driver.main)
 
@@ -467,14 +462,13 @@ def _add_train(sub: Any) -> None:
     cli_args.add_dataset(tr, "ml-1m")
     settings.add_for(tr, "train")
     tr.add_argument("--csv", type=Path, help="train on a user,item,rating CSV instead")
-    _add_download(tr)
-    tr.add_argument(
-        "--model",
-        choices=(*MODEL_KINDS, "both"),
-        default=RANKING,
-        help="ranking: a model trained for top-N lists; stars: the paper's model, which "
-        "predicts star ratings; both: stars then ranking, so a deployment serves both and the "
-        "ranking model is current (default: %(default)s)",
+    cli_args.add_download(tr)
+    cli_args.add_model_kind(
+        tr,
+        "ranking: a model trained for top-N lists; stars: the paper's model, which predicts "
+        "star ratings; both: stars then ranking, so a deployment serves both and the ranking "
+        "model is current",
+        "both",
     )
     tr.add_argument("--version", help="version id (default: UTC time)")
     tr.add_argument("--prune-fraction", type=float, default=0.5, help="share of weights pruned")
@@ -492,16 +486,12 @@ def _add_recommend(sub: Any) -> None:
     rec.add_argument("--ratings", type=Path, required=True, help="CSV of item,rating rows")
     rec.add_argument("--key-target", help="the key service, if not at --target")
     rec.add_argument("--evaluator-target", help="the evaluator, if not at --target")
-    cli_args.add_backend(rec)
-    rec.add_argument(
-        "--model",
-        choices=MODEL_KINDS,
-        default=RANKING,
-        help="ranking: the newest model trained for top-N lists (its scores only order "
-        "items); stars: the newest model that predicts star ratings (default: %(default)s)",
+    cli_args.add_query(
+        rec,
+        "ranking: the newest model trained for top-N lists (its scores only order items); "
+        "stars: the newest model that predicts star ratings",
+        "the recommendations, timings and bytes",
     )
-    cli_args.add_top(rec)
-    cli_args.add_json(rec, "the recommendations, timings and bytes")
     settings.add_for(rec, "recommend")
     rec.add_argument(
         "--key-dir",
@@ -516,18 +506,14 @@ def _add_demo(sub: Any) -> None:
     demo = sub.add_parser("demo", help="train, serve and recommend for a held-out user, locally")
     cli_args.add_dataset(demo, "ml-100k")
     settings.add_for(demo, "demo")
-    _add_download(demo)
+    cli_args.add_download(demo)
     demo.add_argument("--redis", help="use this Redis (redis://...) instead of a local directory")
-    cli_args.add_backend(demo)
-    demo.add_argument(
-        "--model",
-        choices=MODEL_KINDS,
-        default=RANKING,
-        help="the model to train and ask: ranking (seconds to train) or stars (the paper's, "
-        "about a minute; needed for --mode accurate) (default: %(default)s)",
+    cli_args.add_query(
+        demo,
+        "the model to train and ask: ranking (seconds to train) or stars (the paper's, about "
+        "a minute; needed for --mode accurate)",
+        "the user, recommendations, timings and bytes",
     )
-    cli_args.add_top(demo)
-    cli_args.add_json(demo, "the user, recommendations, timings and bytes")
     demo.add_argument(
         "--web",
         action="store_true",
