@@ -3,7 +3,8 @@ prints a table and writes JSON (and a plot where people would rather look). `cry
 NAME` runs the module `DRIVERS[NAME]` names; benchmarks/README.md says which command wrote
 each file in results/.
 
-A driver module has `HELP` (one line), `add_arguments(parser)` and `main(args) -> exit code`.
+A driver module has `DRIVER` (a `driver.Driver`: its help line and which of --dataset, --json
+and --plot it takes), `add_arguments(parser)` for its own arguments and `main(args) -> exit code`.
 Plots need the optional `plot` extra (matplotlib): `pip install 'cryptorec[plot]'`.
 """
 

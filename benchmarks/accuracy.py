@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from cryptorec.benchmarks.driver import Driver, plot_path
 from cryptorec.benchmarks.library_baselines import (
     LibrarySettings,
     SurpriseItemKNN,
@@ -31,7 +32,6 @@ from cryptorec.benchmarks.library_baselines import (
 )
 from cryptorec.benchmarks.ranking_baselines import ranking_baselines
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import cli_args
 from cryptorec.services.trainer.publish import SERVING_PRUNE_FRACTION
 from libcryptorec.baselines.autorec import AutoRecConfig, IAutoRec
 from libcryptorec.baselines.biased_mf import BiasedMF, BiasedMFConfig
@@ -48,6 +48,13 @@ from libcryptorec.transfer import (
     TransferResult,
     run_ranking_transfer,
     run_transfer,
+)
+
+DRIVER = Driver(
+    "paper Figure 2 / Table 2 / Table 4 under the paper's protocol",
+    dataset="ml-1m",
+    download=True,
+    plot="the accuracy table",
 )
 
 Scale = tuple[float, float]
@@ -575,17 +582,9 @@ def run(
     return summary
 
 
-HELP = "paper Figure 2 / Table 2 / Table 4 under the paper's protocol"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--repeats", type=int, default=5, help="seeds of the split (default: %(default)s)"
-    )
-    cli_args.add_json(parser)
-    parser.add_argument(
-        "--plot", type=Path, help="PNG of the accuracy table (default: JSON path .png)"
     )
     parser.add_argument(
         "--prune-threshold",
@@ -611,9 +610,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="choose the Surprise baselines' settings on validation ratings of seed 0 first "
         "(a few minutes; the defaults are the choice of such a run)",
     )
-    parser.add_argument(
-        "--download", action="store_true", help="fetch missing datasets from GroupLens first"
-    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -630,7 +626,7 @@ def main(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         repeats=args.repeats,
         json_out=args.json,
-        plot_out=args.plot or (args.json.with_suffix(".png") if args.json else None),
+        plot_out=plot_path(args),
         transfer=not args.no_transfer,
         baselines=not args.no_baselines,
         compression=CompressionSetting(args.prune_threshold, args.clusters),

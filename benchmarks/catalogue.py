@@ -21,14 +21,20 @@ from typing import Any
 
 import numpy as np
 
+from cryptorec.benchmarks.driver import Driver, plot_path
 from cryptorec.benchmarks.processes import free_port, rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import cli_args, versions
+from cryptorec.services import versions
 from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.compression import CompressedModel, CompressionStats, QuantizedMatrix
 from libcryptorec.model import CryptoRecModel
+
+DRIVER = Driver(
+    "CKKS fast mode from 4,096 to 131,072 items, on 1 and 2 shard processes",
+    plot="latency and memory per size",
+)
 
 SIZES = (4096, 16384, 65536, 131072)
 DIM = 500
@@ -270,18 +276,13 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
-HELP = "CKKS fast mode from 4,096 to 131,072 items, on 1 and 2 shard processes"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=list(SIZES), help="synthetic catalogue sizes"
     )
     parser.add_argument("--queries", type=int, default=3, help="measured queries per setting")
-    cli_args.add_json(parser)
-    parser.add_argument("--plot", type=Path, help="a PNG of latency and memory per size")
 
 
 def main(args: argparse.Namespace) -> int:
-    run(tuple(args.sizes), args.data_dir, args.queries, args.json, args.plot)
+    run(tuple(args.sizes), args.data_dir, args.queries, args.json, plot_path(args))
     return 0

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 
 from cryptorec.benchmarks.accuracy import run_sweep
-from cryptorec.services import cli_args
+from cryptorec.benchmarks.driver import Driver
 
-HELP = "pruning threshold x cluster count against reuse ratio and RMSE"
+DRIVER = Driver(
+    "pruning threshold x cluster count against reuse ratio and RMSE",
+    dataset="ml-1m",
+    results="the rows",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--thresholds",
         type=float,
@@ -27,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[128, 256, 512],
         help="shared-value counts to measure (default: %(default)s)",
     )
-    cli_args.add_json(parser, "the rows")
 
 
 def main(args: argparse.Namespace) -> int:

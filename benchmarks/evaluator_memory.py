@@ -17,14 +17,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptorec.benchmarks.driver import Driver
 from cryptorec.benchmarks.models import synthetic_packed
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import cli_args, versions
+from cryptorec.services import versions
 from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry
+
+DRIVER = Driver("an evaluator process's resident memory per scheme and mode and per bound key set")
 
 CASES = [("ckks", "fast"), ("bfv", "fast"), ("paillier", "fast"), ("ckks", "accurate")]
 
@@ -87,12 +90,8 @@ def memory_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-HELP = "an evaluator process's resident memory per scheme and mode and per bound key set"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", type=int, default=6, help="distinct key sets per scheme")
-    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

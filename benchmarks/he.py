@@ -24,14 +24,16 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from cryptorec.benchmarks.driver import Driver
 from cryptorec.benchmarks.models import load_or_train, served_ranking_model
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import cli_args
 from libcryptorec.compression import CompressedModel
 from libcryptorec.he import registry
 from libcryptorec.model import CryptoRecModel
 from libcryptorec.ranking import masked_scores, top_n_agreement
 from libcryptorec.splits import split_matrices
+
+DRIVER = Driver("encrypted prediction: time, bytes and error per scheme and mode", dataset="ml-1m")
 
 
 @dataclass(frozen=True)
@@ -281,11 +283,7 @@ def he_table(results: dict[str, Any]) -> str:
     )
 
 
-HELP = "encrypted prediction: time, bytes and error per scheme and mode"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument("--queries", type=int, default=5, help="held-out users to measure (>= 3)")
     parser.add_argument(
         "--agreement-users",
@@ -310,7 +308,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pruning for the stars model (0.016 prunes ~58%% of ml-1m's weights at no RMSE "
         "cost; see bench compression); the ranking model is pruned as `train` serves it",
     )
-    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

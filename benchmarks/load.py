@@ -22,14 +22,21 @@ from typing import Any
 import grpc
 import numpy as np
 
+from cryptorec.benchmarks.driver import Driver, plot_path
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import rss_mb, start_evaluator, stop
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import cli_args, versions
+from cryptorec.services import versions
 from cryptorec.services.app.server import start
 from cryptorec.services.client.library import CryptoRecClient, model_kind, ratings_row
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.splits import split_matrices
+
+DRIVER = Driver(
+    "throughput, latency, overload and memory with 1 and 2 evaluator processes",
+    dataset="ml-1m",
+    plot="throughput, latency and memory",
+)
 
 
 class _Sampler(threading.Thread):
@@ -227,16 +234,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-HELP = "throughput, latency, overload and memory with 1 and 2 evaluator processes"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument("--requests", type=int, default=2000, help="per process count")
-    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    plot_out = args.json.with_suffix(".png") if args.json else None
-    run(args.dataset, args.data_dir, args.model_cache, args.requests, args.json, plot_out)
+    run(args.dataset, args.data_dir, args.model_cache, args.requests, args.json, plot_path(args))
     return 0

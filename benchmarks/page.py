@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cryptorec.benchmarks.driver import Driver
 from cryptorec.benchmarks.report import log, table, write_json
-from cryptorec.services import cli_args
 from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.credentials import add_client
 from cryptorec.services.store.base import Quotas
@@ -29,6 +29,10 @@ from cryptorec.services.trainer.publish import train_and_publish
 from cryptorec.services.web.server import WebConfig, built_page
 from libcryptorec.data import Ratings, load_movielens
 from libcryptorec.splits import paper_split
+
+DRIVER = Driver(
+    "the page in headless Chromium: a visitor's first and next request", dataset="ml-100k"
+)
 
 # What Chromium needs here: no sandbox as root, and none of its calls home (this network
 # refuses them, many at a time). The browser tests launch it the same way.
@@ -155,18 +159,13 @@ def page_table(result: dict[str, Any]) -> str:
     )
 
 
-HELP = "the page in headless Chromium: a visitor's first and next request"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-100k", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--chromium",
         type=Path,
         default=Path(os.environ.get("CRYPTOREC_CHROMIUM", "/usr/bin/chromium")),
         help="the Chromium to drive (Debian: apt-get install chromium)",
     )
-    cli_args.add_json(parser)
     parser.add_argument("--screenshot", type=Path, help="PNG of the page after the requests")
 
 

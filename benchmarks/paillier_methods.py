@@ -15,6 +15,7 @@ import time
 import gmpy2
 import numpy as np
 
+from cryptorec.benchmarks.driver import Driver
 from cryptorec.benchmarks.models import load_or_train
 from libcryptorec.he.paillier import (
     PaillierClient,
@@ -23,7 +24,9 @@ from libcryptorec.he.paillier import (
     paper_rows,
 )
 
-HELP = "Paillier's first product: the paper's per-row reuse against the bucket method"
+DRIVER = Driver(
+    "Paillier's first product: the paper's per-row reuse against the bucket method", results=None
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

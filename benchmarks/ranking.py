@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cryptorec.benchmarks.driver import Driver, plot_path
 from cryptorec.benchmarks.he import measure
 from cryptorec.benchmarks.report import log, pyplot, save_figure, table, write_json
-from cryptorec.services import cli_args
 from cryptorec.services.trainer.publish import SERVING_PRUNE_FRACTION
 from libcryptorec.compression import compress, threshold_for_fraction
 from libcryptorec.data import load_movielens
@@ -24,6 +24,13 @@ from libcryptorec.download import download
 from libcryptorec.ranking import ranking_scores
 from libcryptorec.ranking_model import RankingConfig, choose, fit_ranks, validation_frontier
 from libcryptorec.splits import paper_split, split_matrices
+
+DRIVER = Driver(
+    "the ranking model's rank against validation NDCG@10 and CKKS cost",
+    dataset="ml-1m",
+    download=True,
+    plot="the frontier",
+)
 
 DIMS = (32, 64, 128, 256, 500)
 
@@ -117,18 +124,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-HELP = "the ranking model's rank against validation NDCG@10 and CKKS cost"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--queries", type=int, default=9, help="held-out users per rank for the CKKS timing"
-    )
-    cli_args.add_json(parser)
-    parser.add_argument("--plot", type=Path, help="PNG of the frontier (default: JSON path .png)")
-    parser.add_argument(
-        "--download", action="store_true", help="fetch a missing dataset from GroupLens first"
     )
 
 
@@ -138,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
     result = run(args.dataset, args.data_dir, args.queries)
     print(frontier_table(result))
     write_json(args.json, result)
-    out = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    out = plot_path(args)
     if out:
         plot(result, out)
     return 0

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from cryptorec.benchmarks.driver import Driver
 from cryptorec.benchmarks.models import item_ratings, load_or_train
 from cryptorec.benchmarks.processes import free_port, start_evaluator, stop
 from cryptorec.benchmarks.report import log, write_json
-from cryptorec.services import cli_args, versions
+from cryptorec.services import versions
 from cryptorec.services.app.server import ServerConfig, start
 from cryptorec.services.client.library import CryptoRecClient
 from cryptorec.services.credentials import add_client
@@ -29,6 +30,11 @@ from cryptorec.services.store.base import Quotas
 from cryptorec.services.store.file_store import FileStore
 from libcryptorec.he import registry
 from libcryptorec.splits import split_matrices
+
+DRIVER = Driver(
+    "gRPC latency and throughput vs the in-process engine, 1 and 2 evaluator processes",
+    dataset="ml-1m",
+)
 
 
 def run(
@@ -137,16 +143,11 @@ def _measure(
     }
 
 
-HELP = "gRPC latency and throughput vs the in-process engine, 1 and 2 evaluator processes"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cli_args.add_dataset(parser, "ml-1m", ("ml-100k", "ml-1m"))
     parser.add_argument(
         "--queries", type=int, default=9, help="measured queries (default: %(default)s)"
     )
     parser.add_argument("--concurrent", type=int, default=2, help="clients per evaluator process")
-    cli_args.add_json(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from cryptorec.benchmarks import DRIVERS
+from cryptorec.benchmarks.driver import plot_path
 from cryptorec.services import settings
 from cryptorec.services.cli import build_parser, main, server_config
 from cryptorec.services.store.redis_store import RedisStore
@@ -588,3 +591,23 @@ def test_what_a_first_user_mistypes_gets_one_line(tmp_path: Path) -> None:
     )
     _assert_one_line(proc, 2, "missing file", "--download", "$CRYPTOREC_DATA")
     assert not store.exists()
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+def test_every_benchmark_takes_the_arguments_it_declares(name: str) -> None:
+    """A driver's DRIVER declaration alone decides whether it takes --dataset (with its
+    default), --download, --json and --plot; a plot goes beside the JSON unless named."""
+    driver = importlib.import_module(DRIVERS[name]).DRIVER
+    args = build_parser().parse_args(["bench", name])
+    assert getattr(args, "dataset", None) == driver.dataset
+    assert hasattr(args, "download") == driver.download
+    assert hasattr(args, "json") == (driver.results is not None)
+    assert hasattr(args, "plot") == (driver.plot is not None)
+    if driver.plot is not None:
+        assert plot_path(args) is None
+        beside = build_parser().parse_args(["bench", name, "--json", "out/r.json"])
+        assert plot_path(beside) == Path("out/r.png")
+        named = build_parser().parse_args(
+            ["bench", name, "--json", "out/r.json", "--plot", "fig.png"]
+        )
+        assert plot_path(named) == Path("fig.png")
