@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class GradientSettings:
+    """What every model fitted by gradient steps and early stopping is given (a model's
+    config extends it, and may change the defaults): the step size, the l2 weight, at most
+    `epochs` passes over the data, stopping after `patience` passes without a better
+    validation score, initial weights drawn with standard deviation `init_std`, the seed."""
+
+    learning_rate: float = 1e-3
+    l2: float = 20.0
+    epochs: int = 60
+    patience: int = 4
+    init_std: float = 0.01
+    seed: int = 0
 
 
 class Optimizer(Protocol):

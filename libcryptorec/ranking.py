@@ -25,6 +25,13 @@ RELEVANT_RATING = 4.0
 CUTOFF = 10
 
 
+def per_user_field() -> Any:
+    """A dataclass field of per-user values ((users,) float64, empty by default) that stays
+    out of repr and equality: a summary's means say what it is, the array is for pairing
+    two models' users."""
+    return field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+
+
 @dataclass(frozen=True)
 class RankingScores:
     """Means over users with a relevant held-out item (`users` of them), and catalogue coverage
@@ -37,9 +44,7 @@ class RankingScores:
     mrr: float
     coverage: float
     users: int
-    user_ndcg: npt.NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros(0), repr=False, compare=False
-    )
+    user_ndcg: npt.NDArray[np.float64] = per_user_field()
 
     def as_json(self, cutoff: int = CUTOFF) -> dict[str, float]:
         """The keys the accuracy benchmark's JSON uses: `ndcg@10`, ..., `mrr`, `coverage@10`."""

@@ -51,7 +51,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from libcryptorec.model import RANKING, CryptoRecModel, scaled_inputs
-from libcryptorec.ranking import CUTOFF, RELEVANT_RATING, ranking_scores
+from libcryptorec.ranking import CUTOFF, RELEVANT_RATING, per_user_field, ranking_scores
 from libcryptorec.training import split_validation
 
 Dense = npt.NDArray[np.float64]
@@ -100,9 +100,7 @@ class Candidate:
     l2: float
     dim: int
     ndcg: float
-    user_ndcg: npt.NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros(0), repr=False, compare=False
-    )
+    user_ndcg: npt.NDArray[np.float64] = per_user_field()
 
     def to_dict(self) -> dict[str, float]:
         """The candidate without its per-user values (for reports)."""

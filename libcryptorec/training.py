@@ -25,21 +25,18 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from libcryptorec.model import CryptoRecModel, FineTuning, Matrix, rmse
-from libcryptorec.optim import Optimizer, make_optimizer
+from libcryptorec.optim import GradientSettings, Optimizer, make_optimizer
 from libcryptorec.sparse_ops import sampled_product, with_data
 from libcryptorec.splits import holdout_mask
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(GradientSettings):
     """Training settings. The paper's are optimizer="sgd", learning_rate=0.0002, l2=0.00002,
     dim=500; the default Adam setting reaches a lower RMSE in far fewer epochs."""
 
     dim: int = 500
     optimizer: Literal["adam", "sgd"] = "adam"
-    learning_rate: float = 1e-3
-    l2: float = 20.0
-    epochs: int = 60
     batch_users: int = 128
     input_dropout: float = 0.3
     # Weight of the squared error on ratings the model read in this step, against 1 on those
@@ -55,10 +52,7 @@ class TrainConfig:
     item_mean_damping: float = 10.0
     lr_decays: int = 2
     lr_decay_factor: float = 0.3
-    patience: int = 4
-    init_std: float = 0.01
     validation_fraction: float = 0.1
-    seed: int = 0
     finetune_etas: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
     finetune_max_steps: int = 10
 

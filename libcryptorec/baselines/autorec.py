@@ -14,24 +14,22 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from libcryptorec.baselines.common import early_stopping, hold_out
+from libcryptorec.baselines.common import early_stopped, fit_start
 from libcryptorec.model import rmse
-from libcryptorec.optim import Adam
+from libcryptorec.optim import Adam, GradientSettings
 from libcryptorec.sparse_ops import sampled_product, with_data
 
 
 @dataclass(frozen=True)
-class AutoRecConfig:
+class AutoRecConfig(GradientSettings):
     """Hidden size 500 as in the AutoRec paper; l2 from a grid on ml-1m (30, 100, 300)."""
 
     hidden: int = 500
-    l2: float = 100.0
-    learning_rate: float = 1e-3
     batch_items: int = 256
+    l2: float = 100.0
     epochs: int = 200
     patience: int = 8
     init_std: float = 0.03
-    seed: int = 0
 
 
 def _sigmoid(z: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -47,8 +45,7 @@ class IAutoRec:
     def fit(self, R: sp.csr_matrix, *, show_progress: bool = False) -> IAutoRec:
         """Learn V^T (n, h), b1 (h,), W^T (n, h), b2 (n,) from the (n, m) CSR matrix R."""
         c = self.config
-        rng = np.random.default_rng(c.seed)
-        split = hold_out(R, 0.05, c.seed)
+        rng, split = fit_start(R, c)
         self._inputs = split.fit.T.tocsr()  # (m, n): one row per item
         valid = split.valid.T.tocsr()
         m, n = self._inputs.shape
@@ -80,16 +77,14 @@ class IAutoRec:
                     ]
                 )
 
-        best, _, _ = early_stopping(
+        self.Vt, self.Wt, self.b1, self.b2 = early_stopped(
+            params,
             epoch,
             lambda: rmse(np.clip(self._at(valid), 1, 5), valid.data),
-            lambda: [p.copy() for p in params],
-            epochs=c.epochs,
-            patience=c.patience,
+            c,
             desc="I-AutoRec",
             show_progress=show_progress,
         )
-        self.Vt, self.Wt, self.b1, self.b2 = best  # type: ignore[misc]
         return self
 
     def predict_at(self, targets: sp.csr_matrix) -> npt.NDArray[np.float32]:

@@ -12,14 +12,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from libcryptorec.baselines.common import early_stopping, hold_out
+from libcryptorec.baselines.common import early_stopped, fit_start
 from libcryptorec.model import rmse
-from libcryptorec.optim import Adam
+from libcryptorec.optim import Adam, GradientSettings
 from libcryptorec.sparse_ops import sampled_product, with_data
 
 
 @dataclass(frozen=True)
-class BiasedMFConfig:
+class BiasedMFConfig(GradientSettings):
     """Settings from a grid on ml-1m (dim 64/128, l2 8/15/25, rate 0.005-0.02): the best."""
 
     dim: int = 128
@@ -27,8 +27,6 @@ class BiasedMFConfig:
     learning_rate: float = 0.01
     epochs: int = 400
     patience: int = 10
-    init_std: float = 0.01
-    seed: int = 0
 
 
 class BiasedMF:
@@ -40,8 +38,7 @@ class BiasedMF:
     def fit(self, R: sp.csr_matrix, *, show_progress: bool = False) -> BiasedMF:
         """Learn mu, b_u (n,), b_i (m,), P (n, d), Q (m, d) from the CSR matrix R."""
         c = self.config
-        rng = np.random.default_rng(c.seed)
-        split = hold_out(R, 0.05, c.seed)
+        rng, split = fit_start(R, c)
         fit, valid = split.fit, split.valid
         n, m = R.shape
         self.mu = float(fit.data.mean())
@@ -66,16 +63,14 @@ class BiasedMF:
             )
 
         valid_rows = np.repeat(np.arange(n), np.diff(valid.indptr))
-        best, _, _ = early_stopping(
+        self.P, self.Q, self.bu, self.bi = early_stopped(
+            params,
             epoch,
             lambda: rmse(np.clip(self._at(valid, valid_rows), 1, 5), valid.data),
-            lambda: [p.copy() for p in params],
-            epochs=c.epochs,
-            patience=c.patience,
+            c,
             desc="BiasedMF",
             show_progress=show_progress,
         )
-        self.P, self.Q, self.bu, self.bi = best  # type: ignore[misc]
         return self
 
     def predict_at(self, targets: sp.csr_matrix) -> npt.NDArray[np.float32]:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from libcryptorec.optim import Array, GradientSettings
 from libcryptorec.splits import holdout_mask
 
 
@@ -20,6 +21,17 @@ class HeldOut:
 
     fit: sp.csr_matrix
     valid: sp.csr_matrix
+
+
+# Each training user's ratings a baseline holds out to stop early on.
+VALIDATION_FRACTION = 0.05
+
+
+def fit_start(R: sp.csr_matrix, settings: GradientSettings) -> tuple[np.random.Generator, HeldOut]:
+    """What a baseline's fit on the (n, m) ratings R starts from: its random generator and
+    the split of R into what it fits and what it stops early on (VALIDATION_FRACTION of
+    each user's ratings), both from `settings.seed`."""
+    return np.random.default_rng(settings.seed), hold_out(R, VALIDATION_FRACTION, settings.seed)
 
 
 def hold_out(R: sp.csr_matrix, fraction: float, seed: int) -> HeldOut:
@@ -33,32 +45,29 @@ def hold_out(R: sp.csr_matrix, fraction: float, seed: int) -> HeldOut:
     return HeldOut(fit=pick(~held), valid=pick(held))
 
 
-def early_stopping(
+def early_stopped(
+    params: list[Array],
     epoch_fn: Callable[[], None],
     score_fn: Callable[[], float],
-    snapshot: Callable[[], object],
+    settings: GradientSettings,
     *,
-    epochs: int,
-    patience: int,
     desc: str,
     show_progress: bool = False,
-) -> tuple[object, float, int]:
-    """Run `epoch_fn` up to `epochs` times; after each, `score_fn` gives a validation RMSE.
-
-    Returns (snapshot of the best epoch, its score, its epoch number); stops after `patience`
-    epochs without improvement.
-    """
-    best: tuple[object, float, int] = (snapshot(), np.inf, 0)
-    bar = tqdm(range(1, epochs + 1), disable=not show_progress, desc=desc, unit="epoch")
+) -> list[Array]:
+    """Run `epoch_fn` (which updates `params` in place) up to `settings.epochs` times; after
+    each, `score_fn` gives a validation RMSE. Stops after `settings.patience` epochs without
+    improvement; returns copies of `params` as they were after the best epoch."""
+    best, best_score, best_epoch = [p.copy() for p in params], np.inf, 0
+    bar = tqdm(range(1, settings.epochs + 1), disable=not show_progress, desc=desc, unit="epoch")
     for epoch in bar:
         epoch_fn()
         score = score_fn()
         bar.set_postfix(valid=f"{score:.4f}")
         if not np.isfinite(score):
             raise FloatingPointError(f"{desc} diverged at epoch {epoch}")
-        if score < best[1]:
-            best = (snapshot(), score, epoch)
-        elif epoch - best[2] >= patience:
+        if score < best_score:
+            best, best_score, best_epoch = [p.copy() for p in params], score, epoch
+        elif epoch - best_epoch >= settings.patience:
             break
     bar.close()
     return best
