@@ -594,7 +594,7 @@ def test_what_a_first_user_mistypes_gets_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DRIVERS))
-def test_every_benchmark_takes_the_arguments_it_declares(name: str) -> None:
+def test_every_benchmark_takes_the_arguments_it_declares(name: str, tmp_path: Path) -> None:
     """A driver's DRIVER declaration alone decides whether it takes --dataset (with its
     default), --download, --json and --plot; a plot goes beside the JSON unless named."""
     driver = importlib.import_module(DRIVERS[name]).DRIVER
@@ -605,9 +605,10 @@ def test_every_benchmark_takes_the_arguments_it_declares(name: str) -> None:
     assert hasattr(args, "plot") == (driver.plot is not None)
     if driver.plot is not None:
         assert plot_path(args) is None
-        beside = build_parser().parse_args(["bench", name, "--json", "out/r.json"])
-        assert plot_path(beside) == Path("out/r.png")
+        results = str(tmp_path / "results.json")
+        beside = build_parser().parse_args(["bench", name, "--json", results])
+        assert plot_path(beside) == tmp_path / "results.png"
         named = build_parser().parse_args(
-            ["bench", name, "--json", "out/r.json", "--plot", "fig.png"]
+            ["bench", name, "--json", results, "--plot", str(tmp_path / "figure")]
         )
-        assert plot_path(named) == Path("fig.png")
+        assert plot_path(named) == tmp_path / "figure"
