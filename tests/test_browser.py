@@ -77,9 +77,11 @@ class Page:
         self.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
 
     def rate(self, ratings: dict[int, float]) -> None:
+        """Rate each item as a person would, then wait until the page has kept the ratings."""
         for item, r in ratings.items():
             self.page.fill("#search", f"Item {item}")
             self.page.click(f"[data-testid=rate-{item}-{round(r)}]")
+        self.page.wait_for_selector("body[data-saved=true]", state="attached")
 
     def recommend(self) -> dict[str, Any]:
         self.page.click("#recommend")

@@ -69,10 +69,36 @@ function kb(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
+// Ratings are written one save at a time, in the order they were made, so the last change is
+// the one kept; body[data-saved] says whether every change so far is in IndexedDB.
+let saving: Promise<boolean> = Promise.resolve(true);
+
+/** Write the current ratings after any save still under way; true once they are kept. */
+function keepRatings(): Promise<boolean> {
+  const snapshot = new Map(ratings);
+  document.body.dataset.saved = "false";
+  const done: Promise<boolean> = saving
+    .then(() => saveRatings(snapshot))
+    .then(
+      () => {
+        if (saving === done) document.body.dataset.saved = "true";
+        return true;
+      },
+      (error: unknown) => {
+        failed("Could not keep your ratings in this browser", error, async () => {
+          await keepRatings();
+        });
+        return false;
+      },
+    );
+  saving = done;
+  return done;
+}
+
 function rate(itemId: number, r: number | undefined): void {
   if (r === undefined) ratings.delete(itemId);
   else ratings.set(itemId, r);
-  void saveRatings(ratings);
+  void keepRatings();
   renderSearch();
   renderRated();
 }
@@ -273,8 +299,7 @@ async function start(): Promise<void> {
     ratings = new Map();
     renderRated();
     renderSearch();
-    await saveRatings(ratings);
-    status("ratings cleared");
+    if (await keepRatings()) status("ratings cleared");
   };
   const tokenInput = $<HTMLInputElement>("token");
   tokenInput.value = token();
