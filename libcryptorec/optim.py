@@ -25,6 +25,10 @@ class GradientSettings:
     init_std: float = 0.01
     seed: int = 0
 
+    def initial_weights(self, rng: np.random.Generator, rows: int, cols: int) -> Array:
+        """(rows, cols) float32 weights drawn from N(0, init_std^2) by `rng`."""
+        return (rng.standard_normal((rows, cols)) * self.init_std).astype(np.float32)
+
 
 class Optimizer(Protocol):
     """Applies one update to the parameters it was built with, given their gradients."""

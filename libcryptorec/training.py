@@ -229,8 +229,8 @@ def _initial_factors(
         if init.A.shape != (m, config.dim):
             raise ValueError(f"init model is {init.A.shape}; need ({m}, {config.dim})")
         return init.A.copy(), init.Q.copy()
-    A = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
-    Q = (rng.standard_normal((m, config.dim)) * config.init_std).astype(np.float32)
+    A = config.initial_weights(rng, m, config.dim)
+    Q = config.initial_weights(rng, m, config.dim)
     return A, Q
 
 

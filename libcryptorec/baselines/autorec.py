@@ -49,8 +49,8 @@ class IAutoRec:
         self._inputs = split.fit.T.tocsr()  # (m, n): one row per item
         valid = split.valid.T.tocsr()
         m, n = self._inputs.shape
-        self.Vt = (rng.standard_normal((n, c.hidden)) * c.init_std).astype(np.float32)
-        self.Wt = (rng.standard_normal((n, c.hidden)) * c.init_std).astype(np.float32)
+        self.Vt = c.initial_weights(rng, n, c.hidden)
+        self.Wt = c.initial_weights(rng, n, c.hidden)
         self.b1 = np.zeros(c.hidden, dtype=np.float32)
         self.b2 = np.full(n, float(split.fit.data.mean()), dtype=np.float32)
         params = [self.Vt, self.Wt, self.b1, self.b2]

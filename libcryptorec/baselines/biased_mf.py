@@ -42,8 +42,8 @@ class BiasedMF:
         fit, valid = split.fit, split.valid
         n, m = R.shape
         self.mu = float(fit.data.mean())
-        self.P = (rng.standard_normal((n, c.dim)) * c.init_std).astype(np.float32)
-        self.Q = (rng.standard_normal((m, c.dim)) * c.init_std).astype(np.float32)
+        self.P = c.initial_weights(rng, n, c.dim)
+        self.Q = c.initial_weights(rng, m, c.dim)
         self.bu = np.zeros(n, dtype=np.float32)
         self.bi = np.zeros(m, dtype=np.float32)
         params = [self.P, self.Q, self.bu, self.bi]
