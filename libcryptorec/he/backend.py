@@ -385,7 +385,7 @@ class Backend(ABC):
 
     def check_keys_for(self, keys: KeySet) -> None:
         """InvalidKeyError unless `keys` were registered for this backend's parameter set."""
-        if (keys.scheme, keys.mode) != (self.scheme, self.mode):
+        if keys.backend_id != self.id:
             raise InvalidKeyError(f"keys are for {keys.backend_id}, not {self.id}")
         if keys.parameter_set != self.parameter_set:
             raise InvalidKeyError(f"keys are for {keys.parameter_set}, not {self.parameter_set}")

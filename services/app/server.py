@@ -172,11 +172,12 @@ def _warming(handler: EvaluatorHandler, names: tuple[str, ...]) -> Callable[[], 
         started = time.perf_counter()
         served = served_versions(handler.engine.versions)
         encoded = {v: handler.warm(v, backends) for v in served}
+        seconds = time.perf_counter() - started
         log.info(
             "prepared %s in %.1f s",
             "; ".join(f"{v} for {', '.join(b) or 'nothing'}" for v, b in encoded.items()),
-            time.perf_counter() - started,
-            extra={"versions": served, "seconds": round(time.perf_counter() - started, 2)},
+            seconds,
+            extra={"versions": served, "seconds": round(seconds, 2)},
         )
 
     return warm
@@ -319,9 +320,18 @@ def start(
         front = WebServer(web, guard, served={ROLES[r].service for r in roles} | {ACCOUNT_SERVICE})
         server.add_insecure_port(front.grpc_target)
     server.start()
-    running = Running(server, bound, health_servicer, tuple(roles), store, config, metrics)
-    running.on_stop, running.work = parts.on_stop, parts.admission.work
-    running.on_model = parts.on_model
+    running = Running(
+        server,
+        bound,
+        health_servicer,
+        tuple(roles),
+        store,
+        config,
+        metrics,
+        work=admission.work,
+        on_stop=parts.on_stop,
+        on_model=parts.on_model,
+    )
     if front is not None:
         running.web = front.start()
     if config.observe and config.metrics_port:

@@ -58,9 +58,8 @@ class Engine:
         self, version: ModelVersion, spec: SchemeSpec, backend: Backend, run: range | None
     ) -> PreparedModel:
         """The encoding of the item blocks `run` of `version` (None: the whole model)."""
-        where = (run.start, run.stop) if run is not None else ()
         prepared: PreparedModel = self.cache.get(
-            ("prepared", version.version, spec.scheme, spec.mode, *where),
+            ("prepared", *_encoding(version, spec, run)),
             lambda: backend.prepare(version.packed, spec, run),
         )
         return prepared
@@ -74,10 +73,9 @@ class Engine:
         run: range | None,
     ) -> Bound:
         """The encoding of `run` (None: the whole model) with key set `key` bound to it."""
-        where = (run.start, run.stop) if run is not None else ()
         prepared = self.prepared(version, spec, backend, run)
         bound: Bound = self.cache.get(
-            ("bound", key.key_id, version.version, spec.scheme, spec.mode, *where),
+            ("bound", key.key_id, *_encoding(version, spec, run)),
             lambda: self._bind(backend, prepared, key.key_id),
             expected_size=backend.bound_bytes(spec, key.size),
         )
@@ -110,9 +108,7 @@ class Engine:
 
     def context(self, backend: Backend) -> Any:
         """The backend's combining context (cached: NTT tables take a while)."""
-        context = self.cache.get(
-            ("context", backend.scheme, backend.mode), lambda: _Sized(backend.context())
-        )
+        context = self.cache.get(("context", backend.id), lambda: _Sized(backend.context()))
         return context.value
 
     def warm(self, version_id: str, backends: Sequence[Backend], with_peers: bool) -> list[str]:
@@ -143,6 +139,12 @@ class Engine:
         keys, blobs = record.keys, record.keys.split(record.blob)
         del record  # the blobs are copies: let the whole go before the keys are loaded
         return backend.bind(prepared, keys, blobs, self.options)
+
+
+def _encoding(version: ModelVersion, spec: SchemeSpec, run: range | None) -> tuple[Any, ...]:
+    """What names one encoding in the cache: the version, the backend, the item blocks."""
+    where = (run.start, run.stop) if run is not None else ()
+    return (version.version, spec.backend_id, *where)
 
 
 def spec_of(version: ModelVersion, backend: Backend) -> SchemeSpec:

@@ -63,7 +63,7 @@ class EvaluatorHandler:
         by all three; `options`: the backends' own settings (Backend.options);
         `on_cache_lookup(key, hit)` hears of every cache lookup; `peers`: the evaluators that
         compute item shards (None: every shard is computed here)."""
-        self.store, self.work, self.peers = store, work, peers
+        self.store, self.work = store, work
         self.engine = Engine(store, cache_bytes, options, on_cache_lookup)
         self._whole = Whole(self.engine, work)
         self._sharded_here = ShardedHere(self.engine, work)
@@ -146,7 +146,7 @@ class EvaluatorHandler:
 
     def warm(self, version_id: str, backends: Sequence[Backend]) -> list[str]:
         """Encode model `version_id` for `backends` before it is queried (Engine.warm)."""
-        return self.engine.warm(version_id, backends, with_peers=self.peers is not None)
+        return self.engine.warm(version_id, backends, with_peers=self._on_peers is not None)
 
     # -- shards, for the ShardService --
 

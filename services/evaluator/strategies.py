@@ -84,8 +84,7 @@ class Whole(_InASlot):
         per_block = backend.items_per_reply(spec)
         bound = self.engine.bound(query.version, spec, backend, query.key, None)
         for index, reply in enumerate(bound.stream(ciphertexts, should_stop)):
-            first = index * per_block
-            yield ReplyBlock(first, max(0, min(per_block, spec.items - first)), reply)
+            yield ReplyBlock.numbered(index, per_block, spec.items, reply)
 
 
 def _gathered(

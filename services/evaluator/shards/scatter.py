@@ -25,6 +25,13 @@ class ReplyBlock:
     count: int
     ciphertext: bytes
 
+    @classmethod
+    def numbered(cls, index: int, per_block: int, items: int, ciphertext: bytes) -> ReplyBlock:
+        """Reply block `index` of a catalogue of `items`, `per_block` items to a block (the
+        last one carries what is left)."""
+        first = index * per_block
+        return cls(first, max(0, min(per_block, items - first)), ciphertext)
+
 
 class ShardCalls(Protocol):
     """Who computes each shard: this process, or peers over gRPC (with retries)."""
@@ -64,8 +71,7 @@ def scatter_gather(
     def shard_replies(s: int) -> Producer[ReplyBlock]:
         def produce(stop: StopCheck) -> Iterator[ReplyBlock]:
             for c, reply in enumerate(calls.second(s, first, stop)):
-                start = (runs[s].start + c) * items_per_block
-                yield ReplyBlock(start, max(0, min(items_per_block, items - start)), reply)
+                yield ReplyBlock.numbered(runs[s].start + c, items_per_block, items, reply)
 
         return produce
 
