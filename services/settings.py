@@ -599,9 +599,22 @@ def _backend_setting(option: Any) -> Setting[Any]:
         "CRYPTOREC_" + option.name.upper(),
         option.default,
         option.help,
-        option.type,
+        _said(option.type),
         commands=("serve",),
     )
+
+
+def _said(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """A library parser (ValueError on bad text) whose message argparse shows: for a plain
+    ValueError it prints only "invalid <function name> value"."""
+
+    def parse_argument(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from exc
+
+    return parse_argument
 
 
 def add_for(parser: argparse.ArgumentParser, command: str) -> None:

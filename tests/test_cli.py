@@ -612,3 +612,13 @@ def test_every_benchmark_takes_the_arguments_it_declares(name: str, tmp_path: Pa
             ["bench", name, "--json", results, "--plot", str(tmp_path / "figure")]
         )
         assert plot_path(named) == tmp_path / "figure"
+
+
+def test_a_backend_options_bad_value_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    """A backend's Option parser raises ValueError; the command line shows its message, not
+    argparse's bare "invalid <function> value"."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--paillier-workers", "0"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--paillier-workers: invalid value '0': must be at least 1, got 0" in err
