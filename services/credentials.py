@@ -25,7 +25,7 @@ from cryptorec.services.store.base import (
     ClientStore,
     NotFoundError,
     Quotas,
-    Store,
+    StoreHealth,
     check_client_name,
 )
 
@@ -44,7 +44,7 @@ KEY_ALLOWANCE_SHARE = 8
 MAX_KEY_ALLOWANCE = 1 << 30
 
 
-def key_allowance(store: Store, model_reserve: int) -> int:
+def key_allowance(store: StoreHealth, model_reserve: int) -> int:
     """The default key bytes of a new client: an eighth of the store's memory that key sets
     may use (its limit less `model_reserve`), at most 1 GiB; 1 GiB for an unbounded store."""
     space = store.space()
